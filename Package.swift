@@ -1,0 +1,61 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers mirror the stack (see ../shared/DESIGN.md): lower modules never import higher ones.
+let package = Package(
+    name: "Keyway",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "keyway", targets: ["keyway"]),
+        .executable(name: "keyway-bench", targets: ["KeywayBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CBlueZ", pkgConfig: "bluez",
+                       providers: [.apt(["libbluetooth-dev"])]),
+
+        .target(name: "KeywayCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "MobileKey", dependencies: ["KeywayCrypto"]),
+        .target(name: "BLE", dependencies: ["CBlueZ"]),
+        .target(name: "Hardware", dependencies: [
+            "MobileKey",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .target(name: "Events", dependencies: [
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Emulator", dependencies: [
+            "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keyway", dependencies: [
+            "Emulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "KeywayBench", dependencies: [
+            "Emulator",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+
+        .testTarget(name: "KeywayCryptoTests", dependencies: ["KeywayCrypto"]),
+        .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
+        .testTarget(name: "BLETests", dependencies: ["BLE"]),
+        .testTarget(name: "HardwareTests", dependencies: ["Hardware"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Emulator"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
