@@ -1,0 +1,319 @@
+import Foundation
+
+/// The source of time for every device of the model.
+///
+/// Nothing in `Hardware` reads the system time directly: locks, controllers and IQs ask their injected
+/// clock for `now()` and register timers with it. A `RealClock` follows the wall clock; a
+/// `SimulatedClock` only moves when a test (or the QA engineer) sets or advances it, which makes every
+/// relock, schedule, alarm and sync deterministic.
+public protocol KeywayClock: AnyObject, Sendable {
+    /// The current instant on this clock.
+    func now() -> Date
+
+    /// Runs `action` once, when the clock reaches `deadline` (immediately-due deadlines fire at the next
+    /// opportunity, never synchronously inside this call). The returned handle cancels it.
+    @discardableResult
+    func schedule(at deadline: Date, _ action: @escaping @Sendable () async -> Void) -> ClockTimer
+
+    /// Suspends the calling task until the clock reaches `deadline`. Throws `CancellationError` if the
+    /// task is cancelled first.
+    func sleep(until deadline: Date) async throws
+}
+
+extension KeywayClock {
+    /// Runs `action` once, `delay` seconds from now on this clock.
+    @discardableResult
+    public func schedule(after delay: TimeInterval, _ action: @escaping @Sendable () async -> Void) -> ClockTimer {
+        schedule(at: now().addingTimeInterval(delay), action)
+    }
+
+    /// Suspends the calling task for `delay` seconds of this clock's time.
+    public func sleep(for delay: TimeInterval) async throws {
+        try await sleep(until: now().addingTimeInterval(delay))
+    }
+}
+
+/// A pending timer registered with a `KeywayClock`. Cancelling is idempotent and safe from any thread;
+/// a cancelled timer's action never runs.
+public final class ClockTimer: @unchecked Sendable {
+    // Guarded by `lock`; the flag is read by the clock right before it would run the action.
+    private let lock = NSLock()
+    private var cancelled = false
+    private var onCancel: (@Sendable () -> Void)?
+
+    init() {}
+
+    public var isCancelled: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return cancelled
+    }
+
+    public func cancel() {
+        lock.lock()
+        if cancelled { lock.unlock(); return }
+        cancelled = true
+        let hook = onCancel
+        onCancel = nil
+        lock.unlock()
+        hook?()
+    }
+
+    /// Marks a timer whose action is about to run: from then on it counts as done, and a later
+    /// `cancel()` neither runs the hook nor counts as a tombstone in the clock's queue.
+    func setFiredSilently() {
+        lock.lock()
+        cancelled = true
+        onCancel = nil
+        lock.unlock()
+    }
+
+    func setOnCancel(_ hook: @escaping @Sendable () -> Void) {
+        lock.lock()
+        if cancelled { lock.unlock(); hook(); return }
+        onCancel = hook
+        lock.unlock()
+    }
+}
+
+// MARK: - Real clock
+
+/// The wall clock. Timers are tasks sleeping on the system's continuous clock.
+public final class RealClock: KeywayClock {
+    public init() {}
+
+    public func now() -> Date { Date() }
+
+    @discardableResult
+    public func schedule(at deadline: Date, _ action: @escaping @Sendable () async -> Void) -> ClockTimer {
+        let timer = ClockTimer()
+        let task = Task {
+            let delay = deadline.timeIntervalSinceNow
+            if delay > 0 {
+                do { try await Task.sleep(nanoseconds: UInt64(min(delay, 1e9) * 1e9)) } catch { return }
+            }
+            if timer.isCancelled || Task.isCancelled { return }
+            await action()
+        }
+        timer.setOnCancel { task.cancel() }
+        return timer
+    }
+
+    public func sleep(until deadline: Date) async throws {
+        let delay = deadline.timeIntervalSinceNow
+        if delay > 0 { try await Task.sleep(nanoseconds: UInt64(min(delay, 1e9) * 1e9)) }
+        try Task.checkCancellation()
+    }
+}
+
+// MARK: - Simulated clock
+
+/// A clock that stands still until it is told to move.
+///
+/// `advance(by:)` and `set(to:)` fire every timer that falls due, one at a time, in deadline order (ties
+/// in the order they were scheduled), setting `now()` to each timer's deadline before running it and
+/// awaiting its action before the next. Timers scheduled by an action fire in the same advance if they
+/// fall due within it. Nothing sleeps for real, so a test that advances a day runs in microseconds.
+public final class SimulatedClock: KeywayClock, @unchecked Sendable {
+    private struct Entry {
+        let deadline: Date
+        let order: UInt64
+        let timer: ClockTimer
+        let action: @Sendable () async -> Void
+        func precedes(_ other: Entry) -> Bool {
+            deadline != other.deadline ? deadline < other.deadline : order < other.order
+        }
+    }
+
+    // All state below is guarded by `lock`. Actions run with the lock released.
+    private let lock = NSLock()
+    private var current: Date
+    private var heap: [Entry] = []
+    private var nextOrder: UInt64 = 0
+    private var cancelledInHeap = 0
+
+    /// Starts the clock at `start` (default: 2025-01-06 09:00 UTC, a Monday, so tests read naturally).
+    public init(start: Date = Date(timeIntervalSince1970: 1_736_154_000)) {
+        current = start
+    }
+
+    public func now() -> Date {
+        lock.lock(); defer { lock.unlock() }
+        return current
+    }
+
+    /// Number of timers still waiting (cancelled ones excluded).
+    public var pendingTimers: Int {
+        lock.lock(); defer { lock.unlock() }
+        return heap.lazy.filter { !$0.timer.isCancelled }.count
+    }
+
+    /// The deadline of the earliest pending timer, if any.
+    public var nextDeadline: Date? {
+        lock.lock(); defer { lock.unlock() }
+        compactIfNeeded()
+        return heap.lazy.filter { !$0.timer.isCancelled }.map(\.deadline).min()
+    }
+
+    @discardableResult
+    public func schedule(at deadline: Date, _ action: @escaping @Sendable () async -> Void) -> ClockTimer {
+        let timer = ClockTimer()
+        lock.lock()
+        let entry = Entry(deadline: deadline, order: nextOrder, timer: timer, action: action)
+        nextOrder &+= 1
+        push(entry)
+        lock.unlock()
+        timer.setOnCancel { [weak self] in self?.noteCancelled() }
+        return timer
+    }
+
+    public func sleep(until deadline: Date) async throws {
+        try Task.checkCancellation()
+        if now() >= deadline { return }
+        // A continuation resumed by a timer of this clock; cancellation resumes it early with an error.
+        let box = ContinuationBox()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                box.install(continuation)
+                let timer = schedule(at: deadline) { box.resume(with: .success(())) }
+                box.timer = timer
+            }
+        } onCancel: {
+            box.resume(with: .failure(CancellationError()))
+        }
+    }
+
+    /// Moves the clock forward by `seconds` (must be ≥ 0), firing every timer due on the way.
+    public func advance(by seconds: TimeInterval) async {
+        guard seconds > 0, seconds.isFinite else { await runDue(upTo: now()); return }
+        await runDue(upTo: now().addingTimeInterval(seconds))
+    }
+
+    /// Sets the clock. Moving forward fires the timers due on the way, as `advance` does; moving backward
+    /// (a clock jump a QA engineer may want) fires nothing and leaves timers at their absolute deadlines.
+    public func set(to date: Date) async {
+        if date >= now() {
+            await runDue(upTo: date)
+        } else {
+            lock.lock(); current = date; lock.unlock()
+        }
+    }
+
+    /// Fires every timer already due at the current instant (useful after scheduling zero-delay work).
+    public func runUntilIdle() async {
+        await runDue(upTo: now())
+    }
+
+    private func runDue(upTo target: Date) async {
+        while true {
+            lock.lock()
+            guard let top = heap.first, top.deadline <= target else {
+                if current < target { current = target }
+                lock.unlock()
+                return
+            }
+            popTop()
+            if top.timer.isCancelled {
+                cancelledInHeap = max(0, cancelledInHeap - 1)
+                lock.unlock()
+                continue
+            }
+            if top.deadline > current { current = top.deadline }
+            lock.unlock()
+            // Marking it cancelled means a later cancel() of this handle is a harmless no-op.
+            top.timer.markFired()
+            await top.action()
+        }
+    }
+
+    private func noteCancelled() {
+        lock.lock()
+        cancelledInHeap += 1
+        compactIfNeeded()
+        lock.unlock()
+    }
+
+    // Cancelled entries are dropped lazily; when they dominate the heap it is rebuilt so that memory stays
+    // proportional to live timers even when relock timers are cancelled over and over.
+    private func compactIfNeeded() {
+        guard cancelledInHeap > 64, cancelledInHeap * 2 > heap.count else { return }
+        let live = heap.filter { !$0.timer.isCancelled }
+        heap.removeAll(keepingCapacity: true)
+        cancelledInHeap = 0
+        for entry in live { push(entry) }
+    }
+
+    // Binary min-heap on (deadline, order).
+    private func push(_ entry: Entry) {
+        heap.append(entry)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if heap[child].precedes(heap[parent]) {
+                heap.swapAt(child, parent)
+                child = parent
+            } else { break }
+        }
+    }
+
+    private func popTop() {
+        let last = heap.count - 1
+        heap.swapAt(0, last)
+        heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var best = parent
+            if left < heap.count, heap[left].precedes(heap[best]) { best = left }
+            if right < heap.count, heap[right].precedes(heap[best]) { best = right }
+            if best == parent { break }
+            heap.swapAt(parent, best)
+            parent = best
+        }
+    }
+}
+
+extension ClockTimer {
+    /// A fired timer behaves as a cancelled one from then on, without counting as a heap tombstone.
+    func markFired() {
+        setFiredSilently()
+    }
+}
+
+/// Bridges a checked continuation that may be resumed by either a timer or a cancellation handler,
+/// whichever comes first.
+private final class ContinuationBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Error>?
+    private var pending: Result<Void, Error>?
+    var timer: ClockTimer? {
+        get { lock.lock(); defer { lock.unlock() }; return _timer }
+        set { lock.lock(); _timer = newValue; lock.unlock() }
+    }
+    private var _timer: ClockTimer?
+
+    func install(_ c: CheckedContinuation<Void, Error>) {
+        lock.lock()
+        if let result = pending {
+            pending = nil
+            lock.unlock()
+            c.resume(with: result)
+            return
+        }
+        continuation = c
+        lock.unlock()
+    }
+
+    func resume(with result: Result<Void, Error>) {
+        lock.lock()
+        if let c = continuation {
+            continuation = nil
+            let t = _timer
+            lock.unlock()
+            if case .failure = result { t?.cancel() }
+            c.resume(with: result)
+        } else {
+            if pending == nil { pending = result }
+            lock.unlock()
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import KeywayCrypto
+
+/// Why a tap was refused before or after the credential itself was checked. Credential reasons come
+/// from the `Verifier`; the rest belong to the tap protocol. Raw values are stable: events, the
+/// control API and the result notification carry them.
+public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
+    case credential(DenialReason)
+    /// Presentation not a valid message, or fragments out of order / too large.
+    case malformedPresentation
+    /// AES-GCM failed: a flipped bit, or a presentation made for another session's keys.
+    case decryptionFailed
+    /// The same presentation (or phone ephemeral key) was already seen by this lock.
+    case replayed
+    /// No hello was issued on this connection, or its nonce was already consumed.
+    case nonceUnknown
+    case nonceExpired
+    /// The credential is valid but the phone did not prove it holds the `cnf` private key.
+    case proofOfPossessionFailed
+    /// The credential does not carry the right for the requested action (office mode).
+    case actionNotPermitted
+
+    public var code: String {
+        switch self {
+        case .credential(let r): return r.rawValue
+        case .malformedPresentation: return "malformed_presentation"
+        case .decryptionFailed: return "decryption_failed"
+        case .replayed: return "replayed"
+        case .nonceUnknown: return "nonce_unknown"
+        case .nonceExpired: return "nonce_expired"
+        case .proofOfPossessionFailed: return "proof_of_possession_failed"
+        case .actionNotPermitted: return "action_not_permitted"
+        }
+    }
+    public var description: String { code }
+
+    public static let protocolCodes = ["malformed_presentation", "decryption_failed", "replayed", "nonce_unknown",
+                                       "nonce_expired", "proof_of_possession_failed", "action_not_permitted"]
+}
+
+/// The outcome of the lock-side protocol for one presentation, before the lock's own state machine
+/// (office mode, hardware faults) has its say.
+public enum TapEvaluation: Sendable {
+    case accepted(credential: Credential, action: TapAction)
+    /// `credential` is set when the credential parsed but was refused, so the event can name the
+    /// user and key id.
+    case denied(TapDenial, credential: Credential?, action: TapAction?)
+
+    public var denial: TapDenial? {
+        if case .denied(let d, _, _) = self { return d }
+        return nil
+    }
+}
+
+/// Nonces the lock has handed out, shared by every connection to one lock. A nonce answers exactly
+/// one presentation within `TapProtocol.nonceLifetime`; recently seen presentations are remembered
+/// (bounded) so a replay is named as such rather than as a decryption failure.
+public final class TapReplayGuard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var issued: [[UInt8]: Date] = [:]
+    private var seen: [[UInt8]: Date] = [:]
+    private let capacity: Int
+
+    public init(capacity: Int = 4096) { self.capacity = capacity }
+
+    func issue(_ nonce: [UInt8], at now: Date) {
+        lock.lock(); defer { lock.unlock() }
+        prune(now)
+        issued[nonce] = now
+    }
+
+    enum Consume { case ok, unknown, expired }
+    func consume(_ nonce: [UInt8], at now: Date) -> Consume {
+        lock.lock(); defer { lock.unlock() }
+        guard let at = issued.removeValue(forKey: nonce) else { return .unknown }
+        // A lock clock rolled back also expires the nonce: it cannot vouch for its freshness.
+        let age = now.timeIntervalSince(at)
+        return (age < 0 || age > TapProtocol.nonceLifetime) ? .expired : .ok
+    }
+
+    /// Records a fingerprint; returns false when it was seen before (a replay).
+    func firstSighting(_ fingerprint: [UInt8], at now: Date) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if seen[fingerprint] != nil { return false }
+        if seen.count >= capacity, let oldest = seen.min(by: { $0.value < $1.value }) { seen.removeValue(forKey: oldest.key) }
+        seen[fingerprint] = now
+        return true
+    }
+
+    private func prune(_ now: Date) {
+        guard issued.count >= capacity else { return }
+        issued = issued.filter { now.timeIntervalSince($0.value) <= TapProtocol.nonceLifetime }
+        if issued.count >= capacity, let oldest = issued.min(by: { $0.value < $1.value }) { issued.removeValue(forKey: oldest.key) }
+    }
+}
+
+/// The lock's side of the tap protocol for one lock: its identity, the verifier, and the replay
+/// guard shared across connections. Pure with respect to time: every call takes `now`.
+public struct TapLockIdentity: Sendable {
+    public let lockID: String
+    public let deviceKey: P256.PrivateKey
+    public let certificate: [UInt8]
+    public let verifier: Verifier
+    public let replayGuard: TapReplayGuard
+
+    public init(lockID: String, deviceKey: P256.PrivateKey, certificate: [UInt8], verifier: Verifier, replayGuard: TapReplayGuard = TapReplayGuard()) {
+        self.lockID = lockID; self.deviceKey = deviceKey; self.certificate = certificate
+        self.verifier = verifier; self.replayGuard = replayGuard
+    }
+
+    /// Starts a session: a fresh nonce and ephemeral key, signed.
+    public func startSession(now: Date) throws -> TapLockSession {
+        let ephemeral = try P256.PrivateKey()
+        let nonce = try SecureRandom.bytes(TapProtocol.nonceSize)
+        var hello = ReaderHello(lockID: lockID, nonce: nonce, lockTime: UInt64(max(0, now.timeIntervalSince1970)),
+                                lockEphemeralKey: ephemeral.publicKey.uncompressed, certificate: certificate, signature: [])
+        hello.signature = try ECDSA.sign(hello.toBeSigned, with: deviceKey)
+        replayGuard.issue(nonce, at: now)
+        return TapLockSession(identity: self, ephemeral: ephemeral, hello: hello, helloBytes: hello.encoded())
+    }
+}
+
+/// One connection's tap: created when the phone reads the hello, finished by one presentation.
+public final class TapLockSession: @unchecked Sendable {
+    public let identity: TapLockIdentity
+    public let hello: ReaderHello
+    public let helloBytes: [UInt8]
+    private let ephemeral: P256.PrivateKey
+    private var keys: TapKeySchedule?
+
+    init(identity: TapLockIdentity, ephemeral: P256.PrivateKey, hello: ReaderHello, helloBytes: [UInt8]) {
+        self.identity = identity; self.ephemeral = ephemeral; self.hello = hello; self.helloBytes = helloBytes
+    }
+
+    /// Runs every check in a fixed order — cheapest first, and never using a field before what
+    /// authenticates it has been checked. `revocations` is the list the lock holds right now.
+    public func evaluate(_ bytes: [UInt8], now: Date, revocations: RevocationList) -> TapEvaluation {
+        guard identity.replayGuard.firstSighting(SHA256.hash(bytes), at: now) else {
+            return .denied(.replayed, credential: nil, action: nil)
+        }
+        guard let outer = try? Presentation(decoding: bytes),
+              let phoneKey = try? P256.PublicKey(uncompressed: outer.phoneEphemeralKey) else {
+            return .denied(.malformedPresentation, credential: nil, action: nil)
+        }
+        guard identity.replayGuard.firstSighting(outer.phoneEphemeralKey, at: now) else {
+            return .denied(.replayed, credential: nil, action: nil)
+        }
+        switch identity.replayGuard.consume(hello.nonce, at: now) {
+        case .ok: break
+        case .unknown: return .denied(.nonceUnknown, credential: nil, action: nil)
+        case .expired: return .denied(.nonceExpired, credential: nil, action: nil)
+        }
+        let schedule: TapKeySchedule
+        do {
+            let secret = try ECDH.sharedSecret(ephemeral, phoneKey)
+            schedule = try TapKeySchedule(sharedSecret: secret, helloBytes: helloBytes, nonce: hello.nonce, phoneEphemeralKey: outer.phoneEphemeralKey)
+        } catch {
+            return .denied(.malformedPresentation, credential: nil, action: nil)
+        }
+        guard let plain = try? AESGCM.open(outer.sealed, key: schedule.presentationKey, nonce: schedule.presentationNonce,
+                                           associatedData: schedule.transcriptHash) else {
+            return .denied(.decryptionFailed, credential: nil, action: nil)
+        }
+        keys = schedule
+        guard let payload = try? PresentationPayload(decoding: plain) else {
+            return .denied(.malformedPresentation, credential: nil, action: nil)
+        }
+        let credential: Credential
+        switch identity.verifier.verify(payload.credential, at: now, revocations: revocations) {
+        case .denied(let reason, let parsed):
+            return .denied(.credential(reason), credential: parsed, action: payload.action)
+        case .granted(let c):
+            credential = c
+        }
+        let proofInput = TapKeySchedule.proofInput(lockID: identity.lockID, nonce: hello.nonce, lockEphemeralKey: hello.lockEphemeralKey,
+                                                   phoneEphemeralKey: outer.phoneEphemeralKey, action: payload.action)
+        guard ECDSA.verify(payload.proof, of: proofInput, by: credential.holderKey) else {
+            return .denied(.proofOfPossessionFailed, credential: credential, action: payload.action)
+        }
+        if payload.action != .open, !credential.officeMode {
+            return .denied(.actionNotPermitted, credential: credential, action: payload.action)
+        }
+        return .accepted(credential: credential, action: payload.action)
+    }
+
+    /// The result notification; authenticated when the presentation decrypted.
+    public func resultMessage(granted: Bool, reason: String?, openMilliseconds: UInt32) -> [UInt8] {
+        var msg = TapResultMessage(granted: granted, reason: reason, openMilliseconds: openMilliseconds)
+        if let keys { msg.mac = try? keys.resultMAC(msg) }
+        return msg.encoded()
+    }
+}

@@ -1,0 +1,254 @@
+import KeywayCrypto
+
+/// Keyway Mobile Key tap protocol, version 1 — the messages on the wire (docs/PROTOCOL.md,
+/// "Tap protocol"). Every message is a deterministic CBOR map with small integer keys, decoded with
+/// tight limits because the bytes come from anyone in radio range.
+public enum TapProtocol {
+    public static let version: Int64 = 1
+    /// Upper bounds on what the lock accepts from the air. A credential with many locks in `aud` and a
+    /// detailed schedule stays well under 2 KiB; anything larger is an attack or a bug.
+    public static let maxHelloSize = 1024
+    public static let maxPresentationSize = 4096
+    public static let maxResultSize = 256
+    public static let nonceSize = 16
+    /// How long a reader hello's nonce may be answered. Long enough for a phone on a slow
+    /// connection interval; short enough that a relayed hello goes stale.
+    public static let nonceLifetime: Double = 30
+
+    static let limits = CBORDecoder.Limits(maxDepth: 4, maxItems: 16, maxLength: maxPresentationSize, maxBytes: maxPresentationSize)
+}
+
+/// What a phone may ask the lock to do.
+public enum TapAction: UInt8, Sendable, CaseIterable, Codable {
+    case open = 0
+    case officeModeOn = 1
+    case officeModeOff = 2
+
+    public var name: String {
+        switch self {
+        case .open: return "open"
+        case .officeModeOn: return "office_mode_on"
+        case .officeModeOff: return "office_mode_off"
+        }
+    }
+    public init?(name: String) {
+        guard let a = TapAction.allCases.first(where: { $0.name == name }) else { return nil }
+        self = a
+    }
+}
+
+public enum TapMessageError: Error, Equatable, Sendable {
+    case tooLarge(Int)
+    case malformed(String)
+}
+
+private func decodeMap(_ bytes: [UInt8], max: Int) throws(TapMessageError) -> CBOR {
+    guard bytes.count <= max else { throw .tooLarge(bytes.count) }
+    let item: CBOR
+    do { item = try CBORDecoder(limits: TapProtocol.limits).decode(bytes) } catch { throw .malformed("cbor: \(error)") }
+    guard case .map = item else { throw .malformed("not a map") }
+    guard item[1]?.intValue == TapProtocol.version else { throw .malformed("unsupported version") }
+    return item
+}
+
+private func bytesField(_ m: CBOR, _ key: Int64, _ name: String, count: Int? = nil, max: Int = TapProtocol.maxPresentationSize) throws(TapMessageError) -> [UInt8] {
+    guard let b = m[key]?.bytesValue else { throw .malformed("missing \(name)") }
+    if let count, b.count != count { throw .malformed("\(name) must be \(count) bytes") }
+    guard b.count <= max else { throw .malformed("\(name) too long") }
+    return b
+}
+
+/// Step 2: the reader authenticates first. The lock signs (with its certified device key) the
+/// tuple the phone will later bind its proof to, so a relay cannot swap the nonce or ephemeral key.
+public struct ReaderHello: Sendable, Equatable {
+    public var lockID: String
+    public var nonce: [UInt8]
+    public var lockTime: UInt64
+    public var lockEphemeralKey: [UInt8]   // 65-byte SEC1 uncompressed
+    public var certificate: [UInt8]        // LockCertificate, COSE_Sign1 bytes
+    public var signature: [UInt8]          // ES256 r‖s by the device key over `toBeSigned`
+
+    public init(lockID: String, nonce: [UInt8], lockTime: UInt64, lockEphemeralKey: [UInt8], certificate: [UInt8], signature: [UInt8]) {
+        self.lockID = lockID; self.nonce = nonce; self.lockTime = lockTime
+        self.lockEphemeralKey = lockEphemeralKey; self.certificate = certificate; self.signature = signature
+    }
+
+    /// ["KeywayReaderHello1", lock id, nonce, lock time, lock ephemeral key]
+    public var toBeSigned: [UInt8] {
+        CBOR.array([.text("KeywayReaderHello1"), .text(lockID), .bytes(nonce), .unsigned(lockTime), .bytes(lockEphemeralKey)]).encoded()
+    }
+
+    public func encoded() -> [UInt8] {
+        CBOR.map([1: .int(TapProtocol.version), 2: .text(lockID), 3: .bytes(nonce), 4: .unsigned(lockTime),
+                  5: .bytes(lockEphemeralKey), 6: .bytes(certificate), 7: .bytes(signature)]).encoded()
+    }
+
+    public init(decoding bytes: [UInt8]) throws(TapMessageError) {
+        let m = try decodeMap(bytes, max: TapProtocol.maxHelloSize)
+        guard let lock = m[2]?.textValue, !lock.isEmpty, lock.utf8.count <= 64 else { throw .malformed("lock id") }
+        guard let time = m[4]?.uint64Value else { throw .malformed("lock time") }
+        self.init(lockID: lock,
+                  nonce: try bytesField(m, 3, "nonce", count: TapProtocol.nonceSize),
+                  lockTime: time,
+                  lockEphemeralKey: try bytesField(m, 5, "lock ephemeral key", count: 65),
+                  certificate: try bytesField(m, 6, "certificate", max: 768),
+                  signature: try bytesField(m, 7, "signature", count: 64))
+    }
+}
+
+/// Step 3, outer layer: the phone's ephemeral key in the clear, everything else sealed.
+public struct Presentation: Sendable, Equatable {
+    public var phoneEphemeralKey: [UInt8]  // 65 bytes
+    public var sealed: [UInt8]             // AES-128-GCM ciphertext ‖ tag
+
+    public init(phoneEphemeralKey: [UInt8], sealed: [UInt8]) {
+        self.phoneEphemeralKey = phoneEphemeralKey; self.sealed = sealed
+    }
+    public func encoded() -> [UInt8] {
+        CBOR.map([1: .int(TapProtocol.version), 2: .bytes(phoneEphemeralKey), 3: .bytes(sealed)]).encoded()
+    }
+    public init(decoding bytes: [UInt8]) throws(TapMessageError) {
+        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize)
+        self.init(phoneEphemeralKey: try bytesField(m, 2, "phone ephemeral key", count: 65),
+                  sealed: try bytesField(m, 3, "sealed payload"))
+    }
+}
+
+/// Step 3, inner layer (only ever seen decrypted): credential, action, proof of possession.
+public struct PresentationPayload: Sendable, Equatable {
+    public var credential: [UInt8]
+    public var action: TapAction
+    public var proof: [UInt8] // ES256 by the credential's cnf key over TapTranscript.proofInput
+
+    public init(credential: [UInt8], action: TapAction, proof: [UInt8]) {
+        self.credential = credential; self.action = action; self.proof = proof
+    }
+    public func encoded() -> [UInt8] {
+        CBOR.map([1: .int(TapProtocol.version), 2: .bytes(credential), 3: .unsigned(UInt64(action.rawValue)), 4: .bytes(proof)]).encoded()
+    }
+    public init(decoding bytes: [UInt8]) throws(TapMessageError) {
+        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize)
+        guard let a = m[3]?.uint64Value, a <= 255, let action = TapAction(rawValue: UInt8(a)) else { throw .malformed("action") }
+        self.init(credential: try bytesField(m, 2, "credential"), action: action, proof: try bytesField(m, 4, "proof", count: 64))
+    }
+}
+
+/// Step 4: the lock's answer, notified on the Result characteristic. When session keys exist the
+/// result carries a MAC so a bystander cannot show the phone a fake "granted".
+public struct TapResultMessage: Sendable, Equatable {
+    public var granted: Bool
+    public var reason: String?     // stable snake_case reason code when denied
+    public var openMilliseconds: UInt32
+    public var mac: [UInt8]?       // 16 bytes: HMAC-SHA256(result key, body)[0..<16]
+
+    public init(granted: Bool, reason: String?, openMilliseconds: UInt32, mac: [UInt8]? = nil) {
+        self.granted = granted; self.reason = reason; self.openMilliseconds = openMilliseconds; self.mac = mac
+    }
+
+    var body: CBOR {
+        var m: [CBOR: CBOR] = [1: .int(TapProtocol.version), 2: .bool(granted), 4: .unsigned(UInt64(openMilliseconds))]
+        if let reason { m[3] = .text(reason) }
+        return .map(m)
+    }
+    /// The bytes the MAC covers: the map without key 5.
+    public var macInput: [UInt8] { body.encoded() }
+
+    public func encoded() -> [UInt8] {
+        guard case .map(var m) = body else { return [] }
+        if let mac { m[5] = .bytes(mac) }
+        return CBOR.map(m).encoded()
+    }
+    public init(decoding bytes: [UInt8]) throws(TapMessageError) {
+        let m = try decodeMap(bytes, max: TapProtocol.maxResultSize)
+        guard let g = m[2]?.boolValue else { throw .malformed("granted") }
+        guard let ms = m[4]?.uint64Value, ms <= UInt64(UInt32.max) else { throw .malformed("open ms") }
+        let reason = m[3]?.textValue
+        if m[3] != nil, reason == nil || reason!.utf8.count > 64 { throw .malformed("reason") }
+        var mac: [UInt8]? = nil
+        if m[5] != nil { mac = try bytesField(m, 5, "mac", count: 16) }
+        self.init(granted: g, reason: reason, openMilliseconds: UInt32(ms), mac: mac)
+    }
+}
+
+/// Keys and transcript of one tap. Both sides compute the same values from the hello bytes and the
+/// phone's ephemeral key:
+///   TH   = SHA-256(hello bytes ‖ phone ephemeral key)
+///   PRK  = HKDF-SHA256(ikm: ECDH(x), salt: nonce, info: "KeywayTap1 keys" ‖ TH, L = 44)
+///   presentation key = PRK[0..<16], presentation nonce = PRK[16..<28], result key = PRK[28..<44]
+/// A fresh ECDH pair per tap means each key encrypts exactly one message, so a fixed GCM nonce per
+/// key is safe.
+public struct TapKeySchedule: Sendable {
+    public let transcriptHash: [UInt8]
+    public let presentationKey: [UInt8]
+    public let presentationNonce: [UInt8]
+    public let resultKey: [UInt8]
+
+    public init(sharedSecret: [UInt8], helloBytes: [UInt8], nonce: [UInt8], phoneEphemeralKey: [UInt8]) throws {
+        transcriptHash = SHA256.hash(helloBytes + phoneEphemeralKey)
+        let okm = try HKDF.deriveKey(inputKeyMaterial: sharedSecret, salt: nonce,
+                                     info: Array("KeywayTap1 keys".utf8) + transcriptHash, outputLength: 44)
+        presentationKey = Array(okm[0..<16])
+        presentationNonce = Array(okm[16..<28])
+        resultKey = Array(okm[28..<44])
+    }
+
+    /// What the phone signs with its credential's `cnf` key:
+    /// ["KeywayTapProof1", lock id, nonce, lock ephemeral key, phone ephemeral key, action].
+    public static func proofInput(lockID: String, nonce: [UInt8], lockEphemeralKey: [UInt8], phoneEphemeralKey: [UInt8], action: TapAction) -> [UInt8] {
+        CBOR.array([.text("KeywayTapProof1"), .text(lockID), .bytes(nonce), .bytes(lockEphemeralKey),
+                    .bytes(phoneEphemeralKey), .unsigned(UInt64(action.rawValue))]).encoded()
+    }
+
+    public func resultMAC(_ message: TapResultMessage) throws -> [UInt8] {
+        Array(try HMACSHA256.authenticate(message.macInput, key: resultKey).prefix(16))
+    }
+}
+
+/// ATT caps an attribute value at 512 bytes (Core Vol 3 Part F §3.2.9), so a presentation that grows
+/// past it travels as numbered fragments: [index, flags (bit 0 = last)] ‖ chunk. Each fragment is one
+/// ATT write (long write when above MTU − 3).
+public enum TapFragments {
+    public static let maxFragmentPayload = 510
+    public static let maxFragments = 16
+
+    public static func split(_ message: [UInt8], payload: Int = maxFragmentPayload) -> [[UInt8]] {
+        let size = max(1, min(payload, maxFragmentPayload))
+        var out: [[UInt8]] = []
+        var i = 0
+        repeat {
+            let end = min(i + size, message.count)
+            let last = end == message.count
+            out.append([UInt8(out.count), last ? 1 : 0] + message[i..<end])
+            i = end
+        } while i < message.count
+        return out
+    }
+}
+
+/// Lock-side reassembly: in order, bounded, and reset on any error so a half-written presentation
+/// never lingers into the next tap.
+public struct TapReassembler: Sendable {
+    public enum Outcome: Equatable, Sendable { case needMore, complete([UInt8]) }
+    public enum Failure: Error, Equatable, Sendable { case outOfOrder, tooLarge, empty }
+    private var buffer: [UInt8] = []
+    private var next: UInt8 = 0
+    private let limit: Int
+
+    public init(limit: Int = TapProtocol.maxPresentationSize) { self.limit = limit }
+
+    public mutating func add(_ fragment: [UInt8]) throws(Failure) -> Outcome {
+        guard fragment.count >= 2 else { reset(); throw .empty }
+        guard fragment[0] == next, Int(next) < TapFragments.maxFragments else { reset(); throw .outOfOrder }
+        guard buffer.count + fragment.count - 2 <= limit else { reset(); throw .tooLarge }
+        buffer.append(contentsOf: fragment[2...])
+        if fragment[1] & 1 == 1 {
+            let done = buffer
+            reset()
+            return .complete(done)
+        }
+        next &+= 1
+        return .needMore
+    }
+
+    public mutating func reset() { buffer = []; next = 0 }
+}

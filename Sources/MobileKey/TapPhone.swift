@@ -1,0 +1,67 @@
+import Foundation
+import KeywayCrypto
+
+/// Why the phone refused to go on. The phone checks the reader before it reveals anything: a
+/// forged or foreign reader learns neither the credential nor who is holding the phone.
+public enum TapPhoneError: Error, Equatable, Sendable {
+    case malformedHello(String)
+    case untrustedLock(String)      // certificate not from this site's issuer, or for another lock
+    case badHelloSignature
+    case malformedResult(String)
+    case resultNotAuthenticated
+}
+
+/// The phone's side of the tap protocol (what an app would implement): a credential, the private key
+/// its `cnf` names, and the site issuer keys it trusts for lock certificates.
+public struct TapPhone: Sendable {
+    public let credential: [UInt8]
+    public let holderKey: P256.PrivateKey
+    public let siteID: String
+    public let trustedIssuers: [[UInt8]: P256.PublicKey]
+
+    public init(credential: [UInt8], holderKey: P256.PrivateKey, siteID: String, trustedIssuers: [[UInt8]: P256.PublicKey]) {
+        self.credential = credential; self.holderKey = holderKey; self.siteID = siteID; self.trustedIssuers = trustedIssuers
+    }
+
+    /// A phone mid-tap: what it needs to check the result.
+    public struct Pending: Sendable {
+        public let presentation: [UInt8]
+        let keys: TapKeySchedule
+        public let lockID: String
+
+        /// Parses and authenticates the lock's result.
+        public func result(_ bytes: [UInt8]) throws(TapPhoneError) -> TapResultMessage {
+            let msg: TapResultMessage
+            do { msg = try TapResultMessage(decoding: bytes) } catch { throw .malformedResult("\(error)") }
+            guard let mac = msg.mac, let want = try? keys.resultMAC(msg), constantTimeEqual(mac, want) else {
+                throw .resultNotAuthenticated
+            }
+            return msg
+        }
+    }
+
+    /// Checks the reader hello and builds the presentation for `action`.
+    public func present(hello bytes: [UInt8], action: TapAction) throws -> Pending {
+        let hello: ReaderHello
+        do { hello = try ReaderHello(decoding: bytes) } catch { throw TapPhoneError.malformedHello("\(error)") }
+        let cert: LockCertificate
+        do { cert = try LockCertificate.verify(hello.certificate, trustedIssuers: trustedIssuers) } catch {
+            throw TapPhoneError.untrustedLock("\(error)")
+        }
+        guard cert.siteID == siteID else { throw TapPhoneError.untrustedLock("certificate for site \(cert.siteID)") }
+        guard cert.lockID == hello.lockID else { throw TapPhoneError.untrustedLock("certificate for lock \(cert.lockID)") }
+        guard ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else { throw TapPhoneError.badHelloSignature }
+        let lockEphemeral: P256.PublicKey
+        do { lockEphemeral = try P256.PublicKey(uncompressed: hello.lockEphemeralKey) } catch { throw TapPhoneError.malformedHello("ephemeral key") }
+
+        let ephemeral = try P256.PrivateKey()
+        let phoneEph = ephemeral.publicKey.uncompressed
+        let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, lockEphemeral), helloBytes: bytes,
+                                      nonce: hello.nonce, phoneEphemeralKey: phoneEph)
+        let proof = try ECDSA.sign(TapKeySchedule.proofInput(lockID: hello.lockID, nonce: hello.nonce, lockEphemeralKey: hello.lockEphemeralKey,
+                                                             phoneEphemeralKey: phoneEph, action: action), with: holderKey)
+        let payload = PresentationPayload(credential: credential, action: action, proof: proof).encoded()
+        let sealed = try AESGCM.seal(payload, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
+        return Pending(presentation: Presentation(phoneEphemeralKey: phoneEph, sealed: sealed).encoded(), keys: keys, lockID: hello.lockID)
+    }
+}
