@@ -39,21 +39,25 @@ let package = Package(
         .target(name: "Emulator", dependencies: [
             "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "keyway", dependencies: [
-            "Emulator",
+            "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "KeywayBench", dependencies: [
-            "Emulator",
+            "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+
+        .executableTarget(name: "keyway-hil-peer", dependencies: ["BLE"]),  // tools/hil: BlueZ test peer
 
         .testTarget(name: "KeywayCryptoTests", dependencies: ["KeywayCrypto"]),
         .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
-        .testTarget(name: "HardwareTests", dependencies: ["Hardware"]),
+        .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Emulator"]),
     ],

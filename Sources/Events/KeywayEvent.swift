@@ -136,6 +136,17 @@ public enum EventType: String, Sendable, CaseIterable, Comparable {
     case powerRestored = "com.keyway.power.restored"
     case revocationUpdated = "com.keyway.revocation.updated"
     case clockAdjusted = "com.keyway.clock.adjusted"
+    // Device housekeeping the hardware layer records; upstream too, so nothing a device writes is lost.
+    case lockUncertain = "com.keyway.lock.uncertain"
+    case batteryDepleted = "com.keyway.battery.depleted"
+    case batteryReplaced = "com.keyway.battery.replaced"
+    case keypadLockedOut = "com.keyway.keypad.locked_out"
+    case accessListUpdated = "com.keyway.access_list.updated"
+    case iqActivated = "com.keyway.iq.activated"
+    case iqActivationFailed = "com.keyway.iq.activation_failed"
+    case iqDeactivated = "com.keyway.iq.deactivated"
+    case trailCollected = "com.keyway.trail.collected"
+    case remoteOpenRequested = "com.keyway.remote.open_requested"
 
     public static let prefix = "com.keyway."
 

@@ -48,7 +48,10 @@ public struct RecordedEvent: Sendable, Equatable, Identifiable {
 
     /// The CloudEvents 1.0 structured-mode JSON document. Deterministic: the same event always renders to
     /// the same bytes, so a redelivery after a crash is byte-identical to the first attempt.
-    public func cloudEventJSON() -> [UInt8] {
+    public func cloudEventJSON() -> [UInt8] { cloudEventJSON(extensions: []) }
+
+    /// With CloudEvents extension attributes added after the required ones (names: lowercase a–z 0–9).
+    func cloudEventJSON(extensions: [(String, EventAttribute)]) -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("specversion"); w.string("1.0")
@@ -57,6 +60,14 @@ public struct RecordedEvent: Sendable, Equatable, Identifiable {
         w.key("type"); w.string(event.type.rawValue)
         w.key("time"); w.string(RFC3339.format(event.time))
         w.key("datacontenttype"); w.string("application/json")
+        for (name, value) in extensions {
+            w.key(name)
+            switch value {
+            case .int(let v): w.int(v)
+            case .string(let v): w.string(v)
+            case .bool(let v): w.bool(v)
+            }
+        }
         w.key("data")
         writeData(into: &w)
         w.endObject()

@@ -194,7 +194,7 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
         if date >= now() {
             await runDue(upTo: date)
         } else {
-            lock.lock(); current = date; lock.unlock()
+            setCurrent(date)
         }
     }
 
@@ -203,26 +203,33 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
         await runDue(upTo: now())
     }
 
+    private func setCurrent(_ date: Date) {
+        lock.lock(); current = date; lock.unlock()
+    }
+
     private func runDue(upTo target: Date) async {
-        while true {
-            lock.lock()
-            guard let top = heap.first, top.deadline <= target else {
-                if current < target { current = target }
-                lock.unlock()
-                return
-            }
+        while let entry = popDue(upTo: target) {
+            // Marking it fired means a later cancel() of this handle is a harmless no-op.
+            entry.timer.setFiredSilently()
+            await entry.action()
+        }
+    }
+
+    /// Pops the next live timer due by `target`, moving `now` to its deadline; or, when none is left,
+    /// moves `now` to `target` and returns nil.
+    private func popDue(upTo target: Date) -> Entry? {
+        lock.lock(); defer { lock.unlock() }
+        while let top = heap.first, top.deadline <= target {
             popTop()
             if top.timer.isCancelled {
                 cancelledInHeap = max(0, cancelledInHeap - 1)
-                lock.unlock()
                 continue
             }
             if top.deadline > current { current = top.deadline }
-            lock.unlock()
-            // Marking it cancelled means a later cancel() of this handle is a harmless no-op.
-            top.timer.markFired()
-            await top.action()
+            return top
         }
+        if current < target { current = target }
+        return nil
     }
 
     private func noteCancelled() {
@@ -269,13 +276,6 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
             heap.swapAt(parent, best)
             parent = best
         }
-    }
-}
-
-extension ClockTimer {
-    /// A fired timer behaves as a cancelled one from then on, without counting as a heap tombstone.
-    func markFired() {
-        setFiredSilently()
     }
 }
 

@@ -50,3 +50,8 @@ public enum IQRadio {
     /// An IQ serves at most this many locks (the hardware's pairing table).
     public static let maximumLocks = 16
 }
+
+extension Character {
+    /// 0–9 only (`isNumber` also accepts other scripts' digits and fractions).
+    var isASCIIDigit: Bool { isASCII && ("0"..."9").contains(self) }
+}

@@ -856,7 +856,7 @@ final class SiteValidator {
         Array(diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) }.prefix(SiteFile.maximumDiagnostics))
     }
 
-    private func report(_ section: SiteSection, _ index: Int, _ field: String?, _ element: Int? = nil, _ message: String) {
+    private func report(_ section: SiteSection, _ index: Int, _ field: String?, _ message: String, element: Int? = nil) {
         let mark = locate(section, index, field, element)
         var path = "\(section.rawValue)[\(index)]"
         if let field { path += ".\(field)" }
@@ -931,7 +931,7 @@ final class SiteValidator {
             drivenBy[d.lockID] = i
             let kind = c.locks[li].kind
             if kind != .wallReader {
-                report(.doorControllers, i, "lock", "a door controller drives a door through a wall reader; lock '\(d.lockID)' is a \(kind.rawValue) (a battery lock with its own motor)")
+                report(.doorControllers, i, "lock", "a door controller drives a door through a wall reader; lock '\(d.lockID)' is of kind \(kind.rawValue) (a battery lock with its own motor)")
             }
             // The reader of a controller door is powered by the controller, not by a battery.
             if let explicit = batteryExplicit, li < explicit.count, explicit[li] {
@@ -945,8 +945,8 @@ final class SiteValidator {
             guard let paired = q.pairedLocks else { continue }
             var seen = Set<String>()
             for (j, l) in paired.enumerated() {
-                if locks[l] == nil { report(.iqs, i, "locks", j, "no lock with id '\(l)'") }
-                if !seen.insert(l).inserted { report(.iqs, i, "locks", j, "lock '\(l)' is listed twice") }
+                if locks[l] == nil { report(.iqs, i, "locks", "no lock with id '\(l)'", element: j) }
+                if !seen.insert(l).inserted { report(.iqs, i, "locks", "lock '\(l)' is listed twice", element: j) }
             }
         }
 
@@ -954,8 +954,8 @@ final class SiteValidator {
             guard case let .only(ids) = g.locks else { continue }
             var seen = Set<String>()
             for (j, l) in ids.enumerated() {
-                if locks[l] == nil { report(.accessGroups, i, "locks", j, "no lock with id '\(l)'") }
-                if !seen.insert(l).inserted { report(.accessGroups, i, "locks", j, "lock '\(l)' is listed twice") }
+                if locks[l] == nil { report(.accessGroups, i, "locks", "no lock with id '\(l)'", element: j) }
+                if !seen.insert(l).inserted { report(.accessGroups, i, "locks", "lock '\(l)' is listed twice", element: j) }
             }
         }
 
@@ -964,13 +964,13 @@ final class SiteValidator {
         for (i, u) in c.users.enumerated() {
             var seenGroups = Set<String>()
             for (j, g) in u.groups.enumerated() {
-                if groups[g] == nil { report(.users, i, "groups", j, "no access group with id '\(g)'") }
-                if !seenGroups.insert(g).inserted { report(.users, i, "groups", j, "group '\(g)' is listed twice") }
+                if groups[g] == nil { report(.users, i, "groups", "no access group with id '\(g)'", element: j) }
+                if !seenGroups.insert(g).inserted { report(.users, i, "groups", "group '\(g)' is listed twice", element: j) }
             }
             for (j, t) in u.tags.enumerated() {
                 if let other = tagOwner[t] {
                     let owner = other == i ? "this user" : "user '\(c.users[other].id)'"
-                    report(.users, i, "tags", j, "tag \(t) is already assigned to \(owner)")
+                    report(.users, i, "tags", "tag \(t) is already assigned to \(owner)", element: j)
                 } else {
                     tagOwner[t] = i
                 }

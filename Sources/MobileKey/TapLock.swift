@@ -24,7 +24,7 @@ public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .credential(let r): return r.rawValue
         case .malformedPresentation: return "malformed_presentation"
-        case .decryptionFailed: return "decryption_failed"
+        case .decryptionFailed: return "tampered"
         case .replayed: return "replayed"
         case .nonceUnknown: return "nonce_unknown"
         case .nonceExpired: return "nonce_expired"
@@ -34,7 +34,7 @@ public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
     }
     public var description: String { code }
 
-    public static let protocolCodes = ["malformed_presentation", "decryption_failed", "replayed", "nonce_unknown",
+    public static let protocolCodes = ["malformed_presentation", "tampered", "replayed", "nonce_unknown",
                                        "nonce_expired", "proof_of_possession_failed", "action_not_permitted"]
 }
 
@@ -58,7 +58,9 @@ public enum TapEvaluation: Sendable {
 public final class TapReplayGuard: @unchecked Sendable {
     private let lock = NSLock()
     private var issued: [[UInt8]: Date] = [:]
-    private var seen: [[UInt8]: Date] = [:]
+    private var seen: Set<[UInt8]> = []
+    private var seenOrder: [[UInt8]] = []
+    private var seenHead = 0
     private let capacity: Int
 
     public init(capacity: Int = 4096) { self.capacity = capacity }
@@ -81,9 +83,15 @@ public final class TapReplayGuard: @unchecked Sendable {
     /// Records a fingerprint; returns false when it was seen before (a replay).
     func firstSighting(_ fingerprint: [UInt8], at now: Date) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        if seen[fingerprint] != nil { return false }
-        if seen.count >= capacity, let oldest = seen.min(by: { $0.value < $1.value }) { seen.removeValue(forKey: oldest.key) }
-        seen[fingerprint] = now
+        guard seen.insert(fingerprint).inserted else { return false }
+        // FIFO eviction in O(1): a flood of junk cannot make each tap slower.
+        if seenOrder.count < capacity {
+            seenOrder.append(fingerprint)
+        } else {
+            seen.remove(seenOrder[seenHead])
+            seenOrder[seenHead] = fingerprint
+            seenHead = (seenHead + 1) % capacity
+        }
         return true
     }
 
@@ -167,7 +175,10 @@ public final class TapLockSession: @unchecked Sendable {
         }
         let credential: Credential
         switch identity.verifier.verify(payload.credential, at: now, revocations: revocations) {
-        case .denied(let reason, let parsed):
+        case .denied(let reason):
+            // Past the signature check the claims are authentic, so the event may name user and key.
+            let authentic = ![.malformed, .unsupportedAlgorithm, .unknownIssuer, .badSignature].contains(reason)
+            let parsed = authentic ? (try? Credential.inspect(payload.credential))?.credential : nil
             return .denied(.credential(reason), credential: parsed, action: payload.action)
         case .granted(let c):
             credential = c

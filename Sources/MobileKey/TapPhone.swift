@@ -17,10 +17,13 @@ public struct TapPhone: Sendable {
     public let credential: [UInt8]
     public let holderKey: P256.PrivateKey
     public let siteID: String
-    public let trustedIssuers: [[UInt8]: P256.PublicKey]
+    public let trustedIssuers: TrustedIssuers
+    public let certificateCache: LockCertificateCache?
 
-    public init(credential: [UInt8], holderKey: P256.PrivateKey, siteID: String, trustedIssuers: [[UInt8]: P256.PublicKey]) {
-        self.credential = credential; self.holderKey = holderKey; self.siteID = siteID; self.trustedIssuers = trustedIssuers
+    public init(credential: [UInt8], holderKey: P256.PrivateKey, siteID: String, trustedIssuers: TrustedIssuers,
+                certificateCache: LockCertificateCache? = nil) {
+        self.credential = credential; self.holderKey = holderKey; self.siteID = siteID
+        self.trustedIssuers = trustedIssuers; self.certificateCache = certificateCache
     }
 
     /// A phone mid-tap: what it needs to check the result.
@@ -41,14 +44,18 @@ public struct TapPhone: Sendable {
     }
 
     /// Checks the reader hello and builds the presentation for `action`.
-    public func present(hello bytes: [UInt8], action: TapAction) throws -> Pending {
+    public func present(hello bytes: [UInt8], action: TapAction, at now: Date) throws -> Pending {
         let hello: ReaderHello
         do { hello = try ReaderHello(decoding: bytes) } catch { throw TapPhoneError.malformedHello("\(error)") }
         let cert: LockCertificate
-        do { cert = try LockCertificate.verify(hello.certificate, trustedIssuers: trustedIssuers) } catch {
-            throw TapPhoneError.untrustedLock("\(error)")
+        if let cached = certificateCache?.lookup(hello.certificate, at: now) {
+            cert = cached
+        } else {
+            do {
+                cert = try LockCertificate(verifying: hello.certificate, issuers: trustedIssuers, siteID: siteID, at: now)
+            } catch { throw TapPhoneError.untrustedLock("\(error)") }
+            certificateCache?.store(cert)
         }
-        guard cert.siteID == siteID else { throw TapPhoneError.untrustedLock("certificate for site \(cert.siteID)") }
         guard cert.lockID == hello.lockID else { throw TapPhoneError.untrustedLock("certificate for lock \(cert.lockID)") }
         guard ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else { throw TapPhoneError.badHelloSignature }
         let lockEphemeral: P256.PublicKey
@@ -63,5 +70,26 @@ public struct TapPhone: Sendable {
         let payload = PresentationPayload(credential: credential, action: action, proof: proof).encoded()
         let sealed = try AESGCM.seal(payload, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
         return Pending(presentation: Presentation(phoneEphemeralKey: phoneEph, sealed: sealed).encoded(), keys: keys, lockID: hello.lockID)
+    }
+}
+
+/// Verified lock certificates a phone remembers, as an app would: checking the issuer's signature
+/// once per lock instead of once per tap. Keyed by the exact certificate bytes, and still subject
+/// to the certificate's validity period.
+public final class LockCertificateCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [[UInt8]: LockCertificate] = [:]
+    private let capacity: Int
+    public init(capacity: Int = 256) { self.capacity = capacity }
+
+    func lookup(_ bytes: [UInt8], at now: Date) -> LockCertificate? {
+        lock.lock(); defer { lock.unlock() }
+        guard let c = entries[bytes], now < c.expires, now >= c.issuedAt - Verifier.defaultClockSkewTolerance else { return nil }
+        return c
+    }
+    func store(_ c: LockCertificate) {
+        lock.lock(); defer { lock.unlock() }
+        if entries.count >= capacity { entries.removeAll() }
+        entries[c.bytes] = c
     }
 }

@@ -1,10 +1,11 @@
 import Foundation
 import KeywayCrypto
 
-/// Why access was denied. Raw values are stable snake_case identifiers: events, the control API
-/// and the tap protocol's result carry them, so never rename one — add a new case instead.
+/// Why a credential was refused by `Verifier`. Raw values are stable snake_case identifiers:
+/// events, the control API and the tap protocol's result carry them, so never rename one — add a
+/// new case instead. (Reasons that belong to the tap exchange itself — replay, tampering, proof of
+/// possession, action rights — are `TapDenial`'s.)
 public enum DenialReason: String, CaseIterable, Sendable, Codable {
-    // Decided by `Verifier` (the credential itself):
     /// Not a well-formed Keyway credential (bad CBOR, wrong COSE structure, missing or mistyped
     /// claims, unknown Keyway claim, crit header, content type of another Keyway object).
     case malformed = "malformed"
@@ -28,18 +29,6 @@ public enum DenialReason: String, CaseIterable, Sendable, Codable {
     case revoked = "revoked"
     /// No `cnf` proof-of-possession key.
     case missingProofKey = "missing_proof_key"
-
-    // Decided by the tap session (lock side of the mobile-key protocol), never by `Verifier`:
-    /// The phone's signature over the transcript does not verify with the credential's `cnf` key.
-    case proofOfPossessionFailed = "proof_of_possession_failed"
-    /// A presentation (nonce / transcript) that was already used, or for another session.
-    case replayed = "replayed"
-    /// The encrypted presentation failed AES-GCM authentication: a byte was altered in transit.
-    case tampered = "tampered"
-    /// The credential does not carry the right the requested action needs (e.g. office mode).
-    case actionNotPermitted = "action_not_permitted"
-    /// The phone broke the tap protocol (unexpected message, oversized value, timeout).
-    case protocolError = "protocol_error"
 }
 
 /// The outcome of verifying a credential at a lock.

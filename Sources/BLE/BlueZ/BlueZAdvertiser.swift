@@ -1,0 +1,295 @@
+import CBlueZ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which HCI command set advertises.
+public enum LEAdvertisingMode: String, Sendable, CaseIterable {
+    /// Legacy commands; if the controller refuses them because extended advertising was used on it,
+    /// fall back to an extended advertising set that sends legacy PDUs (visible to every scanner).
+    case automatic
+    /// Legacy commands only; a refusal is reported as `BlueZError.legacyAdvertisingDisallowed`.
+    case legacy
+    /// An extended advertising set (Bluetooth 5 controllers) sending legacy PDUs.
+    case extended
+}
+
+/// LE advertising over a raw HCI socket bound to one adapter: sets parameters, advertising data and
+/// scan response, enables and disables — and re-enables after each phone disconnects (a controller
+/// stops connectable advertising when a connection is made).
+///
+/// Commands and their Command Complete events travel on the same non-blocking socket, read by one
+/// loop that also watches LE Connection Complete and Disconnection Complete; nothing polls. Sending LE
+/// commands on a raw HCI socket needs CAP_NET_RAW.
+public actor BlueZAdvertiser {
+    public nonisolated let adapter: BlueZAdapterInfo
+    /// How long to wait for a controller's answer to one command.
+    public let commandTimeout: Duration
+    /// The handle of Keyway's extended advertising set (BlueZ's own instances use 0 and small numbers).
+    public static let extendedSetHandle: UInt8 = 0x0A
+
+    private let handle: BlueZSocketHandle
+    private var pending: [UInt16: (token: Int, continuation: CheckedContinuation<[UInt8], Error>)] = [:]
+    private var nextToken = 0
+    private var reader: Task<Void, Never>?
+    private var wanted: (payload: LEAdvertisingPayload, parameters: LEAdvertisingParameters)?
+    /// The command set in use while advertising (nil when stopped).
+    public private(set) var activeMode: LEAdvertisingMode?
+    /// Connection handles of phones connected to this adapter (as peripheral).
+    public private(set) var connectedHandles: Set<UInt16> = []
+    /// Times advertising was turned back on after a disconnection.
+    public private(set) var restartCount = 0
+    /// The last failure of an automatic restart, if any (reported by `serve` loops).
+    public private(set) var restartError: BlueZError?
+
+    /// Opens a raw HCI socket on `adapter` (which must be up).
+    public init(adapter: BlueZAdapterInfo, commandTimeout: Duration = .seconds(3)) throws {
+        guard adapter.isUp else { throw BlueZError.adapterDown(adapter.name) }
+        let fd = try BlueZSys.socket(type: Int32(SOCK_RAW.rawValue), proto: BTPROTO_HCI,
+                                     operation: "opening an HCI socket")
+        var ok = false
+        defer { if !ok { _ = Glibc.close(fd) } }
+
+        var filter = hci_filter()
+        hci_filter_clear(&filter)
+        hci_filter_set_ptype(HCI_EVENT_PKT, &filter)
+        for event in [EVT_CMD_COMPLETE, EVT_CMD_STATUS, EVT_DISCONN_COMPLETE, EVT_LE_META_EVENT] {
+            hci_filter_set_event(event, &filter)
+        }
+        if let code = BlueZSys.setOption(fd, level: SOL_HCI, name: HCI_FILTER, filter) {
+            throw BlueZError.classify(errno: code, operation: "setting the HCI event filter", adapter: adapter.name)
+        }
+        var address = sockaddr_hci()
+        address.hci_family = sa_family_t(AF_BLUETOOTH)
+        address.hci_dev = adapter.index
+        address.hci_channel = UInt16(HCI_CHANNEL_RAW)
+        if BlueZSys.withSockaddr(address, { bind(fd, $0, $1) }) < 0 {
+            let code = errno
+            if code == EBUSY {
+                throw BlueZError.system(operation: "binding an HCI socket to \(adapter.name) (another program has "
+                                        + "taken exclusive control of it through the HCI user channel)", errno: code)
+            }
+            throw BlueZError.classify(errno: code, operation: "binding an HCI socket to \(adapter.name)",
+                                      adapter: adapter.name)
+        }
+        ok = true
+        self.adapter = adapter
+        self.commandTimeout = commandTimeout
+        handle = BlueZSocketHandle(fd: fd, label: "hci.\(adapter.name)")
+    }
+
+    deinit {
+        reader?.cancel()
+        handle.close()
+    }
+
+    // MARK: Advertising
+
+    /// Starts advertising `payload` with `parameters`. Returns the command set that worked.
+    @discardableResult
+    public func start(_ payload: LEAdvertisingPayload, parameters: LEAdvertisingParameters = .init(),
+                      mode: LEAdvertisingMode = .automatic) async throws -> LEAdvertisingMode {
+        wanted = (payload, parameters)
+        do {
+            let used = try await enable(payload, parameters, mode)
+            activeMode = used
+            return used
+        } catch {
+            wanted = nil
+            throw error
+        }
+    }
+
+    /// Stops advertising (and no longer restarts it after disconnections).
+    public func stop() async throws {
+        wanted = nil
+        guard let mode = activeMode else { return }
+        activeMode = nil
+        switch mode {
+        case .extended:
+            let h = Self.extendedSetHandle
+            try check(await execute(.leSetExtendedAdvertisingEnable(false, handle: h)), .leSetExtendedAdvertisingEnable(false, handle: h))
+            _ = try await execute(.leRemoveAdvertisingSet(handle: h))
+        case .legacy, .automatic:
+            try check(await execute(.leSetAdvertisingEnable(false)), .leSetAdvertisingEnable(false))
+        }
+    }
+
+    /// Stops advertising if it runs and closes the socket.
+    public func close() async {
+        try? await stop()
+        reader?.cancel()
+        reader = nil
+        handle.close()
+    }
+
+    private func enable(_ payload: LEAdvertisingPayload, _ parameters: LEAdvertisingParameters,
+                        _ mode: LEAdvertisingMode) async throws -> LEAdvertisingMode {
+        switch mode {
+        case .legacy:
+            try await enableLegacy(payload, parameters)
+            return .legacy
+        case .extended:
+            try await enableExtended(payload, parameters)
+            return .extended
+        case .automatic:
+            do {
+                try await enableLegacy(payload, parameters)
+                return .legacy
+            } catch BlueZError.legacyAdvertisingDisallowed {
+                try await enableExtended(payload, parameters)
+                return .extended
+            }
+        }
+    }
+
+    private func enableLegacy(_ payload: LEAdvertisingPayload, _ parameters: LEAdvertisingParameters) async throws {
+        // Parameters cannot change while advertising; a controller that is not advertising may answer
+        // Command Disallowed to a disable, which is fine.
+        _ = try await execute(.leSetAdvertisingEnable(false))
+        let setParameters = HCICommand.leSetAdvertisingParameters(parameters)
+        let status = try await execute(setParameters).first ?? 0xFF
+        if status == HCIStatus.commandDisallowed {
+            // Bluetooth 5 controllers refuse legacy commands once extended ones were used (Core Vol 4
+            // Part E §3.1.1); anything else refusing a fresh parameter set is reported as it is.
+            if try await supportsExtendedAdvertising() {
+                throw BlueZError.legacyAdvertisingDisallowed(adapter: adapter.name)
+            }
+        }
+        try check([status], setParameters)
+        let data = try HCICommand.leSetAdvertisingData(payload.advertisingData)
+        try check(await execute(data), data)
+        let scan = try HCICommand.leSetScanResponseData(payload.scanResponseData)
+        try check(await execute(scan), scan)
+        try check(await execute(.leSetAdvertisingEnable(true)), .leSetAdvertisingEnable(true))
+    }
+
+    private func enableExtended(_ payload: LEAdvertisingPayload, _ parameters: LEAdvertisingParameters) async throws {
+        let h = Self.extendedSetHandle
+        // Our own set may still be enabled from an earlier run; disabling an unknown set is harmless.
+        _ = try await execute(.leSetExtendedAdvertisingEnable(false, handle: h))
+        let setParameters = HCICommand.leSetExtendedAdvertisingParameters(handle: h, parameters)
+        try check(await execute(setParameters), setParameters)
+        let data = try HCICommand.leSetExtendedAdvertisingData(handle: h, payload.advertisingData)
+        try check(await execute(data), data)
+        let scan = try HCICommand.leSetExtendedScanResponseData(handle: h, payload.scanResponseData)
+        try check(await execute(scan), scan)
+        let on = HCICommand.leSetExtendedAdvertisingEnable(true, handle: h)
+        try check(await execute(on), on)
+    }
+
+    /// LE Supported Features bit 12: LE Extended Advertising.
+    public func supportsExtendedAdvertising() async throws -> Bool {
+        let answer = try await execute(.leReadLocalSupportedFeatures())
+        guard answer.count >= 9, answer[0] == HCIStatus.success else { return false }
+        return answer[2] & 0x10 != 0
+    }
+
+    private func check(_ returnParameters: [UInt8], _ command: HCICommand) throws {
+        let status = returnParameters.first ?? 0xFF
+        guard status == HCIStatus.success else {
+            throw BlueZError.advertisingRejected(command: command.name, status: status)
+        }
+    }
+
+    // MARK: HCI command/event plumbing
+
+    /// Sends one command and returns its Command Complete return parameters (status first), or the
+    /// status of a failing Command Status.
+    public func execute(_ command: HCICommand) async throws -> [UInt8] {
+        startReaderIfNeeded()
+        guard pending[command.opcode] == nil else {
+            throw BlueZError.system(operation: "\(command.name) (another one is still outstanding)", errno: EBUSY)
+        }
+        nextToken += 1
+        let token = nextToken
+        let timeout = commandTimeout
+        let packet = command.encoded()
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], Error>) in
+            let written = packet.withUnsafeBytes { Glibc.write(handle.fd, $0.baseAddress, $0.count) }
+            if written != packet.count {
+                let code = written < 0 ? errno : EIO
+                c.resume(throwing: BlueZError.classify(errno: code, operation: "sending \(command.name) to \(adapter.name)",
+                                                       adapter: adapter.name))
+                return
+            }
+            pending[command.opcode] = (token, c)
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.expire(opcode: command.opcode, token: token, name: command.name)
+            }
+        }
+    }
+
+    private func expire(opcode: UInt16, token: Int, name: String) {
+        guard let entry = pending[opcode], entry.token == token else { return }
+        pending[opcode] = nil
+        entry.continuation.resume(throwing: BlueZError.hciCommandTimeout(command: name))
+    }
+
+    private func startReaderIfNeeded() {
+        guard reader == nil else { return }
+        reader = Task { [weak self] in await self?.readLoop() }
+    }
+
+    private func readLoop() async {
+        var buffer = [UInt8](repeating: 0, count: 260)   // indicator + header + 255 parameter bytes
+        while !Task.isCancelled {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(handle.fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                if let event = try? HCIEvent.decode(Array(buffer[0..<n])) { handleEvent(event) }
+                continue
+            }
+            let code = n < 0 ? errno : ENETDOWN
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK {
+                do { try await handle.waitReadable() } catch { failAll(BlueZError.closed); return }
+                continue
+            }
+            // The adapter went away or down: nothing more will be answered.
+            failAll(BlueZError.classify(errno: code, operation: "reading HCI events from \(adapter.name)",
+                                        adapter: adapter.name))
+            return
+        }
+    }
+
+    private func failAll(_ error: BlueZError) {
+        let waiting = pending
+        pending = [:]
+        for (_, entry) in waiting { entry.continuation.resume(throwing: error) }
+        reader = nil
+    }
+
+    private func handleEvent(_ event: HCIEvent) {
+        switch event {
+        case .commandComplete(let opcode, let returnParameters):
+            if let entry = pending.removeValue(forKey: opcode) { entry.continuation.resume(returning: returnParameters) }
+        case .commandStatus(let status, let opcode) where status != HCIStatus.success:
+            if let entry = pending.removeValue(forKey: opcode) { entry.continuation.resume(returning: [status]) }
+        case .leConnectionComplete(let status, let connection, let role, _, _) where status == 0 && role == 0x01:
+            // We are the peripheral: the controller stopped advertising to take this connection.
+            connectedHandles.insert(connection)
+        case .disconnectionComplete(let status, let connection, _) where status == 0:
+            guard connectedHandles.remove(connection) != nil else { return }
+            if wanted != nil {
+                Task { [weak self] in await self?.restart() }
+            }
+        default:
+            break
+        }
+    }
+
+    /// Turns advertising back on after a phone left, so the next one finds the lock.
+    private func restart() async {
+        guard let w = wanted, let mode = activeMode else { return }
+        do {
+            _ = try await enable(w.payload, w.parameters, mode)
+            restartCount += 1
+            restartError = nil
+        } catch let error as BlueZError {
+            restartError = error
+        } catch {
+            restartError = .system(operation: "restarting advertising", errno: EIO)
+        }
+    }
+}

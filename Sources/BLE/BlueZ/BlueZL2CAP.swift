@@ -1,0 +1,255 @@
+import CBlueZ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `BT_SECURITY` levels of an L2CAP socket (bluetooth.h). On LE, raising the level on a connected
+/// socket makes the kernel pair or encrypt (SMP); a listener's level is inherited by accepted sockets.
+public enum BlueZSecurityLevel: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// No encryption required (LE security mode 1 level 1).
+    case low = 1
+    /// Encryption, unauthenticated pairing allowed (Just Works).
+    case medium = 2
+    /// Encryption with an authenticated (MITM-protected) key.
+    case high = 3
+    /// Authenticated LE Secure Connections with a 128-bit key.
+    case fips = 4
+
+    public var description: String {
+        switch self {
+        case .low: return "low"
+        case .medium: return "medium"
+        case .high: return "high"
+        case .fips: return "fips"
+        }
+    }
+
+    public init?(name: String) {
+        guard let level = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = level
+    }
+}
+
+/// Socket-address plumbing for LE L2CAP sockets.
+enum BlueZL2CAPAddress {
+    /// `sizeof(struct sockaddr_l2)` as C lays it out (14: `bdaddr_t` is packed). The imported struct
+    /// has C's layout; a hand-written Swift mirror would be 13 bytes — pass the C size deliberately.
+    static let size = MemoryLayout<sockaddr_l2>.size
+
+    static func make(_ address: BlueZAddress, cid: UInt16) -> sockaddr_l2 {
+        var a = sockaddr_l2()
+        a.l2_family = sa_family_t(AF_BLUETOOTH)
+        a.l2_psm = 0
+        a.l2_bdaddr = address.bdaddr
+        a.l2_cid = cid.littleEndian            // htobs()
+        a.l2_bdaddr_type = address.kind.rawValue
+        return a
+    }
+
+    static func setSecurity(_ fd: Int32, _ level: BlueZSecurityLevel) throws {
+        if let code = BlueZSys.setOption(fd, level: SOL_BLUETOOTH, name: BT_SECURITY,
+                                         bt_security(level: level.rawValue, key_size: 0)) {
+            throw BlueZError.classify(errno: code, operation: "setting BT_SECURITY to \(level)")
+        }
+    }
+
+    static func security(_ fd: Int32) throws -> BlueZSecurityLevel {
+        let (value, code) = BlueZSys.getOption(fd, level: SOL_BLUETOOTH, name: BT_SECURITY,
+                                               bt_security(level: 0, key_size: 0))
+        if let code { throw BlueZError.classify(errno: code, operation: "reading BT_SECURITY") }
+        return BlueZSecurityLevel(rawValue: value.level) ?? .low
+    }
+}
+
+/// One connected LE L2CAP channel on the ATT fixed channel: a `SOCK_SEQPACKET` descriptor on which
+/// every read and write is one bare ATT PDU. Hand the descriptor to a bearer with
+/// `takeFileDescriptor()`; until then (or if never taken) this object closes it.
+public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConvertible {
+    /// The adapter the connection runs on (`hci0`), or nil for a client bound to any adapter.
+    public let adapter: String?
+    public let peer: BlueZAddress
+    private var fd: Int32
+    private let lock = BlueZLock()
+
+    init(fd: Int32, adapter: String?, peer: BlueZAddress) {
+        self.fd = fd
+        self.adapter = adapter
+        self.peer = peer
+    }
+
+    deinit { if fd >= 0 { _ = Glibc.close(fd) } }
+
+    public var description: String { "L2CAP LE ATT channel to \(peer) (\(peer.kind == .lePublic ? "public" : "random"))" }
+
+    /// The descriptor (non-blocking, close-on-exec), now owned by the caller. Nil if already taken.
+    public func takeFileDescriptor() -> Int32? {
+        lock.withLock {
+            guard fd >= 0 else { return nil }
+            defer { fd = -1 }
+            return fd
+        }
+    }
+
+    /// The descriptor without giving up ownership (for socket options), nil once taken or closed.
+    func peekFileDescriptor() -> Int32? {
+        lock.withLock { fd >= 0 ? fd : nil }
+    }
+
+    /// The current security level; after pairing it reports what the link achieved.
+    public func securityLevel() throws -> BlueZSecurityLevel {
+        try lock.withLock {
+            guard fd >= 0 else { throw BlueZError.closed }
+            return try BlueZL2CAPAddress.security(fd)
+        }
+    }
+
+    /// Asks for a security level; on an LE link the kernel starts SMP pairing/encryption as needed.
+    public func setSecurityLevel(_ level: BlueZSecurityLevel) throws {
+        try lock.withLock {
+            guard fd >= 0 else { throw BlueZError.closed }
+            try BlueZL2CAPAddress.setSecurity(fd, level)
+        }
+    }
+
+    public func close() {
+        lock.withLock {
+            if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+        }
+    }
+}
+
+/// The lock side: listens on the LE ATT fixed channel (CID 4) of one adapter and accepts phones.
+public final class BlueZL2CAPListener: @unchecked Sendable {
+    public let adapter: BlueZAdapterInfo
+    public let security: BlueZSecurityLevel
+    private let handle: BlueZSocketHandle
+
+    /// Binds CID 4 on `adapter` and listens.
+    ///
+    /// - Parameters:
+    ///   - addressType: the adapter's own address type connections arrive on (public unless the
+    ///     adapter advertises with a random static address).
+    ///   - security: `BT_SECURITY` level, inherited by every accepted connection.
+    ///   - allowBluetoothd: skip the bluetoothd check (when you know it does not serve this adapter).
+    /// - Throws: `BlueZError` — `.attChannelInUse` when bluetoothd runs, `.adapterDown`,
+    ///   `.bluetoothUnavailable`, `.permissionDenied`, ….
+    public init(adapter: BlueZAdapterInfo, addressType: BlueZAddress.Kind = .lePublic,
+                security: BlueZSecurityLevel = .low, backlog: Int32 = 4, allowBluetoothd: Bool = false) throws {
+        if !allowBluetoothd, let pid = BlueZDaemonCheck.runningBluetoothd() {
+            throw BlueZError.attChannelInUse(adapter: adapter.name, pid: pid)
+        }
+        let fd = try BlueZSys.socket(type: Int32(SOCK_SEQPACKET.rawValue), proto: BTPROTO_L2CAP,
+                                     operation: "opening an L2CAP socket")
+        var ok = false
+        defer { if !ok { _ = Glibc.close(fd) } }
+        let local = try BlueZAddress(bytes: adapter.address.bytes, kind: addressType)
+        let r = BlueZSys.withSockaddr(BlueZL2CAPAddress.make(local, cid: ATT.fixedChannelID)) { bind(fd, $0, $1) }
+        if r < 0 {
+            let code = errno
+            // EADDRNOTAVAIL/ENODEV would be an adapter that vanished since the look-up.
+            if code == EADDRNOTAVAIL { throw BlueZError.noSuchAdapter(adapter.name) }
+            throw BlueZError.classify(errno: code, operation: "binding the ATT channel on \(adapter.name)",
+                                      adapter: adapter.name)
+        }
+        try BlueZL2CAPAddress.setSecurity(fd, security)
+        if listen(fd, backlog) < 0 {
+            throw BlueZError.classify(errno: errno, operation: "listening on the ATT channel of \(adapter.name)",
+                                      adapter: adapter.name)
+        }
+        ok = true
+        self.adapter = adapter
+        self.security = security
+        handle = BlueZSocketHandle(fd: fd, label: "listen.\(adapter.name)")
+    }
+
+    deinit { handle.close() }
+
+    /// Waits for the next phone to connect. Throws `BlueZError.closed` after `close()`.
+    public func accept() async throws -> BlueZL2CAPConnection {
+        while true {
+            var peer = sockaddr_l2()
+            var length = socklen_t(BlueZL2CAPAddress.size)
+            let fd = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.accept(handle.fd, $0, &length)
+                }
+            }
+            if fd >= 0 {
+                // accept4() is not visible through Glibc's module (it needs _GNU_SOURCE): set the flags
+                // the accepted socket does not inherit.
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                let kind = BlueZAddress.Kind(rawValue: peer.l2_bdaddr_type) ?? .lePublic
+                return BlueZL2CAPConnection(fd: fd, adapter: adapter.name,
+                                            peer: BlueZAddress(bdaddr: peer.l2_bdaddr, kind: kind))
+            }
+            let code = errno
+            switch code {
+            case EAGAIN, EWOULDBLOCK: try await handle.waitReadable()
+            case EINTR, ECONNABORTED: continue
+            default:
+                throw BlueZError.classify(errno: code, operation: "accepting on \(adapter.name)", adapter: adapter.name)
+            }
+        }
+    }
+
+    /// Stops listening; a pending `accept()` throws `BlueZError.closed`.
+    public func close() { handle.close() }
+}
+
+/// The phone side: connects to a lock's ATT channel.
+public enum BlueZL2CAPClient {
+    /// Connects over LE to `peer`'s ATT fixed channel from `adapter` (nil: let the kernel pick).
+    /// Non-blocking: the connect completes when the kernel reports the socket writable.
+    ///
+    /// - Throws: `.connectionFailed` (peer not advertising, refused, timed out — the kernel gives up
+    ///   after its LE connection timeout), or the adapter/permission errors.
+    public static func connect(to peer: BlueZAddress, from adapter: BlueZAdapterInfo? = nil,
+                               security: BlueZSecurityLevel = .low) async throws -> BlueZL2CAPConnection {
+        let fd = try BlueZSys.socket(type: Int32(SOCK_SEQPACKET.rawValue), proto: BTPROTO_L2CAP,
+                                     operation: "opening an L2CAP socket")
+        let handle = BlueZSocketHandle(fd: fd, label: "connect.\(peer)")
+        var released = false
+        defer { if !released { handle.close() } }
+        let local = try BlueZAddress(bytes: (adapter?.address ?? .any).bytes, kind: .lePublic)
+        let name = adapter?.name
+        // Bind the source adapter and the ATT channel, as BlueZ's own tools do.
+        if BlueZSys.withSockaddr(BlueZL2CAPAddress.make(local, cid: ATT.fixedChannelID), { bind(fd, $0, $1) }) < 0 {
+            throw BlueZError.classify(errno: errno, operation: "binding an L2CAP socket", adapter: name)
+        }
+        try BlueZL2CAPAddress.setSecurity(fd, security)
+        let r = BlueZSys.withSockaddr(BlueZL2CAPAddress.make(peer, cid: ATT.fixedChannelID)) { Glibc.connect(fd, $0, $1) }
+        if r < 0 {
+            let code = errno
+            guard code == EINPROGRESS || code == EAGAIN else { throw mapConnect(code, peer, name) }
+            try await handle.waitWritable()
+            let (soError, getError) = BlueZSys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR, Int32(0))
+            if let getError { throw mapConnect(getError, peer, name) }
+            if soError != 0 { throw mapConnect(soError, peer, name) }
+        }
+        let owned = await handle.release()
+        released = true
+        return BlueZL2CAPConnection(fd: owned, adapter: name, peer: peer)
+    }
+
+    static func mapConnect(_ code: Int32, _ peer: BlueZAddress, _ adapter: String?) -> BlueZError {
+        switch code {
+        case EHOSTUNREACH, ECONNREFUSED, ETIMEDOUT, EHOSTDOWN, ECONNRESET, ECONNABORTED, ENOTCONN:
+            return .connectionFailed(peer: peer.description, errno: code)
+        default:
+            return BlueZError.classify(errno: code, operation: "connecting to \(peer)", adapter: adapter)
+        }
+    }
+}
+
+/// A minimal lock for the few synchronous fields here (no Foundation dependency in this module).
+final class BlueZLock: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    deinit { pthread_mutex_destroy(&m) }
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}

@@ -1,0 +1,139 @@
+import CBlueZ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lock side of the BlueZ transport: one adapter exposing one lock. Listens on the LE ATT channel,
+/// advertises the lock service and name, and hands each phone that connects over as an `ATTBearer`
+/// carrying bare ATT PDUs (`SocketBearer` on the L2CAP socket), ready for a GATT server.
+///
+/// Start-up order matters: the adapter is checked (exists, up), bluetoothd is looked for, the ATT
+/// listener is bound *before* advertising starts (a phone may connect the moment it sees the lock).
+public final class BlueZPeripheral: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// `hciN`.
+        public var adapter: String
+        /// The lock's name, in the scan response.
+        public var name: String
+        /// The lock service UUID, in the advertisement.
+        public var serviceUUID: BluetoothUUID
+        public var advertising: LEAdvertisingParameters
+        public var advertisingMode: LEAdvertisingMode
+        /// `BT_SECURITY` required of phones (inherited by each accepted connection).
+        public var security: BlueZSecurityLevel
+        /// Start even though bluetoothd runs (only if you know it does not serve this adapter).
+        public var allowBluetoothd: Bool
+
+        public init(adapter: String, name: String, serviceUUID: BluetoothUUID,
+                    advertising: LEAdvertisingParameters = .init(), advertisingMode: LEAdvertisingMode = .automatic,
+                    security: BlueZSecurityLevel = .low, allowBluetoothd: Bool = false) {
+            self.adapter = adapter
+            self.name = name
+            self.serviceUUID = serviceUUID
+            self.advertising = advertising
+            self.advertisingMode = advertisingMode
+            self.security = security
+            self.allowBluetoothd = allowBluetoothd
+        }
+    }
+
+    /// A phone that connected.
+    public struct Phone: Sendable {
+        public let bearer: SocketBearer
+        public let peer: BlueZAddress
+        /// Security level the connection had when accepted.
+        public let security: BlueZSecurityLevel
+    }
+
+    public let configuration: Configuration
+    public let adapter: BlueZAdapterInfo
+    public let advertiser: BlueZAdvertiser
+    /// The advertising command set that worked (legacy, or extended after a legacy refusal).
+    public let advertisingMode: LEAdvertisingMode
+    private let listener: BlueZL2CAPListener
+
+    private init(configuration: Configuration, adapter: BlueZAdapterInfo, advertiser: BlueZAdvertiser,
+                 advertisingMode: LEAdvertisingMode, listener: BlueZL2CAPListener) {
+        self.configuration = configuration
+        self.adapter = adapter
+        self.advertiser = advertiser
+        self.advertisingMode = advertisingMode
+        self.listener = listener
+    }
+
+    /// Checks the adapter, binds the ATT channel and starts advertising.
+    /// - Throws: `BlueZError` — each failure of the issue has its own case and one-line message.
+    public static func start(_ configuration: Configuration) async throws -> BlueZPeripheral {
+        let adapter = try BlueZAdapterInfo.requireUp(configuration.adapter)
+        let payload = try LEAdvertisingPayload.lock(serviceUUID: configuration.serviceUUID, name: configuration.name)
+        let listener = try BlueZL2CAPListener(adapter: adapter, security: configuration.security,
+                                              allowBluetoothd: configuration.allowBluetoothd)
+        do {
+            let advertiser = try BlueZAdvertiser(adapter: adapter)
+            do {
+                let mode = try await advertiser.start(payload, parameters: configuration.advertising,
+                                                      mode: configuration.advertisingMode)
+                return BlueZPeripheral(configuration: configuration, adapter: adapter, advertiser: advertiser,
+                                       advertisingMode: mode, listener: listener)
+            } catch {
+                await advertiser.close()
+                throw error
+            }
+        } catch {
+            listener.close()
+            throw error
+        }
+    }
+
+    /// Waits for the next phone. Advertising resumes by itself once a phone disconnects.
+    public func accept() async throws -> Phone {
+        let connection = try await listener.accept()
+        let security = (try? connection.securityLevel()) ?? configuration.security
+        let mtu = BlueZCentral.linkMTU(connection)
+        guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
+        do {
+            return Phone(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
+                         peer: connection.peer, security: security)
+        } catch {
+            _ = Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// Stops advertising and listening. Connected phones' bearers stay open until closed.
+    public func stop() async {
+        listener.close()
+        await advertiser.close()
+    }
+}
+
+/// The phone side of the BlueZ transport.
+public enum BlueZCentral {
+    /// Connects from `adapter` (e.g. `hci1`; nil: the kernel picks) to a lock's ATT channel and
+    /// returns the bearer.
+    public static func connect(to lock: BlueZAddress, adapter: String? = nil,
+                               security: BlueZSecurityLevel = .low) async throws -> SocketBearer {
+        let local = try adapter.map { try BlueZAdapterInfo.requireUp($0) }
+        let connection = try await BlueZL2CAPClient.connect(to: lock, from: local, security: security)
+        let mtu = linkMTU(connection)
+        guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
+        do {
+            return try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu)
+        } catch {
+            _ = Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// The largest ATT PDU the L2CAP channel carries: the smaller of the kernel's send and receive
+    /// MTUs for the socket (672 for the ATT channel on current kernels), capped at ATT's 517.
+    static func linkMTU(_ connection: BlueZL2CAPConnection) -> Int {
+        guard let fd = connection.peekFileDescriptor() else { return ATT.maximumMTU }
+        var mtu = ATT.maximumMTU
+        for option in [BT_SNDMTU, BT_RCVMTU] {
+            let (value, error) = BlueZSys.getOption(fd, level: SOL_BLUETOOTH, name: option, UInt16(0))
+            if error == nil, value > 0 { mtu = min(mtu, Int(value)) }
+        }
+        return max(mtu, ATT.defaultMTU)
+    }
+}

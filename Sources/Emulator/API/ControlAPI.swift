@@ -1,0 +1,167 @@
+import Events
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The HTTP control API (docs/openapi.yaml, also served at /openapi.yaml). JSON in and out,
+/// snake_case fields, errors as `{"error": {"code", "message", "field"}}` with a 4xx status.
+public enum ControlAPI {
+    static let maxBody = 64 * 1024
+
+    public static func router(_ emu: Emulator) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        if let token = emu.options.apiToken {
+            router.add(middleware: BearerTokenMiddleware(token: token))
+        }
+
+        router.get("/v1/health") { _, _ in json(await emu.healthJSON()) }
+        router.get("/openapi.yaml") { _, _ in
+            let text = OpenAPIDocument.yaml
+            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        router.get("/v1/site") { _, _ in json(await emu.siteJSON()) }
+        router.get("/v1/locks") { _, _ in json(await emu.locksJSON()) }
+        router.get("/v1/locks/:id") { _, ctx in json(try await emu.lockJSON(id: try param(ctx, "id"))) }
+        router.post("/v1/locks/:id/open") { req, ctx in
+            let body = try await parse(req, allowed: ["action", "user", "iq"])
+            return json(try await emu.remoteOpen(try param(ctx, "id"), body))
+        }
+        router.get("/v1/iqs") { _, _ in json(await emu.iqsJSON()) }
+        router.post("/v1/iqs/:id/online") { req, ctx in
+            json(try await emu.iqOnline(try param(ctx, "id"), try await parse(req, allowed: ["online"])))
+        }
+        router.post("/v1/iqs/:id/position") { req, ctx in
+            json(try await emu.iqPosition(try param(ctx, "id"), try await parse(req, allowed: ["x", "y", "z", "range_m"])))
+        }
+        router.post("/v1/iqs/:id/sync") { _, ctx in json(try await emu.iqSync(try param(ctx, "id"))) }
+        router.get("/v1/controllers") { _, _ in json(await emu.controllersJSON()) }
+        router.post("/v1/controllers/:id/power") { req, ctx in
+            json(try await emu.controllerPower(try param(ctx, "id"), try await parse(req, allowed: ["on"])))
+        }
+        router.post("/v1/doors/:id/sensor") { req, ctx in
+            json(try await emu.doorSensor(try param(ctx, "id"), try await parse(req, allowed: ["open"])))
+        }
+        router.post("/v1/doors/:id/exit") { req, ctx in
+            _ = try await parse(req, allowed: [])
+            return json(try await emu.doorExit(try param(ctx, "id")))
+        }
+
+        router.get("/v1/keys") { req, _ in json(try emu.keysJSON(user: req.uri.queryParameters.get("user"))) }
+        router.post("/v1/keys") { req, _ in
+            json(try await emu.issueKey(try await parse(req, allowed: Emulator.keyFields)), status: .created)
+        }
+        router.delete("/v1/keys/:id") { _, ctx in json(try await emu.revokeKey(try param(ctx, "id"))) }
+        router.post("/v1/taps") { req, _ in json(try await emu.tap(try await parse(req, allowed: Emulator.tapFields))) }
+
+        router.get("/v1/clock") { _, _ in json(emu.clockJSON()) }
+        router.post("/v1/clock/advance") { req, _ in json(try await emu.advanceClock(try await parse(req, allowed: ["seconds"]))) }
+        router.post("/v1/clock/set") { req, _ in json(try await emu.setClock(try await parse(req, allowed: ["time"]))) }
+
+        router.get("/v1/events") { req, _ in
+            let q = req.uri.queryParameters
+            let limit = try intQuery(q.get("limit"), "limit", 1...10_000) ?? 100
+            let after = try intQuery(q.get("after"), "after", 0...Int.max).map(Int64.init)
+            let since = try q.get("since").map { s -> Date in
+                guard let d = parseDate(s) else { throw APIError.badRequest("since", "must be an RFC 3339 date-time") }
+                return d
+            }
+            let types = q.getAll("type").flatMap { $0.split(separator: ",").map(String.init) }
+            let all = q.get("all") == "true"
+            return json(try await emu.eventsJSON(types: types, lock: q.get("lock"), since: since, after: after, limit: limit, all: all))
+        }
+        router.get("/v1/events/stream") { req, _ in
+            let after = try intQuery(req.uri.queryParameters.get("after"), "after", 0...Int.max).map(Int64.init) ?? emu.resetPosition
+            let stream = emu.journal.follow(EventQuery(after: after == 0 ? nil : after))
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                            body: .init { writer in
+                                try await writer.write(ByteBuffer(string: ": keyway event stream\n\n"))
+                                for try await e in stream {
+                                    let data = String(decoding: e.cloudEventJSON(), as: UTF8.self)
+                                    try await writer.write(ByteBuffer(string: "id: \(e.position)\nevent: \(e.type.rawValue)\ndata: \(data)\n\n"))
+                                }
+                                try await writer.finish(nil)
+                            })
+        }
+        router.get("/v1/deliveries") { _, _ in
+            json(await emu.deliveryStatus.map { ["id": $0.name, "endpoint": $0.description, "delivered": Int($0.delivered),
+                                                 "pending": Int($0.pending), "dead_lettered": Int($0.deadLettered)] as [String: Any] })
+        }
+        router.post("/v1/reset") { req, _ in
+            _ = try await parse(req, allowed: [])
+            let position = try await emu.reset()
+            return json(["reset": true, "events_after": Int(position)])
+        }
+        return router
+    }
+
+    static func param(_ ctx: BasicRequestContext, _ name: String) throws -> String {
+        guard let v = ctx.parameters.get(name), !v.isEmpty, v.utf8.count <= 128 else { throw APIError.badRequest(name, "missing or too long") }
+        return v
+    }
+
+    static func parse(_ req: Request, allowed: Set<String>) async throws -> JSONBody {
+        var req = req
+        let buffer: ByteBuffer
+        do { buffer = try await req.collectBody(upTo: maxBody) } catch {
+            throw APIError(413, "body_too_large", "request body over \(maxBody) bytes")
+        }
+        return try JSONBody(Data(buffer.readableBytesView), allowed: allowed)
+    }
+
+    static func intQuery(_ s: String?, _ name: String, _ range: ClosedRange<Int>) throws -> Int? {
+        guard let s else { return nil }
+        guard let v = Int(s), range.contains(v) else { throw APIError.badRequest(name, "must be an integer in \(range.lowerBound)...\(range.upperBound)") }
+        return v
+    }
+
+    static func parseDate(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+}
+
+func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+/// Turns every thrown error into a JSON error response: APIError keeps its status; Hummingbird's own
+/// HTTP errors (404 no route, 405) get a JSON body too; anything else is a 500 with no internals.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as APIError {
+            return json(e.json, status: HTTPResponse.Status(code: e.status))
+        } catch let e as HTTPError {
+            let code = e.status.code
+            let name = code == 404 ? "not_found" : code == 405 ? "method_not_allowed" : "http_\(code)"
+            return json(APIError(code, name, e.body ?? e.status.reasonPhrase).json, status: e.status)
+        } catch {
+            context.logger.error("request failed: \(String(describing: type(of: error)))")
+            return json(APIError(500, "internal", "internal error").json, status: .internalServerError)
+        }
+    }
+}
+
+/// Off loopback, every request needs `Authorization: Bearer <token>`; compared in constant time.
+struct BearerTokenMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let token: String
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            return json(APIError(401, "unauthorized", "missing Authorization: Bearer token").json, status: .unauthorized)
+        }
+        let presented = Array(header.utf8), want = Array("Bearer \(token)".utf8)
+        var diff = UInt8(presented.count == want.count ? 0 : 1)
+        for i in 0..<min(presented.count, want.count) { diff |= presented[i] ^ want[i] }
+        guard diff == 0 else { return json(APIError(401, "unauthorized", "wrong bearer token").json, status: .unauthorized) }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,164 @@
+import Events
+import Foundation
+import Hardware
+import KeywayCrypto
+import Logging
+import MobileKey
+
+/// One running emulator: a site's devices, their keys, the journal and upstream delivery, and the
+/// loopback radio through which the built-in phone taps. The control API and the CLI drive it.
+public final class Emulator: @unchecked Sendable {
+    public let options: EmulatorOptions
+    public let config: SiteConfig
+    public let clock: any KeywayClock
+    public let simulatedClock: SimulatedClock?
+    public let keys: SiteKeys
+    public let journal: EventJournal
+    public let bridge: EventBridge
+    public let store: KeyStore
+    public let logger: Logger
+    public let startedAt: Date
+    let clockStart: Date
+
+    private let stateLock = NSLock()
+    private var _site: Site
+    private var _radio: LoopbackRadio
+    private var delivery: WebhookDelivery?
+    /// Journal position when the site was last reset: `GET /v1/events` starts after it by default.
+    private var _resetPosition: Int64 = 0
+    let certificateCache = LockCertificateCache()
+
+    public var site: Site { stateLock.withLock { _site } }
+    var radio: LoopbackRadio { stateLock.withLock { _radio } }
+    public var resetPosition: Int64 { stateLock.withLock { _resetPosition } }
+
+    /// Loads the site, creates or loads its keys in `dataDir`, opens the journal, starts devices.
+    public static func start(_ options: EmulatorOptions, logger: Logger = Logger(label: "keyway")) async throws -> Emulator {
+        let config: SiteConfig
+        do { config = try SiteFile.load(path: options.sitePath) } catch { throw EmulatorError.site("\(error)") }
+        try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
+
+        let keysDir = options.dataDir + "/keys"
+        var keys: SiteKeys
+        if FileManager.default.fileExists(atPath: keysDir + "/issuer.key.pem") {
+            keys = try SiteKeys.load(dir: keysDir)
+            guard keys.siteID == config.siteID else {
+                throw EmulatorError.site("\(keysDir) holds keys of site '\(keys.siteID)', the site file is '\(config.siteID)' — use another --data directory")
+            }
+            for l in config.locks where keys.locks[l.id] == nil { keys = try keys.addingLock(l.id, now: Date()) }
+        } else {
+            keys = try SiteKeys.create(dir: keysDir, siteID: config.siteID, lockIDs: config.locks.map(\.id), now: Date())
+        }
+
+        let clock: any KeywayClock
+        var simulated: SimulatedClock? = nil
+        let start = options.clockStart ?? Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        switch options.clock {
+        case .real: clock = RealClock()
+        case .simulated:
+            let s = SimulatedClock(start: start)
+            simulated = s
+            clock = s
+        }
+
+        let journal = try EventJournal(path: options.dataDir + "/journal.sqlite")
+        let bridge = EventBridge(journal: journal, siteID: config.siteID)
+        let store = try KeyStore(path: options.dataDir + "/state.sqlite")
+        let emulator = try Emulator(options: options, config: config, clock: clock, simulated: simulated, clockStart: start,
+                                    keys: keys, journal: journal, bridge: bridge, store: store, logger: logger)
+        try await emulator.restoreRevocations()
+        await emulator.site.start()
+        try await emulator.startDelivery()
+        return emulator
+    }
+
+    private init(options: EmulatorOptions, config: SiteConfig, clock: any KeywayClock, simulated: SimulatedClock?, clockStart: Date,
+                 keys: SiteKeys, journal: EventJournal, bridge: EventBridge, store: KeyStore, logger: Logger) throws {
+        self.options = options; self.config = config; self.clock = clock; self.simulatedClock = simulated
+        self.clockStart = clockStart; self.keys = keys; self.journal = journal; self.bridge = bridge
+        self.store = store; self.logger = logger; self.startedAt = Date()
+        let site = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
+        _site = site
+        _radio = try LoopbackRadio(site: site, capturePath: options.capturePath, clock: clock)
+    }
+
+    static func buildSite(config: SiteConfig, clock: any KeywayClock, keys: SiteKeys, bridge: EventBridge) -> Site {
+        Site(config: config, clock: clock, sink: bridge.sink, collector: bridge.collector,
+             tapIdentities: Site.tapIdentities(keys: keys), issuer: keys.issuer)
+    }
+
+    /// Revocations survive a restart: re-publish the last signed list to the directory (IQs push it).
+    private func restoreRevocations() async throws {
+        if let signed = try store.signedRevocationList(site: config.siteID) {
+            try await site.directory.publish(signedRevocationList: signed)
+        }
+    }
+
+    private func startDelivery() async throws {
+        var targets: [DeliveryTarget] = []
+        for (i, u) in options.upstreams.enumerated() {
+            targets.append(.webhook(try WebhookEndpoint(name: "upstream-\(i + 1)", url: u.url, secret: try WebhookSecret(u.secret))))
+        }
+        if let f = options.eventsFile { targets.append(f == "-" ? .stdout(name: "stdout") : .ndjsonFile(path: f, name: "ndjson")) }
+        guard !targets.isEmpty else { return }
+        let d = try WebhookDelivery(journal: journal, targets: targets,
+                                    configuration: DeliveryConfiguration(requireCollected: !options.deliverHeld))
+        try await d.start()
+        stateLock.withLock { delivery = d }
+    }
+
+    public func shutdown() async {
+        await site.stop()
+        await bridge.stop()
+        let d = stateLock.withLock { delivery }
+        if let d {
+            _ = try? await d.waitUntilIdle(timeout: .seconds(2))
+            await d.stop()
+        }
+        radio.close()
+        try? await journal.close()
+    }
+
+    /// Tell delivery new events exist (cheaper than waiting for its poll).
+    func pokeDelivery() {
+        guard let d = stateLock.withLock({ delivery }) else { return }
+        Task { await d.poke() }
+    }
+
+    public var deliveryStatus: [EndpointStatus] {
+        get async { (try? await stateLock.withLock({ delivery })?.status()) ?? [] }
+    }
+
+    /// Back to the site file's initial state: devices, keys, revocations and (simulated) time.
+    /// The journal keeps everything; listings start after the reset.
+    public func reset() async throws -> Int64 {
+        await bridge.flush()
+        let old = site
+        await old.stop()
+        try store.reset()
+        if let s = simulatedClock { await s.set(to: clockStart) }
+        let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
+        let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
+        let oldRadio = stateLock.withLock { () -> LoopbackRadio in
+            let r = _radio
+            _site = fresh
+            _radio = newRadio
+            return r
+        }
+        oldRadio.close()
+        await fresh.start()
+        await bridge.flush()
+        let position = try await journal.lastPosition()
+        stateLock.withLock { _resetPosition = position }
+        return position
+    }
+}
+
+public enum EmulatorError: Error, CustomStringConvertible {
+    case site(String)
+    public var description: String {
+        switch self {
+        case .site(let s): return s
+        }
+    }
+}

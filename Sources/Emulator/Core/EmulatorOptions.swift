@@ -1,0 +1,39 @@
+import Foundation
+
+public enum TransportKind: String, Sendable, CaseIterable { case loopback, bluez }
+public enum ClockMode: String, Sendable, CaseIterable { case real, simulated }
+
+public struct UpstreamEndpoint: Sendable {
+    public var url: String
+    public var secret: String
+    public init(url: String, secret: String) { self.url = url; self.secret = secret }
+}
+
+/// Everything `keyway serve` can be told. Defaults are what `make run` uses.
+public struct EmulatorOptions: Sendable {
+    public var sitePath: String
+    public var dataDir: String = ".keyway"
+    public var transport: TransportKind = .loopback
+    public var listenHost: String = "127.0.0.1"
+    public var listenPort: Int = 8080
+    public var clock: ClockMode = .real
+    /// Start of simulated time (default: the real time at start, to the second).
+    public var clockStart: Date?
+    public var upstreams: [UpstreamEndpoint] = []
+    /// NDJSON file of every event, for when there is no access core ("-" = stdout).
+    public var eventsFile: String?
+    /// Deliver events still held by a lock out of IQ reach (integration tests often want this).
+    public var deliverHeld: Bool = false
+    public var capturePath: String?
+    /// Required on every request when bound to anything but loopback.
+    public var apiToken: String?
+    /// BlueZ: which adapter and which lock it exposes.
+    public var adapter: String = "hci0"
+    public var bleLock: String?
+    /// Cross-process loopback: a Unix socket where external phones connect (L2CAP basic frames).
+    public var phoneSocket: String?
+
+    public init(sitePath: String) { self.sitePath = sitePath }
+
+    public var isLoopbackBind: Bool { ["127.0.0.1", "::1", "localhost"].contains(listenHost) }
+}

@@ -1,0 +1,76 @@
+import Events
+import Foundation
+import Hardware
+import MobileKey
+
+/// Hardware audit records → CloudEvents for the access core. Every audit kind has an event type:
+/// nothing a device records is dropped on the way upstream.
+enum EventMapping {
+    static func type(_ k: AuditKind) -> EventType {
+        switch k {
+        case .accessGranted: return .accessGranted
+        case .accessDenied: return .accessDenied
+        case .unlocked: return .lockUnlocked
+        case .locked: return .lockLocked
+        case .lockUncertain: return .lockUncertain
+        case .officeModeStarted: return .officeModeStarted
+        case .officeModeEnded: return .officeModeEnded
+        case .batteryLow: return .batteryLow
+        case .batteryDepleted: return .batteryDepleted
+        case .batteryReplaced: return .batteryReplaced
+        case .keypadLockedOut: return .keypadLockedOut
+        case .trailOverflow: return .trailOverflow
+        case .accessListUpdated: return .accessListUpdated
+        case .revocationListUpdated: return .revocationUpdated
+        case .timeSynced: return .clockAdjusted
+        case .doorOpened: return .doorOpened
+        case .doorClosed: return .doorClosed
+        case .doorForcedOpen: return .doorForced
+        case .doorHeldOpen: return .doorHeldOpen
+        case .powerLost: return .powerLost
+        case .powerRestored: return .powerRestored
+        case .iqOnline: return .iqOnline
+        case .iqOffline: return .iqOffline
+        case .iqActivated: return .iqActivated
+        case .iqActivationFailed: return .iqActivationFailed
+        case .iqDeactivated: return .iqDeactivated
+        case .trailCollected: return .trailCollected
+        case .remoteOpenRequested: return .remoteOpenRequested
+        }
+    }
+
+    static func method(_ m: Hardware.AccessMethod?) -> Events.AccessMethod? {
+        guard let m else { return nil }
+        return Events.AccessMethod(rawValue: m.rawValue)
+    }
+
+    static func action(_ a: TapAction?) -> AccessAction? {
+        guard let a else { return nil }
+        return AccessAction(rawValue: a.name)
+    }
+
+    static func event(for r: AuditRecord, siteID: String) throws -> KeywayEvent {
+        let source: EventSource
+        switch r.deviceKind {
+        case .lock: source = try .lock(site: siteID, id: r.deviceID)
+        case .doorController: source = try .controller(site: siteID, id: r.deviceID)
+        case .iq: source = try .iq(site: siteID, id: r.deviceID)
+        }
+        var attrs: [String: EventAttribute] = ["device_sequence": .int(Int64(clamping: r.sequence))]
+        if let s = r.lockState { attrs["lock_state"] = .string(s.rawValue) }
+        if let v = r.accessListVersion { attrs["access_list_version"] = .int(Int64(clamping: v)) }
+        if let t = r.openTime { attrs["open_time_s"] = .int(Int64(t)) }
+        if let b = r.batteryLevel { attrs["battery_level"] = .int(Int64(b)) }
+        if let n = r.lostCount { attrs["lost_count"] = .int(Int64(clamping: n)) }
+        if let l = r.lostSequences { attrs["lost_from"] = .int(Int64(clamping: l.lowerBound)); attrs["lost_through"] = .int(Int64(clamping: l.upperBound)) }
+        if let c = r.count { attrs["count"] = .int(Int64(clamping: c)) }
+        if let d = r.detail { attrs["detail"] = .string(String(d.prefix(200))) }
+        if r.deviceKind != .lock, let l = r.lockID { attrs["lock_id"] = .string(l) }
+        return KeywayEvent(type: type(r.kind), source: source, time: r.time,
+                           door: r.deviceKind == .lock ? nil : r.lockID,
+                           iq: r.iqID, user: r.userID, keyID: r.keyID,
+                           method: method(r.method), action: action(r.action), reason: r.reason?.rawValue,
+                           revocationVersion: r.revocationListVersion.map { Int64(clamping: $0) },
+                           attributes: attrs)
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import GRDB
+import KeywayCrypto
+import MobileKey
+
+/// A digital key the emulator issued, as kept in `DIR/state.sqlite`. The built-in phone's private
+/// key is kept only when the emulator generated it (no `holder_public_key` in the request) — that is
+/// the emulated phone's own secure storage; it is never returned by the API nor logged.
+public struct IssuedKey: Sendable {
+    public var keyID: String          // hex of cti
+    public var userID: String
+    public var lockIDs: [String]
+    public var notBefore: Date
+    public var expires: Date
+    public var officeMode: Bool
+    public var credential: [UInt8]
+    public var holderPrivateKeyPEM: String?
+    public var revoked: Bool
+    public var issuedAt: Date
+}
+
+/// Issued keys and the site's revocation list version: the emulator's own state, in SQLite so it
+/// survives a restart and can be read with the `sqlite3` tool.
+public final class KeyStore: Sendable {
+    let db: DatabaseQueue
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        db = try DatabaseQueue(path: path, configuration: config)
+        try db.write { db in
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS issued_keys (
+                    key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, lock_ids TEXT NOT NULL,
+                    not_before REAL NOT NULL, expires REAL NOT NULL, office_mode INTEGER NOT NULL,
+                    credential BLOB NOT NULL, holder_private_key TEXT, revoked INTEGER NOT NULL DEFAULT 0,
+                    issued_at REAL NOT NULL);
+                CREATE INDEX IF NOT EXISTS issued_keys_user ON issued_keys(user_id);
+                CREATE TABLE IF NOT EXISTS revocation (
+                    site_id TEXT PRIMARY KEY, version INTEGER NOT NULL, signed_list BLOB NOT NULL);
+                """)
+        }
+    }
+
+    public func insert(_ k: IssuedKey) throws {
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO issued_keys (key_id, user_id, lock_ids, not_before, expires, office_mode, credential, holder_private_key, revoked, issued_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [k.keyID, k.userID, k.lockIDs.joined(separator: "\n"), k.notBefore.timeIntervalSince1970,
+                                 k.expires.timeIntervalSince1970, k.officeMode, Data(k.credential), k.holderPrivateKeyPEM, k.revoked,
+                                 k.issuedAt.timeIntervalSince1970])
+        }
+    }
+
+    private static func key(_ row: Row) -> IssuedKey {
+        let locks: String = row["lock_ids"]
+        let cred: Data = row["credential"]
+        return IssuedKey(keyID: row["key_id"], userID: row["user_id"], lockIDs: locks.split(separator: "\n").map(String.init),
+                         notBefore: Date(timeIntervalSince1970: row["not_before"]), expires: Date(timeIntervalSince1970: row["expires"]),
+                         officeMode: row["office_mode"], credential: Array(cred), holderPrivateKeyPEM: row["holder_private_key"],
+                         revoked: row["revoked"], issuedAt: Date(timeIntervalSince1970: row["issued_at"]))
+    }
+
+    public func key(id: String) throws -> IssuedKey? {
+        try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM issued_keys WHERE key_id = ?", arguments: [id]).map(Self.key) }
+    }
+
+    public func keys(user: String? = nil) throws -> [IssuedKey] {
+        try db.read { db in
+            if let user {
+                return try Row.fetchAll(db, sql: "SELECT * FROM issued_keys WHERE user_id = ? ORDER BY issued_at", arguments: [user]).map(Self.key)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM issued_keys ORDER BY issued_at").map(Self.key)
+        }
+    }
+
+    /// Marks a key revoked and stores the new signed list in one transaction: either both or neither.
+    public func revoke(id: String, newList: RevocationList, signed: [UInt8]) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE issued_keys SET revoked = 1 WHERE key_id = ?", arguments: [id])
+            try db.execute(sql: "INSERT OR REPLACE INTO revocation (site_id, version, signed_list) VALUES (?, ?, ?)",
+                           arguments: [newList.siteID, newList.version, Data(signed)])
+        }
+    }
+
+    public func signedRevocationList(site: String) throws -> [UInt8]? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT signed_list FROM revocation WHERE site_id = ?", arguments: [site]).map { Array(($0["signed_list"] as Data)) }
+        }
+    }
+
+    /// Back to the site's initial state (for test isolation): no keys, no revocations.
+    public func reset() throws {
+        try db.write { db in
+            try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation;")
+        }
+    }
+}

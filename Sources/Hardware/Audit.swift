@@ -1,0 +1,308 @@
+import Foundation
+import MobileKey
+
+/// Which kind of device wrote an audit record.
+public enum DeviceKind: String, Sendable, Hashable, Codable {
+    case lock
+    case doorController = "door_controller"
+    case iq
+}
+
+/// How someone asked for access.
+public enum AccessMethod: String, Sendable, Hashable, Codable, CaseIterable {
+    case mobile
+    case tag
+    case pin
+    /// Through an IQ, from the platform (app or dashboard).
+    case remote
+    /// The request-to-exit button of a door controller.
+    case exitButton = "exit_button"
+    /// On the device itself by a technician or the QA engineer (no credential).
+    case manual
+}
+
+public enum AccessResult: String, Sendable, Hashable, Codable {
+    case granted
+    case denied
+}
+
+/// What happened. Raw values are stable snake_case names (the Events module maps them to event types).
+public enum AuditKind: String, Sendable, Hashable, Codable, CaseIterable {
+    // Lock decisions and state.
+    case accessGranted = "access_granted"
+    case accessDenied = "access_denied"
+    case unlocked
+    case locked
+    /// The lock cannot tell whether it is secured (battery depleted, door ajar at relock).
+    case lockUncertain = "lock_uncertain"
+    case officeModeStarted = "office_mode_started"
+    case officeModeEnded = "office_mode_ended"
+    case batteryLow = "battery_low"
+    case batteryDepleted = "battery_depleted"
+    case batteryReplaced = "battery_replaced"
+    case keypadLockedOut = "keypad_locked_out"
+    /// Records were lost from the device's bounded trail before an IQ collected them.
+    case trailOverflow = "trail_overflow"
+    case accessListUpdated = "access_list_updated"
+    case revocationListUpdated = "revocation_list_updated"
+    case timeSynced = "time_synced"
+    // Door controller.
+    case doorOpened = "door_opened"
+    case doorClosed = "door_closed"
+    case doorForcedOpen = "door_forced_open"
+    case doorHeldOpen = "door_held_open"
+    case powerLost = "power_lost"
+    case powerRestored = "power_restored"
+    // IQ.
+    case iqOnline = "iq_online"
+    case iqOffline = "iq_offline"
+    case iqActivated = "iq_activated"
+    case iqActivationFailed = "iq_activation_failed"
+    case iqDeactivated = "iq_deactivated"
+    case trailCollected = "trail_collected"
+    case remoteOpenRequested = "remote_open_requested"
+}
+
+/// A machine-readable reason: why access was denied, or what caused a state change. A string-backed
+/// value rather than a closed enum so that the verifier's reasons (`MobileKey.DenialReason`, e.g.
+/// `bad_signature`) pass through unchanged next to the hardware's own.
+public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible,
+                      ExpressibleByStringLiteral {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+    public init(_ denial: DenialReason) { rawValue = denial.rawValue }
+    public var description: String { rawValue }
+
+    // Denials decided by the lock for tags and PINs (the mobile ones come from DenialReason and
+    // share its names where the meaning is the same).
+    /// A tag UID that is not on this lock's access list.
+    public static let unknownTag: Reason = "unknown_tag"
+    /// A PIN that is not on this lock's access list.
+    public static let wrongPIN: Reason = "wrong_pin"
+    /// Too many wrong PINs: the keypad refuses every PIN for a while.
+    public static let keypadLockedOut: Reason = "keypad_locked_out"
+    /// The lock has no keypad.
+    public static let noKeypad: Reason = "no_keypad"
+    public static let notYetValid = Reason(DenialReason.notYetValid)
+    public static let expired = Reason(DenialReason.expired)
+    public static let outsideSchedule = Reason(DenialReason.outsideSchedule)
+    public static let revoked = Reason(DenialReason.revoked)
+    /// The credential lacks the right the action needs (office mode).
+    public static let actionNotPermitted: Reason = "action_not_permitted"
+    /// The lock has no trust anchor for mobile keys (site keys not provisioned).
+    public static let mobileKeysNotProvisioned: Reason = "mobile_keys_not_provisioned"
+    /// A door controller has no power: its reader is dark and its relay cannot move.
+    public static let noPower: Reason = "no_power"
+    /// The lock is not sure it is secured and refuses to act until it has relocked.
+    public static let lockUncertain: Reason = "lock_uncertain"
+
+    // Causes of state changes.
+    public static let credential: Reason = "credential"
+    public static let openTimeElapsed: Reason = "open_time_elapsed"
+    public static let lockSchedule: Reason = "lock_schedule"
+    public static let easyOfficeModeEnded: Reason = "easy_office_mode_ended"
+    public static let powerLost: Reason = "power_lost"
+    public static let powerRestored: Reason = "power_restored"
+    public static let doorAjar: Reason = "door_ajar"
+    public static let doorClosed: Reason = "door_closed"
+    public static let batteryDepleted: Reason = "battery_depleted"
+    public static let batteryReplaced: Reason = "battery_replaced"
+    public static let heldOpenLimit: Reason = "held_open_limit"
+
+    // IQ outcomes.
+    public static let iqOffline: Reason = "iq_offline"
+    public static let iqNotActivated: Reason = "iq_not_activated"
+    public static let notInReach: Reason = "not_in_reach"
+    public static let wrongActivationPIN: Reason = "wrong_activation_pin"
+}
+
+/// One entry of a device's audit trail: who did what, where, when (device time), how, with what result.
+///
+/// Hardware does not depend on the Events module; the Emulator maps records to CloudEvents. A record's
+/// identity is (device kind, device id, sequence): the sequence is per device, starts at 1 and has no
+/// gaps, so a consumer can see exactly which records it holds and which were lost.
+public struct AuditRecord: Sendable, Hashable, Codable {
+    public var deviceKind: DeviceKind
+    public var deviceID: String
+    public var sequence: UInt64
+    /// Device time: the lock's own clock (which may have drifted until an IQ syncs it).
+    public var time: Date
+    public var kind: AuditKind
+    /// The lock concerned, for records of a controller or an IQ (a lock's own records name itself).
+    public var lockID: String?
+    /// The IQ involved: the one a remote opening or a sync came through.
+    public var iqID: String?
+    public var userID: String?
+    /// The credential: hex of a mobile key's 16-byte `cti`, or a tag UID (`04:A2:…`). Never a PIN.
+    public var keyID: String?
+    public var method: AccessMethod?
+    public var action: TapAction?
+    public var result: AccessResult?
+    public var reason: Reason?
+    /// The lock's state after a state-change record (`locked`, `unlocked`, `office_mode_*`, …).
+    public var lockState: LockState?
+    /// The revocation list version the lock held when it decided (mobile decisions and list updates).
+    public var revocationListVersion: UInt64?
+    /// The access list version the lock held (tag and PIN decisions, list updates).
+    public var accessListVersion: UInt64?
+    /// Seconds the lock stays unlocked for this grant.
+    public var openTime: UInt16?
+    /// Battery percentage, for battery records.
+    public var batteryLevel: UInt8?
+    /// For `trail_overflow`: how many records were lost and their sequence numbers.
+    public var lostCount: UInt64?
+    public var lostSequences: ClosedRange<UInt64>?
+    /// For `trail_collected`: how many records an IQ collected.
+    public var count: UInt64?
+    /// Free text for people (never secrets).
+    public var detail: String?
+
+    public init(deviceKind: DeviceKind, deviceID: String, sequence: UInt64, time: Date, kind: AuditKind,
+                lockID: String? = nil, iqID: String? = nil, userID: String? = nil, keyID: String? = nil,
+                method: AccessMethod? = nil, action: TapAction? = nil, result: AccessResult? = nil,
+                reason: Reason? = nil, lockState: LockState? = nil, revocationListVersion: UInt64? = nil, accessListVersion: UInt64? = nil,
+                openTime: UInt16? = nil, batteryLevel: UInt8? = nil, lostCount: UInt64? = nil,
+                lostSequences: ClosedRange<UInt64>? = nil, count: UInt64? = nil, detail: String? = nil) {
+        self.deviceKind = deviceKind
+        self.deviceID = deviceID
+        self.sequence = sequence
+        self.time = time
+        self.kind = kind
+        self.lockID = lockID
+        self.iqID = iqID
+        self.userID = userID
+        self.keyID = keyID
+        self.method = method
+        self.action = action
+        self.result = result
+        self.reason = reason
+        self.lockState = lockState
+        self.revocationListVersion = revocationListVersion
+        self.accessListVersion = accessListVersion
+        self.openTime = openTime
+        self.batteryLevel = batteryLevel
+        self.lostCount = lostCount
+        self.lostSequences = lostSequences
+        self.count = count
+        self.detail = detail
+    }
+}
+
+/// Receives every record the moment a device writes it (the Emulator journals it durably).
+/// Called on the device's actor: it must be quick and must not call back into the device.
+public typealias AuditSink = @Sendable (AuditRecord) -> Void
+
+/// A device's bounded on-board trail: the records no IQ has collected yet, oldest first.
+///
+/// When full, the oldest record is dropped to make room and the loss is counted; the next drain
+/// reports it as a `trail_overflow` record (written by the device, so it has its own sequence number)
+/// naming how many records and which sequence numbers were lost. Loss is never silent. Storage grows
+/// only as records arrive, so 10,000 idle locks cost nothing here.
+public struct AuditTrail: Sendable {
+    public let capacity: Int
+    private var storage: [AuditRecord] = []
+    private var head = 0
+    public private(set) var count = 0
+    /// Records dropped since the last drain.
+    public private(set) var lost: UInt64 = 0
+    public private(set) var lostSequences: ClosedRange<UInt64>?
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    public mutating func append(_ record: AuditRecord) {
+        if storage.count < capacity {
+            storage.append(record)
+            count += 1
+            return
+        }
+        if count == capacity {
+            let dropped = storage[head].sequence
+            lost += 1
+            lostSequences = lostSequences.map { min($0.lowerBound, dropped)...max($0.upperBound, dropped) } ?? dropped...dropped
+            storage[head] = record
+            head = (head + 1) % capacity
+        } else {
+            storage[(head + count) % capacity] = record
+            count += 1
+        }
+    }
+
+    /// The oldest records, up to `limit`, without removing them.
+    public func peek(limit: Int = .max) -> [AuditRecord] {
+        let n = min(limit, count)
+        return (0..<n).map { storage[(head + $0) % storage.count] }
+    }
+
+    /// Removes and returns the oldest records, up to `limit`.
+    public mutating func removeOldest(limit: Int = .max) -> [AuditRecord] {
+        let out = peek(limit: limit)
+        head = storage.isEmpty ? 0 : (head + out.count) % storage.count
+        count -= out.count
+        if count == 0 {
+            // Give the memory back: a drained trail of an idle lock should cost nothing.
+            storage = []
+            head = 0
+        }
+        return out
+    }
+
+    /// Takes the pending loss report (count and sequence range), resetting it.
+    public mutating func takeLoss() -> (count: UInt64, sequences: ClosedRange<UInt64>)? {
+        guard lost > 0, let range = lostSequences else { return nil }
+        defer { lost = 0; lostSequences = nil }
+        return (lost, range)
+    }
+}
+
+/// Numbering and fan-out shared by every device: assigns the next sequence number, hands the record to
+/// the sink and keeps it in the trail.
+struct AuditWriter: Sendable {
+    let deviceKind: DeviceKind
+    let deviceID: String
+    var sink: AuditSink?
+    private(set) var nextSequence: UInt64 = 1
+    var trail: AuditTrail
+
+    init(deviceKind: DeviceKind, deviceID: String, capacity: Int, sink: AuditSink?) {
+        self.deviceKind = deviceKind
+        self.deviceID = deviceID
+        self.sink = sink
+        trail = AuditTrail(capacity: capacity)
+    }
+
+    /// Builds a record of `kind` at `time`, lets `fill` set the details, numbers it, emits and keeps it.
+    @discardableResult
+    mutating func write(_ kind: AuditKind, at time: Date, keep: Bool = true,
+                        _ fill: (inout AuditRecord) -> Void = { _ in }) -> AuditRecord {
+        var r = AuditRecord(deviceKind: deviceKind, deviceID: deviceID, sequence: nextSequence, time: time, kind: kind)
+        fill(&r)
+        r.deviceKind = deviceKind
+        r.deviceID = deviceID
+        r.sequence = nextSequence
+        nextSequence += 1
+        sink?(r)
+        if keep { trail.append(r) }
+        return r
+    }
+
+    /// Drains up to `limit` records, oldest first; a pending loss is reported first, as a fresh
+    /// `trail_overflow` record, so the collector learns of it even when it takes a single record.
+    mutating func drain(limit: Int, at time: Date) -> [AuditRecord] {
+        var out: [AuditRecord] = []
+        if let loss = trail.takeLoss() {
+            let r = write(.trailOverflow, at: time, keep: false) {
+                $0.lostCount = loss.count
+                $0.lostSequences = loss.sequences
+                $0.detail = "audit trail overflowed: \(loss.count) records lost (sequences \(loss.sequences.lowerBound)–\(loss.sequences.upperBound))"
+            }
+            out.append(r)
+        }
+        out += trail.removeOldest(limit: max(0, limit - out.count))
+        return out
+    }
+}

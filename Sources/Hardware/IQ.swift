@@ -1,0 +1,241 @@
+import Foundation
+import MobileKey
+
+public struct IQStatus: Sendable, Hashable, Codable {
+    public let id: String
+    public let name: String
+    public let position: Position
+    public let range: Double
+    public let activated: Bool
+    public let online: Bool
+    /// Locks in reach, nearest first (at most 16).
+    public let locksInReach: [String]
+    public let syncInterval: UInt32
+    public let lastSync: Date?
+    public let recordsCollected: UInt64
+    public let lastSequence: UInt64
+}
+
+/// What one sync round did.
+public struct IQSyncReport: Sendable, Hashable {
+    public var locksSynced: [String] = []
+    /// Locks in reach that did not answer (no power).
+    public var locksUnreachable: [String] = []
+    public var recordsCollected = 0
+    public var accessListsPushed = 0
+    public var revocationListsPushed = 0
+    /// Why nothing happened, if nothing did (offline, not activated).
+    public var skipped: Reason?
+}
+
+/// Receives the records an IQ collected from a lock's trail (the Emulator marks them "collected").
+/// Arguments: IQ id, lock id, records oldest first (a `trail_overflow` record first if records were lost).
+public typealias TrailCollector = @Sendable (_ iqID: String, _ lockID: String, _ records: [AuditRecord]) -> Void
+
+/// An IQ hub: reaches up to 16 locks by BLE within its range, and — when activated and online —
+/// syncs them every `syncInterval` seconds: time, access list, revocation list, and their audit trails.
+/// Remote opening goes through it, only while online and only to a lock in reach.
+public actor IQ {
+    public nonisolated let id: String
+
+    private var config: IQConfig
+    private let clock: any KeywayClock
+    private let directory: SiteDirectory
+    private var audit: AuditWriter
+    private let collector: TrailCollector?
+    private var activated: Bool
+    private var online: Bool
+    private var reach: [Lock] = []
+    private var syncTimer: ClockTimer?
+    private var started = false
+    private var lastSync: Date?
+    private var recordsCollected: UInt64 = 0
+
+    init(config: IQConfig, clock: any KeywayClock, directory: SiteDirectory, sink: AuditSink?,
+         collector: TrailCollector?, reach: [Lock]) {
+        id = config.id
+        self.config = config
+        self.clock = clock
+        self.directory = directory
+        audit = AuditWriter(deviceKind: .iq, deviceID: config.id, capacity: LockConfig.defaultTrailCapacity, sink: sink)
+        self.collector = collector
+        activated = config.activated
+        online = config.online
+        self.reach = reach
+    }
+
+    public var status: IQStatus {
+        IQStatus(id: id, name: config.name, position: config.position, range: config.range, activated: activated,
+                 online: online, locksInReach: reach.map(\.id), syncInterval: config.syncInterval, lastSync: lastSync,
+                 recordsCollected: recordsCollected, lastSequence: audit.nextSequence - 1)
+    }
+
+    public var isOnline: Bool { online }
+    public var isActivated: Bool { activated }
+    public var locksInReach: [String] { reach.map(\.id) }
+    public var position: Position { config.position }
+    public var range: Double { config.range }
+    public func trail(limit: Int = .max) -> [AuditRecord] { audit.trail.peek(limit: limit) }
+    public func collectTrail(limit: Int = .max) -> [AuditRecord] { audit.drain(limit: limit, at: clock.now()) }
+
+    // MARK: - Lifecycle
+
+    /// Arms the periodic sync on the clock (idempotent).
+    public func start() {
+        guard !started else { return }
+        started = true
+        armSync()
+    }
+
+    public func stop() {
+        started = false
+        syncTimer?.cancel()
+        syncTimer = nil
+    }
+
+    private func armSync() {
+        syncTimer?.cancel()
+        guard started else { return }
+        syncTimer = clock.schedule(after: TimeInterval(config.syncInterval)) { [weak self] in
+            await self?.periodicSync()
+        }
+    }
+
+    private func periodicSync() async {
+        syncTimer = nil
+        _ = await syncNow()
+        armSync()
+    }
+
+    /// Takes the IQ online or offline (its uplink). Coming online syncs at once.
+    @discardableResult
+    public func setOnline(_ on: Bool) async -> IQSyncReport? {
+        guard on != online else { return nil }
+        online = on
+        audit.write(on ? .iqOnline : .iqOffline, at: clock.now())
+        return on ? await syncNow() : nil
+    }
+
+    /// Activates the IQ with the PIN the platform issued. A wrong PIN is recorded and refused.
+    public func activate(pin: String) async throws {
+        guard pin.count <= 32, pin == config.activationPIN else {
+            // The offered PIN is never recorded.
+            audit.write(.iqActivationFailed, at: clock.now()) { $0.reason = .wrongActivationPIN }
+            throw HardwareError.wrongActivationPIN(iqID: id)
+        }
+        guard !activated else { return }
+        activated = true
+        audit.write(.iqActivated, at: clock.now())
+        _ = await syncNow()
+    }
+
+    public func deactivate() {
+        guard activated else { return }
+        activated = false
+        audit.write(.iqDeactivated, at: clock.now())
+    }
+
+    // MARK: - Reach
+
+    /// Set by `Site` whenever geometry changes. Locks that just came into reach are synced at once
+    /// (the IQ sees their advertisements), the others at the next periodic sync.
+    func setReach(_ locks: [Lock]) async {
+        let old = Set(reach.map(\.id))
+        reach = locks
+        let newcomers = locks.filter { !old.contains($0.id) }
+        if !newcomers.isEmpty, online, activated {
+            var report = IQSyncReport()
+            for lock in newcomers { await sync(lock, into: &report) }
+        }
+    }
+
+    func move(to position: Position) { config.position = position }
+    func setRange(_ range: Double) { config.range = range }
+
+    // MARK: - Sync
+
+    /// Syncs every lock in reach now (if online and activated).
+    @discardableResult
+    public func syncNow() async -> IQSyncReport {
+        var report = IQSyncReport()
+        guard activated else { report.skipped = .iqNotActivated; return report }
+        guard online else { report.skipped = .iqOffline; return report }
+        for lock in reach { await sync(lock, into: &report) }
+        lastSync = clock.now()
+        return report
+    }
+
+    private func sync(_ lock: Lock, into report: inout IQSyncReport) async {
+        do {
+            // The IQ's own time is network time: the site clock.
+            try await lock.syncTime(to: clock.now(), via: id)
+            let current = await directory.accessListVersion
+            if await lock.accessListVersion < current {
+                let list = await directory.accessList(for: lock.id)
+                if try await lock.installAccessList(list, via: id) { report.accessListsPushed += 1 }
+            }
+            if let signed = await directory.signedRevocationList,
+               await directory.revocationList.version > lock.revocationListVersion,
+               await lock.status.mobileKeysProvisioned {
+                let before = await lock.revocationListVersion
+                let after = try await lock.installRevocationList(signed: signed, via: id)
+                if after > before { report.revocationListsPushed += 1 }
+            }
+            let records = try await lock.collectTrail(by: id)
+            if !records.isEmpty {
+                recordsCollected += UInt64(records.count)
+                report.recordsCollected += records.count
+                audit.write(.trailCollected, at: clock.now()) {
+                    $0.lockID = lock.id
+                    $0.count = UInt64(records.count)
+                }
+                collector?(id, lock.id, records)
+            }
+            report.locksSynced.append(lock.id)
+        } catch {
+            report.locksUnreachable.append(lock.id)
+        }
+    }
+
+    // MARK: - Remote opening
+
+    /// Opens (or sets office mode on) a lock remotely for the platform. Only while activated and online,
+    /// and only for a lock this IQ reaches.
+    @discardableResult
+    public func remote(_ action: TapAction = .open, lockID: String, userID: String?) async throws -> Decision {
+        guard activated else { throw HardwareError.iqNotActivated(iqID: id) }
+        // Refusals are recorded by the IQ: the lock never heard of them.
+        func refuse(_ reason: Reason) {
+            audit.write(.remoteOpenRequested, at: clock.now()) {
+                $0.lockID = lockID
+                $0.userID = userID
+                $0.method = .remote
+                $0.action = action
+                $0.result = .denied
+                $0.reason = reason
+            }
+        }
+        // An offline IQ never receives the command: the platform refuses it (no IQ record).
+        guard online else { throw HardwareError.iqOffline(iqID: id) }
+        guard let lock = reach.first(where: { $0.id == lockID }) else {
+            refuse(.notInReach)
+            throw HardwareError.notInReach(lockID: lockID, iqID: id)
+        }
+        let decision: Decision
+        do {
+            decision = try await lock.remote(action, userID: userID, via: id)
+        } catch let error as HardwareError {
+            if case let .unpowered(_, reason) = error { refuse(reason) }
+            throw error
+        }
+        audit.write(.remoteOpenRequested, at: clock.now()) {
+            $0.lockID = lockID
+            $0.userID = userID
+            $0.method = .remote
+            $0.action = action
+            $0.result = decision.result
+            $0.reason = decision.reason
+        }
+        return decision
+    }
+}

@@ -1,0 +1,861 @@
+import Foundation
+import MobileKey
+
+/// The state a lock reports (Matter Door Lock: Locked / Unlocked / NotFullyLocked, plus Passage).
+public enum LockState: String, Sendable, Hashable, Codable, CaseIterable {
+    case locked
+    case unlocked
+    /// Passage: held open until someone with the right, a lock schedule or the end of an easy office
+    /// mode window locks it.
+    case officeMode = "office_mode"
+    /// The lock cannot vouch that it is secured: battery depleted, or the door stood open when the
+    /// lock relocked (a strike or magnet cannot secure an open door).
+    case uncertain
+}
+
+/// What the reader shows and sounds after a presentation: observable state for the live view and tests.
+public struct ReaderFeedback: Sendable, Hashable, Codable {
+    public enum LED: String, Sendable, Hashable, Codable { case off, green, red }
+    public enum Beep: String, Sendable, Hashable, Codable {
+        case none
+        /// One short beep.
+        case accepted
+        /// The error sound: three short low beeps.
+        case rejected
+        /// Two rising beeps: passage started.
+        case officeModeOn = "office_mode_on"
+        /// Two falling beeps: passage ended.
+        case officeModeOff = "office_mode_off"
+    }
+
+    public var led: LED
+    public var beep: Beep
+    /// Lock time at which it started; nil if the reader never signalled.
+    public var since: Date?
+    /// Increments with every signal, so two identical signals in a row are distinguishable.
+    public var serial: UInt64
+
+    /// How long the LED stays lit after a signal.
+    public static let displayDuration: TimeInterval = 2
+    public static let idle = ReaderFeedback(led: .off, beep: .none, since: nil, serial: 0)
+
+    /// What the reader shows at `time`: the last signal while it is displayed, then dark.
+    public func showing(at time: Date) -> ReaderFeedback {
+        guard let since, time.timeIntervalSince(since) < ReaderFeedback.displayDuration, time >= since else {
+            return ReaderFeedback(led: .off, beep: .none, since: since, serial: serial)
+        }
+        return self
+    }
+}
+
+/// Why a presentation never reached a decision: physics, not policy. No audit record is written,
+/// because the reader never saw anything.
+public enum HardwareError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The phone or fob is further from the reader than it can read (see `ReaderReach`).
+    case outOfReach(lockID: String, distance: Double, reach: Double)
+    /// The device has no power (battery depleted, or its door controller lost power).
+    case unpowered(deviceID: String, reason: Reason)
+    /// A PIN typed on a lock without a keypad.
+    case noKeypad(lockID: String)
+    /// A battery operation on a reader powered by a door controller.
+    case noBattery(lockID: String)
+    /// Mobile keys need the site's keys provisioned on the lock.
+    case mobileKeysNotProvisioned(lockID: String)
+    case invalidValue(field: String, message: String)
+    case unknownLock(String)
+    case unknownDoorController(String)
+    case unknownIQ(String)
+    case noDoorPositionSwitch(controllerID: String)
+    case noRequestToExit(controllerID: String)
+    case iqOffline(iqID: String)
+    case iqNotActivated(iqID: String)
+    case notInReach(lockID: String, iqID: String)
+    case wrongActivationPIN(iqID: String)
+    case tapFailed(String)
+
+    public var description: String {
+        switch self {
+        case let .outOfReach(l, d, r):
+            return "lock \(l): nothing to read at \(String(format: "%.3f", d)) m (the reader reaches \(String(format: "%.2f", r)) m)"
+        case let .unpowered(d, r): return "\(d) has no power (\(r))"
+        case let .noKeypad(l): return "lock \(l) has no keypad"
+        case let .noBattery(l): return "lock \(l) is powered by its door controller and has no battery"
+        case let .mobileKeysNotProvisioned(l): return "lock \(l) has no site keys for mobile credentials"
+        case let .invalidValue(f, m): return "\(f): \(m)"
+        case let .unknownLock(l): return "no lock with id '\(l)'"
+        case let .unknownDoorController(c): return "no door controller with id '\(c)'"
+        case let .unknownIQ(i): return "no IQ with id '\(i)'"
+        case let .noDoorPositionSwitch(c): return "door controller \(c) has no door position switch"
+        case let .noRequestToExit(c): return "door controller \(c) has no request-to-exit input"
+        case let .iqOffline(i): return "IQ \(i) is offline"
+        case let .iqNotActivated(i): return "IQ \(i) is not activated"
+        case let .notInReach(l, i): return "lock \(l) is not in reach of IQ \(i)"
+        case let .wrongActivationPIN(i): return "wrong activation PIN for IQ \(i)"
+        case let .tapFailed(why): return "tap failed: \(why)"
+        }
+    }
+}
+
+/// A lock's answer to one request, with the audit record it wrote.
+public struct Decision: Sendable, Equatable {
+    public enum Outcome: String, Sendable, Hashable, Codable {
+        /// Unlocked (or kept unlocked, restarting) for the open time.
+        case unlocked
+        case officeModeStarted = "office_mode_started"
+        case officeModeEnded = "office_mode_ended"
+        /// Granted, nothing to do (already in the requested state).
+        case unchanged
+        /// Denied.
+        case none
+    }
+
+    public let result: AccessResult
+    public let reason: Reason?
+    public let method: AccessMethod
+    public let action: TapAction
+    public let userID: String?
+    public let keyID: String?
+    public let outcome: Outcome
+    /// Seconds the door is open for, when `outcome == .unlocked`.
+    public let openTime: UInt16?
+    /// The lock's state right after the decision took effect.
+    public let state: LockState
+    /// The `access_granted` / `access_denied` record (its sequence identifies the event upstream).
+    public let record: AuditRecord
+
+    public var granted: Bool { result == .granted }
+}
+
+/// The result of a mobile tap: the decision and the result notification bytes for the phone.
+public struct TapOutcome: Sendable {
+    public let decision: Decision
+    public let resultMessage: [UInt8]
+}
+
+/// A lock's full observable state, for the control API and the live view.
+public struct LockStatus: Sendable, Hashable, Codable {
+    public let id: String
+    public let name: String
+    public let kind: LockKind
+    public let position: Position
+    public let state: LockState
+    /// Lock time until which a grant keeps it unlocked.
+    public let unlockedUntil: Date?
+    /// Lock time at which an easy-office-mode passage ends, if one is running.
+    public let officeModeEndsAt: Date?
+    public let feedback: ReaderFeedback
+    /// nil for a reader powered by a door controller.
+    public let batteryLevel: UInt8?
+    public let batteryLow: Bool
+    public let powered: Bool
+    public let openTime: UInt8
+    public let revocationListVersion: UInt64
+    public let accessListVersion: UInt64
+    public let trailCount: Int
+    public let trailCapacity: Int
+    /// Records dropped from the trail and not yet reported to an IQ.
+    public let trailPendingLoss: UInt64
+    public let lastSequence: UInt64
+    public let keypadLockedUntil: Date?
+    public let lockTime: Date
+    /// lock time − clock time, in seconds (drift until an IQ syncs the lock).
+    public let clockOffset: Double
+    public let doorController: Bool
+    public let mobileKeysProvisioned: Bool
+}
+
+/// State shared between a lock and the door controller whose relay carries out its decisions.
+///
+/// The lock writes what it wants (release or not, passage or not); the controller writes power and the
+/// door-position switch. Both read the physical result synchronously, so the lock never awaits its
+/// controller (no reentrancy) and the controller awaits the lock only to let it record state changes.
+final class DoorLink: @unchecked Sendable {
+    struct Snapshot {
+        let relay: RelayKind
+        let commandedRelease: Bool
+        let passage: Bool
+        let powered: Bool
+        let doorOpen: Bool
+
+        /// The relay coil: fail-secure strikes energise to unlock; fail-safe strikes and mag locks
+        /// energise to lock.
+        var energised: Bool {
+            guard powered else { return false }
+            return relay == .electricStrikeFailSecure ? commandedRelease : !commandedRelease
+        }
+        /// Whether the door can be pushed open without force.
+        var free: Bool { relay.failSafe ? !energised : energised }
+    }
+
+    let relay: RelayKind
+    private let mutex = NSLock()
+    private var commandedRelease = false
+    private var passage = false
+    private var powered = true
+    private var doorOpen = false
+
+    init(relay: RelayKind) { self.relay = relay }
+
+    var snapshot: Snapshot {
+        mutex.lock(); defer { mutex.unlock() }
+        return Snapshot(relay: relay, commandedRelease: commandedRelease, passage: passage, powered: powered, doorOpen: doorOpen)
+    }
+
+    func command(release: Bool, passage: Bool) {
+        mutex.lock(); commandedRelease = release; self.passage = passage; mutex.unlock()
+    }
+
+    func setPowered(_ on: Bool) { mutex.lock(); powered = on; mutex.unlock() }
+    func setDoorOpen(_ open: Bool) { mutex.lock(); doorOpen = open; mutex.unlock() }
+}
+
+/// A BLE lock (escutcheon, cylinder, wall reader, locker), or the reader of a door driven by a door
+/// controller. Every decision is made here, offline, from what the lock holds: its clock, the access
+/// list and the revocation list last pushed by an IQ, and the site keys it was provisioned with.
+public actor Lock {
+    /// Holding a credential on the reader this long toggles office mode (for holders of the right).
+    public static let officeModeHoldDuration: TimeInterval = 5
+    /// Longest PIN the keypad takes; longer input is refused without a lookup.
+    public static let maximumPINLength = 16
+
+    public nonisolated let id: String
+    public nonisolated let kind: LockKind
+    public nonisolated let siteID: String
+    public nonisolated let hasDoorController: Bool
+
+    private var config: LockConfig
+    private let zone: SiteTimeZone
+    private let clock: any KeywayClock
+    private var audit: AuditWriter
+    private let door: DoorLink?
+    private var tapIdentity: TapLockIdentity?
+    private var revocations: RevocationList
+    private var accessList: AccessList
+
+    private enum Command: Equatable {
+        case locked
+        /// Until a clock instant (timers run on the clock, not on the lock's drifting time).
+        case unlocked(until: Date)
+        /// `easyUntil`: the clock instant at which an easy-office-mode passage ends.
+        case officeMode(easyUntil: Date?)
+
+        var releases: Bool { self != .locked }
+        var isOffice: Bool { if case .officeMode = self { return true } else { return false } }
+    }
+
+    private var command: Command = .locked
+    private var reportedState: LockState = .locked
+    private var relockTimer: ClockTimer?
+    private var scheduleTimer: ClockTimer?
+    private var easyTimer: ClockTimer?
+    private var holdTimer: ClockTimer?
+    private var heldToken: UInt64 = 0
+    private var batteryLevel: UInt8?
+    private var batteryLowReported = false
+    private var clockOffset: TimeInterval = 0
+    private var wrongPINs: UInt8 = 0
+    private var keypadLockedUntil: Date?
+    private var feedback = ReaderFeedback.idle
+    private var position: Position
+
+    init(config: LockConfig, siteID: String, zone: SiteTimeZone, clock: any KeywayClock, sink: AuditSink?,
+         door: DoorLink?, accessList: AccessList, revocations: RevocationList, tapIdentity: TapLockIdentity?) {
+        id = config.id
+        kind = config.kind
+        self.siteID = siteID
+        hasDoorController = door != nil
+        self.config = config
+        self.zone = zone
+        self.clock = clock
+        audit = AuditWriter(deviceKind: .lock, deviceID: config.id, capacity: Int(config.trailCapacity), sink: sink)
+        self.door = door
+        self.accessList = accessList
+        self.revocations = revocations
+        self.tapIdentity = tapIdentity
+        position = config.position
+        batteryLevel = door == nil ? (config.battery?.level ?? 100) : nil
+        batteryLowReported = false
+        if let level = batteryLevel, level == 0 { reportedState = .uncertain }
+    }
+
+    /// A stand-alone lock (tests, tools). `Site` builds the locks of a site file.
+    public init(config: LockConfig, siteID: String, timeZone: SiteTimeZone, clock: any KeywayClock,
+                sink: AuditSink? = nil, accessList: AccessList = .empty, revocations: RevocationList? = nil,
+                tapIdentity: TapLockIdentity? = nil) {
+        self.init(config: config, siteID: siteID, zone: timeZone, clock: clock, sink: sink, door: nil,
+                  accessList: accessList, revocations: revocations ?? .empty(siteID: siteID), tapIdentity: tapIdentity)
+    }
+
+    // MARK: - Observing
+
+    /// The lock's own clock: the site clock plus whatever drift it has (until an IQ syncs it).
+    public func lockTime() -> Date { clock.now().addingTimeInterval(clockOffset) }
+
+    public var state: LockState { currentState() }
+    public var currentFeedback: ReaderFeedback { feedback.showing(at: lockTime()) }
+    /// The last signal, even if no longer displayed.
+    public var lastFeedback: ReaderFeedback { feedback }
+    public var revocationListVersion: UInt64 { revocations.version }
+    public var accessListVersion: UInt64 { accessList.version }
+    public var currentPosition: Position { position }
+    public var configuration: LockConfig { config }
+    /// Records no IQ has collected yet, oldest first (not removed).
+    public func trail(limit: Int = .max) -> [AuditRecord] { audit.trail.peek(limit: limit) }
+    public var isPowered: Bool { powerProblem() == nil }
+
+    public var status: LockStatus {
+        let now = lockTime()
+        var unlockedUntil: Date?, officeEnds: Date?
+        switch command {
+        case .unlocked(let until): unlockedUntil = until.addingTimeInterval(clockOffset)
+        case .officeMode(let easy): officeEnds = easy?.addingTimeInterval(clockOffset)
+        case .locked: break
+        }
+        return LockStatus(
+            id: id, name: config.name, kind: kind, position: position, state: currentState(),
+            unlockedUntil: unlockedUntil, officeModeEndsAt: officeEnds, feedback: feedback.showing(at: now),
+            batteryLevel: batteryLevel, batteryLow: batteryLevel.map { $0 < (config.battery?.lowThreshold ?? 20) } ?? false,
+            powered: powerProblem() == nil, openTime: config.openTime, revocationListVersion: revocations.version,
+            accessListVersion: accessList.version, trailCount: audit.trail.count, trailCapacity: audit.trail.capacity,
+            trailPendingLoss: audit.trail.lost, lastSequence: audit.nextSequence - 1,
+            keypadLockedUntil: keypadLockedUntil.flatMap { $0 > now ? $0 : nil }, lockTime: now,
+            clockOffset: clockOffset, doorController: door != nil, mobileKeysProvisioned: tapIdentity != nil)
+    }
+
+    // MARK: - Tags
+
+    /// A fob or card tapped on the reader (placed and lifted). `action` other than `.open` models a
+    /// presentation held longer than `officeModeHoldDuration` asking for that office-mode change.
+    @discardableResult
+    public func presentTag(_ uid: TagUID, action: TapAction = .open, distance: Double = 0) throws -> Decision {
+        try checkReach(distance)
+        try checkPowered()
+        cancelHold()
+        return decideTag(uid, action: action)
+    }
+
+    /// A fob placed on the reader and left there: decided at once as a tap; if it is still there after
+    /// `officeModeHoldDuration` seconds and its holder has the office-mode right, office mode toggles.
+    @discardableResult
+    public func placeTag(_ uid: TagUID, distance: Double = 0) throws -> Decision {
+        try checkReach(distance)
+        try checkPowered()
+        cancelHold()
+        let decision = decideTag(uid, action: .open)
+        if decision.granted, let entry = accessList.entry(forTag: uid), entry.officeMode {
+            heldToken &+= 1
+            let token = heldToken
+            holdTimer = clock.schedule(after: Lock.officeModeHoldDuration) { [weak self] in
+                await self?.holdElapsed(uid, token: token)
+            }
+        }
+        return decision
+    }
+
+    /// The fob is taken away from the reader.
+    public func liftTag() {
+        cancelHold()
+    }
+
+    private func cancelHold() {
+        holdTimer?.cancel()
+        holdTimer = nil
+        heldToken &+= 1
+    }
+
+    private func holdElapsed(_ uid: TagUID, token: UInt64) {
+        guard token == heldToken, powerProblem() == nil else { return }
+        holdTimer = nil
+        _ = decideTag(uid, action: command.isOffice ? .officeModeOff : .officeModeOn)
+    }
+
+    private func decideTag(_ uid: TagUID, action: TapAction) -> Decision {
+        let now = lockTime()
+        let key = uid.description
+        let entry = accessList.entry(forTag: uid)
+        if let denial = check(entry, unknown: .unknownTag, at: now) {
+            return deny(denial, method: .tag, action: action, userID: entry?.userID, keyID: key)
+        }
+        // `check` returned nil, so the entry exists.
+        guard let entry else { return deny(.unknownTag, method: .tag, action: action, userID: nil, keyID: key) }
+        return perform(action, officeRight: entry.officeMode, method: .tag, userID: entry.userID, keyID: key)
+    }
+
+    // MARK: - PINs
+
+    /// A PIN typed on the keypad. Wrong PINs count towards the brute-force lockout; during a lockout
+    /// every PIN is refused, even a right one.
+    @discardableResult
+    public func enterPIN(_ pin: String, action: TapAction = .open) throws -> Decision {
+        guard config.keypad else { throw HardwareError.noKeypad(lockID: id) }
+        try checkPowered()
+        let now = lockTime()
+        if let until = keypadLockedUntil {
+            if now < until {
+                return deny(.keypadLockedOut, method: .pin, action: action, userID: nil, keyID: nil)
+            }
+            keypadLockedUntil = nil
+            wrongPINs = 0
+        }
+        let valid = pin.utf8.count <= Lock.maximumPINLength && pin.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
+        let entry = valid ? accessList.entry(forPIN: pin) : nil
+        guard let entry else {
+            wrongPINs &+= 1
+            let decision = deny(.wrongPIN, method: .pin, action: action, userID: nil, keyID: nil)
+            if wrongPINs >= config.pinLockout.attempts {
+                let until = now.addingTimeInterval(TimeInterval(config.pinLockout.durationSeconds))
+                keypadLockedUntil = until
+                audit.write(.keypadLockedOut, at: now) {
+                    $0.method = .pin
+                    $0.reason = .keypadLockedOut
+                    $0.count = UInt64(self.wrongPINs)
+                    $0.detail = "\(self.wrongPINs) wrong PINs in a row; keypad locked for \(self.config.pinLockout.durationSeconds) s"
+                }
+            }
+            return decision
+        }
+        wrongPINs = 0
+        if let denial = check(entry, unknown: .wrongPIN, at: now) {
+            return deny(denial, method: .pin, action: action, userID: entry.userID, keyID: nil)
+        }
+        return perform(action, officeRight: entry.officeMode, method: .pin, userID: entry.userID, keyID: nil)
+    }
+
+    private func check(_ entry: AccessEntry?, unknown: Reason, at now: Date) -> Reason? {
+        guard let entry else { return unknown }
+        if let from = entry.validFrom, now < from { return .notYetValid }
+        if let until = entry.validUntil, now >= until { return .expired }
+        if !entry.schedule.contains(zone.local(now)) { return .outsideSchedule }
+        return nil
+    }
+
+    // MARK: - Mobile keys
+
+    /// Step 2 of a tap: the signed reader hello for a phone within reach. The session is single-use.
+    public func beginTap(distance: Double = 0) throws -> TapLockSession {
+        try checkReach(distance)
+        try checkPowered()
+        guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+        do {
+            return try tapIdentity.startSession(now: lockTime())
+        } catch {
+            throw HardwareError.tapFailed("\(error)")
+        }
+    }
+
+    /// Step 4: the lock evaluates the phone's presentation with its own clock and the revocation list
+    /// it holds right now (atomically, inside the lock), then applies its state machine. The result
+    /// message is what the lock notifies to the phone.
+    public func finishTap(_ session: TapLockSession, presentation: [UInt8]) throws -> TapOutcome {
+        try checkPowered()
+        guard session.identity.lockID == id else { throw HardwareError.tapFailed("session of lock \(session.identity.lockID)") }
+        let evaluation = session.evaluate(presentation, now: lockTime(), revocations: revocations)
+        let decision = decide(evaluation)
+        let openMs = decision.outcome == .unlocked ? UInt32(decision.openTime ?? 0) * 1000 : 0
+        let message = session.resultMessage(granted: decision.granted, reason: decision.reason?.rawValue, openMilliseconds: openMs)
+        return TapOutcome(decision: decision, resultMessage: message)
+    }
+
+    /// Records a tap that failed before it produced a presentation to evaluate (protocol error,
+    /// timeout), so failed check-ins are never invisible.
+    @discardableResult
+    public func recordTapFailure(_ reason: Reason, action: TapAction? = nil) -> Decision {
+        deny(reason, method: .mobile, action: action ?? .open, userID: nil, keyID: nil)
+    }
+
+    private func decide(_ evaluation: TapEvaluation) -> Decision {
+        switch evaluation {
+        case let .denied(denial, credential, action):
+            return deny(Reason(rawValue: denial.code), method: .mobile, action: action ?? .open,
+                        userID: credential?.userID, keyID: credential.map { Hex.encode($0.keyID) })
+        case let .accepted(credential, action):
+            return perform(action, officeRight: credential.officeMode, method: .mobile, userID: credential.userID,
+                           keyID: Hex.encode(credential.keyID))
+        }
+    }
+
+    /// Installs (or replaces) the site keys this lock uses for mobile credentials.
+    public func provision(_ identity: TapLockIdentity?) {
+        tapIdentity = identity
+    }
+
+    // MARK: - Remote, exit button, manual
+
+    /// A remote command from the platform through an IQ (the IQ checks it is online and in reach).
+    @discardableResult
+    public func remote(_ action: TapAction = .open, userID: String?, via iqID: String) throws -> Decision {
+        try checkPowered()
+        // The platform authorised it; office-mode rights are the platform's to check.
+        return perform(action, officeRight: true, method: .remote, userID: userID, keyID: nil, iqID: iqID)
+    }
+
+    /// The request-to-exit button of this door's controller.
+    @discardableResult
+    func exitRequested() throws -> Decision {
+        try checkPowered()
+        return perform(.open, officeRight: false, method: .exitButton, userID: nil, keyID: nil, forceUnlock: true)
+    }
+
+    /// A technician (or the QA engineer) at the lock, no credential: sets office mode on or off, or opens.
+    @discardableResult
+    public func manual(_ action: TapAction) throws -> Decision {
+        try checkPowered()
+        return perform(action, officeRight: true, method: .manual, userID: nil, keyID: nil, forceUnlock: true)
+    }
+
+    // MARK: - The state machine
+
+    private func perform(_ action: TapAction, officeRight: Bool, method: AccessMethod, userID: String?,
+                         keyID: String?, iqID: String? = nil, forceUnlock: Bool = false) -> Decision {
+        let now = lockTime()
+        let easyWindow = !config.easyOfficeMode.windows.isEmpty && config.easyOfficeMode.contains(zone.local(now))
+        var outcome: Decision.Outcome
+        var next = command
+        var cause: Reason = .credential
+        switch action {
+        case .open:
+            if easyWindow && officeRight && !forceUnlock {
+                // Easy office mode: a tap by a holder of the right toggles passage.
+                if command.isOffice {
+                    next = .locked
+                    outcome = .officeModeEnded
+                } else {
+                    next = .officeMode(easyUntil: easyEnd(now))
+                    outcome = .officeModeStarted
+                }
+            } else if command.isOffice {
+                outcome = .unchanged
+            } else {
+                next = .unlocked(until: clock.now().addingTimeInterval(TimeInterval(config.openTime)))
+                outcome = .unlocked
+            }
+        case .officeModeOn:
+            guard officeRight else {
+                return deny(.actionNotPermitted, method: method, action: action, userID: userID, keyID: keyID, iqID: iqID)
+            }
+            if command.isOffice {
+                outcome = .unchanged
+            } else {
+                next = .officeMode(easyUntil: easyWindow ? easyEnd(now) : nil)
+                outcome = .officeModeStarted
+            }
+        case .officeModeOff:
+            guard officeRight else {
+                return deny(.actionNotPermitted, method: method, action: action, userID: userID, keyID: keyID, iqID: iqID)
+            }
+            if command.isOffice {
+                next = .locked
+                outcome = .officeModeEnded
+            } else {
+                outcome = .unchanged
+            }
+        }
+        if method == .exitButton { cause = "exit_button" }
+        let openTime: UInt16? = outcome == .unlocked ? UInt16(config.openTime) : nil
+        let record = audit.write(.accessGranted, at: now) {
+            $0.method = method
+            $0.action = action
+            $0.result = .granted
+            $0.userID = userID
+            $0.keyID = keyID
+            $0.iqID = iqID
+            $0.openTime = openTime
+            $0.revocationListVersion = self.revocations.version
+            $0.accessListVersion = self.accessList.version
+        }
+        switch outcome {
+        case .officeModeStarted: signal(.green, .officeModeOn, at: now)
+        case .officeModeEnded: signal(.green, .officeModeOff, at: now)
+        default: signal(.green, .accepted, at: now)
+        }
+        if next != command || outcome == .unlocked {
+            setCommand(next)
+        }
+        settle(cause, method: method, userID: userID, keyID: keyID, iqID: iqID)
+        return Decision(result: .granted, reason: nil, method: method, action: action, userID: userID, keyID: keyID,
+                        outcome: outcome, openTime: openTime, state: currentState(), record: record)
+    }
+
+    private func deny(_ reason: Reason, method: AccessMethod, action: TapAction, userID: String?, keyID: String?,
+                      iqID: String? = nil) -> Decision {
+        let now = lockTime()
+        let record = audit.write(.accessDenied, at: now) {
+            $0.method = method
+            $0.action = action
+            $0.result = .denied
+            $0.reason = reason
+            $0.userID = userID
+            $0.keyID = keyID
+            $0.iqID = iqID
+            $0.revocationListVersion = self.revocations.version
+            $0.accessListVersion = self.accessList.version
+        }
+        signal(.red, .rejected, at: now)
+        return Decision(result: .denied, reason: reason, method: method, action: action, userID: userID, keyID: keyID,
+                        outcome: .none, openTime: nil, state: currentState(), record: record)
+    }
+
+    private func signal(_ led: ReaderFeedback.LED, _ beep: ReaderFeedback.Beep, at time: Date) {
+        feedback = ReaderFeedback(led: led, beep: beep, since: time, serial: feedback.serial &+ 1)
+    }
+
+    /// Clock instant at which the easy-office-mode span containing lock time `now` ends.
+    private func easyEnd(_ now: Date) -> Date? {
+        config.easyOfficeMode.endOfSpan(containing: now, in: zone).map { $0.addingTimeInterval(-clockOffset) }
+    }
+
+    /// Applies a new command: timers, and the relay through the door link.
+    private func setCommand(_ next: Command) {
+        command = next
+        relockTimer?.cancel()
+        relockTimer = nil
+        easyTimer?.cancel()
+        easyTimer = nil
+        switch next {
+        case .unlocked(let until):
+            relockTimer = clock.schedule(at: until) { [weak self] in await self?.relockDue(until) }
+        case .officeMode(let easyUntil?):
+            easyTimer = clock.schedule(at: easyUntil) { [weak self] in await self?.easyOfficeDue(easyUntil) }
+        default:
+            break
+        }
+        armScheduleTimer()
+        door?.command(release: next.releases, passage: next.isOffice)
+    }
+
+    /// Lock schedules matter only while the lock is released, so the timer is armed only then: an idle
+    /// site of 10,000 locks keeps no timers.
+    private func armScheduleTimer() {
+        scheduleTimer?.cancel()
+        scheduleTimer = nil
+        guard command.releases, !config.lockSchedule.isEmpty,
+              let next = config.lockSchedule.nextOccurrence(after: lockTime(), in: zone) else { return }
+        let at = next.addingTimeInterval(-clockOffset)
+        scheduleTimer = clock.schedule(at: at) { [weak self] in await self?.scheduleDue() }
+    }
+
+    private func relockDue(_ until: Date) {
+        guard command == .unlocked(until: until) else { return }
+        setCommand(.locked)
+        settle(.openTimeElapsed, method: nil, userID: nil, keyID: nil, iqID: nil)
+    }
+
+    private func easyOfficeDue(_ until: Date) {
+        guard command == .officeMode(easyUntil: until) else { return }
+        setCommand(.locked)
+        settle(.easyOfficeModeEnded, method: nil, userID: nil, keyID: nil, iqID: nil)
+    }
+
+    private func scheduleDue() {
+        scheduleTimer = nil
+        guard command.releases else { return }
+        // Lock schedules only ever lock.
+        setCommand(.locked)
+        settle(.lockSchedule, method: nil, userID: nil, keyID: nil, iqID: nil)
+    }
+
+    /// The state as the hardware is: the command, corrected by power, the door and the battery.
+    private func currentState() -> LockState {
+        if let level = batteryLevel, level == 0 { return .uncertain }
+        guard let door else {
+            switch command {
+            case .locked: return .locked
+            case .unlocked: return .unlocked
+            case .officeMode: return .officeMode
+            }
+        }
+        let s = door.snapshot
+        if s.free { return command.isOffice ? .officeMode : .unlocked }
+        // Secured relay, but an open door: nothing is holding it.
+        return s.doorOpen ? .uncertain : .locked
+    }
+
+    /// Records a state change if the observable state moved since the last record.
+    private func settle(_ reason: Reason, method: AccessMethod?, userID: String?, keyID: String?, iqID: String?) {
+        let new = currentState()
+        let old = reportedState
+        guard new != old else { return }
+        reportedState = new
+        let kind: AuditKind
+        if new == .officeMode { kind = .officeModeStarted }
+        else if old == .officeMode { kind = .officeModeEnded }
+        else {
+            switch new {
+            case .unlocked: kind = .unlocked
+            case .locked: kind = .locked
+            default: kind = .lockUncertain
+            }
+        }
+        audit.write(kind, at: lockTime()) {
+            $0.reason = reason
+            $0.lockState = new
+            $0.method = method
+            $0.userID = userID
+            $0.keyID = keyID
+            $0.iqID = iqID
+        }
+    }
+
+    // MARK: - Door controller coupling
+
+    /// The controller's power or door-position switch changed: re-read the physical state and record it.
+    func doorChanged(_ reason: Reason) {
+        if door?.snapshot.powered == false { cancelHold() }
+        settle(reason, method: nil, userID: nil, keyID: nil, iqID: nil)
+    }
+
+    // MARK: - Physical checks
+
+    private func checkReach(_ distance: Double) throws {
+        let reach = ReaderReach.maximumDistance(for: kind)
+        guard distance.isFinite, distance >= 0 else {
+            throw HardwareError.invalidValue(field: "distance_m", message: "must be a distance ≥ 0 in metres")
+        }
+        guard distance <= reach else { throw HardwareError.outOfReach(lockID: id, distance: distance, reach: reach) }
+    }
+
+    private func powerProblem() -> Reason? {
+        if let level = batteryLevel, level == 0 { return .batteryDepleted }
+        if let door, !door.snapshot.powered { return .noPower }
+        return nil
+    }
+
+    private func checkPowered() throws {
+        if let reason = powerProblem() { throw HardwareError.unpowered(deviceID: id, reason: reason) }
+    }
+
+    // MARK: - Battery
+
+    /// Sets the battery level (0…100 %). Crossing the low threshold records `battery_low` once; 0
+    /// records `battery_depleted` (the lock's last gasp) and leaves it `uncertain`; a level above 0
+    /// after depletion is a battery change: the lock reboots locked.
+    public func setBattery(level: Int) throws {
+        guard door == nil, let old = batteryLevel else { throw HardwareError.noBattery(lockID: id) }
+        guard (0...100).contains(level) else {
+            throw HardwareError.invalidValue(field: "battery", message: "level must be 0…100, got \(level)")
+        }
+        let new = UInt8(level)
+        let now = lockTime()
+        batteryLevel = new
+        let threshold = config.battery?.lowThreshold ?? 20
+        if old == 0 && new > 0 {
+            audit.write(.batteryReplaced, at: now) { $0.batteryLevel = new; $0.reason = .batteryReplaced }
+            batteryLowReported = false
+            setCommand(.locked)
+            settle(.batteryReplaced, method: nil, userID: nil, keyID: nil, iqID: nil)
+        }
+        if new == 0 && old > 0 {
+            cancelHold()
+            audit.write(.batteryDepleted, at: now) { $0.batteryLevel = 0; $0.reason = .batteryDepleted }
+            relockTimer?.cancel(); relockTimer = nil
+            easyTimer?.cancel(); easyTimer = nil
+            scheduleTimer?.cancel(); scheduleTimer = nil
+            settle(.batteryDepleted, method: nil, userID: nil, keyID: nil, iqID: nil)
+            return
+        }
+        if new < threshold && new > 0 && !batteryLowReported {
+            batteryLowReported = true
+            audit.write(.batteryLow, at: now) {
+                $0.batteryLevel = new
+                $0.detail = "battery at \(new) %, below the \(threshold) % threshold"
+            }
+        } else if new >= threshold {
+            batteryLowReported = false
+        }
+    }
+
+    // MARK: - Configuration changes
+
+    /// Changes the open time (1…240 s); applies from the next grant.
+    public func setOpenTime(seconds: Int) throws {
+        guard LockConfig.openTimeRange.contains(seconds) else {
+            throw HardwareError.invalidValue(field: "open_time_s", message: "must be from 1 to 240, got \(seconds)")
+        }
+        config.openTime = UInt8(seconds)
+    }
+
+    /// Moves the lock (the `Site` recomputes IQ reach).
+    func move(to p: Position) { position = p }
+
+    /// Sets how far the lock's own clock is from the site clock (a QA engineer simulating drift).
+    public func setClockOffset(_ seconds: TimeInterval) throws {
+        guard seconds.isFinite, abs(seconds) <= 10 * 365 * 86_400 else {
+            throw HardwareError.invalidValue(field: "clock_offset_s", message: "must be within ±10 years")
+        }
+        clockOffset = seconds
+        rearmTimersAfterTimeChange()
+    }
+
+    private func rearmTimersAfterTimeChange() {
+        armScheduleTimer()
+    }
+
+    // MARK: - IQ services
+
+    /// Sets the lock's clock from an IQ's time. A correction over one second is recorded.
+    public func syncTime(to time: Date, via iqID: String) throws {
+        try checkPowered()
+        let before = lockTime()
+        clockOffset = time.timeIntervalSince(clock.now())
+        let correction = time.timeIntervalSince(before)
+        if abs(correction) >= 1 {
+            audit.write(.timeSynced, at: time) {
+                $0.iqID = iqID
+                $0.detail = String(format: "clock corrected by %+.0f s", correction)
+            }
+            rearmTimersAfterTimeChange()
+        }
+    }
+
+    /// Accepts a newer access list pushed by an IQ; an older or equal version is ignored.
+    /// Returns whether the list was installed.
+    @discardableResult
+    public func installAccessList(_ list: AccessList, via iqID: String) throws -> Bool {
+        try checkPowered()
+        guard list.version > accessList.version else { return false }
+        let old = accessList.version
+        accessList = list
+        audit.write(.accessListUpdated, at: lockTime()) {
+            $0.iqID = iqID
+            $0.accessListVersion = list.version
+            $0.detail = "access list \(old) → \(list.version): \(list.entries.count) users, \(list.tagCount) tags, \(list.pinCount) PINs"
+        }
+        return true
+    }
+
+    /// Accepts a signed revocation list pushed by an IQ if it is genuine (site issuer), for this site
+    /// and strictly newer; otherwise keeps the list it has. Returns the version held afterwards.
+    @discardableResult
+    public func installRevocationList(signed bytes: [UInt8], via iqID: String) throws -> UInt64 {
+        try checkPowered()
+        guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+        let old = revocations.version
+        do {
+            revocations = try revocations.accepting(bytes, issuers: tapIdentity.verifier.issuers)
+        } catch RevocationListError.notNewer {
+            return revocations.version
+        } catch {
+            audit.write(.revocationListUpdated, at: lockTime()) {
+                $0.iqID = iqID
+                $0.result = .denied
+                $0.reason = Reason(rawValue: "revocation_list_rejected")
+                $0.revocationListVersion = old
+                $0.detail = "kept version \(old): \(error)"
+            }
+            return old
+        }
+        audit.write(.revocationListUpdated, at: lockTime()) {
+            $0.iqID = iqID
+            $0.result = .granted
+            $0.revocationListVersion = self.revocations.version
+            $0.detail = "revocation list \(old) → \(self.revocations.version): \(self.revocations.revokedKeyIDs.count) keys revoked"
+        }
+        return revocations.version
+    }
+
+    /// Hands the trail to a collecting IQ, oldest first (a pending loss first, as `trail_overflow`).
+    public func collectTrail(limit: Int = .max, by iqID: String) throws -> [AuditRecord] {
+        try checkPowered()
+        return audit.drain(limit: limit, at: lockTime())
+    }
+}

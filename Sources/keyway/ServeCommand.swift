@@ -1,0 +1,117 @@
+import ArgumentParser
+import Emulator
+import Foundation
+import Logging
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the emulator: devices, radio, journal, webhooks and the control API.")
+
+    @Option(help: "Site file (YAML).") var site = "Fixtures/sites/coworking.yaml"
+    @Option(help: "loopback or bluez.") var transport: String = "loopback"
+    @Option(help: "HOST:PORT of the control API.") var listen = "127.0.0.1:8080"
+    @Option(help: "State directory: site keys, issued keys, journal.") var data = ".keyway"
+    @Option(help: "real or simulated.") var clock: String = "real"
+    @Option(help: "Start of simulated time (RFC 3339).") var clockStart: String?
+    @Option(help: "Webhook URL of the access core (repeatable).") var upstream: [String] = []
+    @Option(help: "Standard Webhooks secret (whsec_…) per --upstream, in order. Prefer KEYWAY_UPSTREAM_SECRET.") var upstreamSecret: [String] = []
+    @Flag(help: "Deliver events still held by locks out of IQ reach (integration tests).") var deliverHeld = false
+    @Option(help: "Append every event as NDJSON to FILE ('-' for stdout).") var eventsFile: String?
+    @Option(help: "Write a btsnoop capture of every link to FILE.") var capture: String?
+    @Option(help: "Bearer token required on every request (mandatory off loopback). Prefer KEYWAY_API_TOKEN.") var apiToken: String?
+    @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
+    @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
+    @Option(help: "Unix socket where external phones connect over L2CAP-framed ATT.") var phoneSocket: String?
+
+    func run() async throws {
+        var o = EmulatorOptions(sitePath: site)
+        guard let t = TransportKind(rawValue: transport) else { throw ValidationError("--transport: loopback or bluez") }
+        guard let c = ClockMode(rawValue: clock) else { throw ValidationError("--clock: real or simulated") }
+        let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count >= 2, let port = Int(parts.last!), (0...65535).contains(port) else { throw ValidationError("--listen: HOST:PORT") }
+        o.listenHost = parts.dropLast().joined(separator: ":")
+        o.listenPort = port
+        o.transport = t
+        o.clock = c
+        o.clockStart = try clockStart.map { try parseISO8601($0, option: "--clock-start") }
+        o.dataDir = data
+        let env = ProcessInfo.processInfo.environment
+        var secrets = upstreamSecret
+        if secrets.isEmpty, let s = env["KEYWAY_UPSTREAM_SECRET"] { secrets = [s] }
+        guard secrets.count == upstream.count || (secrets.count == 1 && upstream.count >= 1) else {
+            throw ValidationError("--upstream-secret: one per --upstream (or one for all)")
+        }
+        o.upstreams = upstream.enumerated().map { UpstreamEndpoint(url: $0.element, secret: secrets.count == 1 ? secrets[0] : secrets[$0.offset]) }
+        o.deliverHeld = deliverHeld
+        o.eventsFile = eventsFile
+        o.capturePath = capture
+        o.apiToken = apiToken ?? env["KEYWAY_API_TOKEN"]
+        if !o.isLoopbackBind && o.apiToken == nil {
+            throw ValidationError("--listen \(listen) is not loopback: set --api-token or KEYWAY_API_TOKEN")
+        }
+        o.adapter = adapter
+        o.bleLock = bleLock
+        o.phoneSocket = phoneSocket
+        if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
+
+        let started = Date()
+        let emu: Emulator
+        do { emu = try await Emulator.start(o) } catch { throw UserFacingError("keyway serve: \(error)") }
+        let bluez: BlueZPeripheralHandle?
+        do { bluez = try await startBlueZIfRequested(emu) } catch {
+            await emu.shutdown()
+            throw UserFacingError("keyway serve: \(error)")
+        }
+
+        let server = Task {
+            try await ControlServer.run(emu) { port in
+                let ms = Int(Date().timeIntervalSince(started) * 1000)
+                print("""
+                keyway serve — site \(emu.config.siteID) (\(emu.config.name)), \(emu.config.locks.count) locks, \(emu.config.iqs.count) IQs, \(emu.config.doorControllers.count) door controllers
+                  transport  \(o.transport.rawValue)\(bluez.map { " on \($0.summary)" } ?? "")
+                  clock      \(o.clock.rawValue) (\(formatISO8601(emu.clock.now())))
+                  data       \(o.dataDir)  (journal.sqlite, state.sqlite, keys/)
+                  upstream   \(o.upstreams.isEmpty ? "none" : o.upstreams.map(\.url).joined(separator: ", "))\(o.eventsFile.map { " + NDJSON \($0)" } ?? "")
+                  api        http://\(o.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(o.apiToken != nil ? ", bearer token required" : "")
+                ready in \(ms) ms. Try:
+                  curl -s -XPOST localhost:\(port)/v1/keys -d '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}'
+                  curl -s -XPOST localhost:\(port)/v1/taps -d '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}'
+                """)
+                fflush(stdout)
+            }
+        }
+        await waitForTerminationSignal()
+        print("keyway serve: shutting down")
+        server.cancel()
+        _ = try? await server.value
+        bluez?.stop()
+        await emu.shutdown()
+    }
+}
+
+/// Suspends until SIGINT or SIGTERM.
+func waitForTerminationSignal() async {
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+        let once = OnceFlag()
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { if once.fire() { c.resume() } }
+            s.resume()
+            sources.append(s)
+        }
+        SignalSources.keep(sources)
+    }
+}
+
+final class OnceFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fired = false
+    func fire() -> Bool { lock.withLock { defer { fired = true }; return !fired } }
+}
+
+enum SignalSources {
+    nonisolated(unsafe) static var kept: [DispatchSourceSignal] = []
+    static func keep(_ s: [DispatchSourceSignal]) { kept.append(contentsOf: s) }
+}

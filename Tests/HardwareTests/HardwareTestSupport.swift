@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+@testable import Hardware
+import KeywayCrypto
+import MobileKey
+
+/// Repository root, found from this file's path (Tests/HardwareTests/…).
+let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let coworkingPath = repoRoot.appendingPathComponent("Fixtures/sites/coworking.yaml").path
+
+/// Collects every record devices write, in order (the test's stand-in for the journal).
+final class RecordLog: @unchecked Sendable {
+    private let mutex = NSLock()
+    private var items: [AuditRecord] = []
+
+    var sink: AuditSink { { [weak self] r in self?.append(r) } }
+
+    func append(_ r: AuditRecord) { mutex.lock(); items.append(r); mutex.unlock() }
+
+    var all: [AuditRecord] { mutex.lock(); defer { mutex.unlock() }; return items }
+
+    func of(_ device: String) -> [AuditRecord] { all.filter { $0.deviceID == device } }
+    func kinds(_ device: String) -> [AuditKind] { of(device).map(\.kind) }
+    func last(_ device: String, _ kind: AuditKind) -> AuditRecord? { of(device).last { $0.kind == kind } }
+    func clear() { mutex.lock(); items.removeAll(); mutex.unlock() }
+}
+
+/// Collected trails, per lock.
+final class Collected: @unchecked Sendable {
+    private let mutex = NSLock()
+    private var items: [(iq: String, lock: String, records: [AuditRecord])] = []
+    var collector: TrailCollector { { [weak self] iq, lock, records in self?.add(iq, lock, records) } }
+    private func add(_ iq: String, _ lock: String, _ r: [AuditRecord]) { mutex.lock(); items.append((iq, lock, r)); mutex.unlock() }
+    func records(lock: String) -> [AuditRecord] {
+        mutex.lock(); defer { mutex.unlock() }
+        return items.filter { $0.lock == lock }.flatMap(\.records)
+    }
+    func iqs(lock: String) -> [String] {
+        mutex.lock(); defer { mutex.unlock() }
+        return items.filter { $0.lock == lock }.map(\.iq)
+    }
+}
+
+/// An instant given in ISO 8601 with an offset, e.g. "2025-01-06T10:00:00-08:00".
+func at(_ iso: String) -> Date {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime]
+    guard let d = f.date(from: iso) else { fatalError("bad test date \(iso)") }
+    return d
+}
+
+let pacific = SiteTimeZone(identifier: "America/Los_Angeles")!
+
+func tag(_ hex: String) -> TagUID {
+    guard let t = TagUID(hex: hex) else { fatalError("bad test tag \(hex)") }
+    return t
+}
+
+/// A small site built in YAML, so tests read like site files.
+func site(_ yaml: String, file: String = "test.yaml") throws -> SiteConfig {
+    try SiteFile.parse(yaml: yaml, file: file)
+}
+
+/// Site keys made in memory for mobile-key tests: issuer, and a device key + certificate per lock.
+struct TestKeys {
+    let siteID: String
+    let issuerKey: P256.PrivateKey
+    let issuer: CredentialIssuer
+    let identities: [String: TapLockIdentity]
+
+    init(siteID: String, lockIDs: [String], now: Date, clockSkew: TimeInterval = Verifier.defaultClockSkewTolerance) throws {
+        self.siteID = siteID
+        issuerKey = try P256.PrivateKey()
+        issuer = CredentialIssuer(siteID: siteID, key: issuerKey)
+        var ids: [String: TapLockIdentity] = [:]
+        for l in lockIDs {
+            let device = try P256.PrivateKey()
+            let cert = try issuer.certify(lockID: l, deviceKey: device.publicKey, issuedAt: now.addingTimeInterval(-86_400),
+                                          expires: now.addingTimeInterval(10 * 365 * 86_400))
+            let verifier = Verifier(siteID: siteID, lockID: l, issuers: TrustedIssuers([issuerKey.publicKey]),
+                                    clockSkewTolerance: clockSkew)
+            ids[l] = TapLockIdentity(lockID: l, deviceKey: device, certificate: cert.bytes, verifier: verifier)
+        }
+        identities = ids
+    }
+
+    var trusted: TrustedIssuers { TrustedIssuers([issuerKey.publicKey]) }
+
+    /// Issues a key to a fresh phone; returns the phone ready to tap.
+    func phone(user: String, locks: [String], validity: ValidityWindow, officeMode: Bool = false,
+               at now: Date) throws -> (phone: TapPhone, credential: IssuedCredential) {
+        let holder = try P256.PrivateKey()
+        let issued = try issuer.issue(CredentialRequest(userID: user, lockIDs: locks, holderKey: holder.publicKey,
+                                                        validity: validity, officeMode: officeMode), issuedAt: now)
+        return (TapPhone(credential: issued.bytes, holderKey: holder, siteID: siteID, trustedIssuers: trusted), issued)
+    }
+}
+
+/// One full tap of the mobile-key protocol between a phone and a lock, in process.
+func tap(_ phone: TapPhone, on lock: Lock, action: TapAction = .open, distance: Double = 0) async throws -> (Decision, TapResultMessage) {
+    let session = try await lock.beginTap(distance: distance)
+    let pending = try phone.present(hello: session.helloBytes, action: action, at: await lock.lockTime())
+    let outcome = try await lock.finishTap(session, presentation: pending.presentation)
+    let result = try pending.result(outcome.resultMessage)
+    return (outcome.decision, result)
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""A real local webhook receiver for Keyway's Events tests — an independent peer.
+
+Every request is verified with the `standardwebhooks` package (the reference Standard Webhooks
+implementation) and parsed with the `cloudevents` SDK; what arrived is appended to a JSON-lines file,
+one object per request, so the test can assert on order, ids, signatures and duplicates.
+
+Fault injection:
+  --fail-first N        answer the first N requests with --fail-status (default 500)
+  --reject-user U       answer 400 (with a JSON body) for events whose data.user is U
+  --retry-after S       add Retry-After: S to the --fail-first answers
+
+Start-up: binds --host/--port (0 = any free port), then writes the port number to --port-file (atomically)
+so the test knows it is listening. Stops on SIGTERM/SIGINT.
+"""
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+MAX_BODY = 1 << 20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--out", required=True, help="JSON-lines file of received requests")
+    ap.add_argument("--secret", required=True, help="whsec_<base64> or a raw secret (see --raw-secret)")
+    ap.add_argument("--raw-secret", action="store_true", help="the secret's UTF-8 bytes are the HMAC key")
+    ap.add_argument("--fail-first", type=int, default=0)
+    ap.add_argument("--fail-status", type=int, default=500)
+    ap.add_argument("--retry-after", type=int, default=None)
+    ap.add_argument("--reject-user", action="append", default=[])
+    args = ap.parse_args()
+
+    webhook = Webhook(args.secret.encode() if args.raw_secret else args.secret)
+    lock = threading.Lock()
+    state = {"n": 0}
+    out = open(args.out, "a", buffering=1, encoding="utf-8")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *a):  # keep test output quiet
+            pass
+
+        def do_POST(self):
+            length = int(self.headers.get("content-length") or 0)
+            if length < 0 or length > MAX_BODY:
+                self._answer(413, {"error": "body too large"})
+                return
+            body = self.rfile.read(length)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            rec = {
+                "path": self.path,
+                "webhook_id": headers.get("webhook-id"),
+                "webhook_timestamp": headers.get("webhook-timestamp"),
+                "content_type": headers.get("content-type"),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+            }
+            try:
+                webhook.verify(body, headers)
+                rec["verified"] = True
+            except WebhookVerificationError as e:
+                rec["verified"] = False
+                rec["verify_error"] = str(e)
+            try:
+                ev = from_http_event(HTTPMessage(headers=headers, body=body))
+                data = ev.get_data() or {}
+                rec.update(parsed=True, id=ev.get_id(), source=ev.get_source(), type=ev.get_type(),
+                           time=ev.get_time().isoformat() if ev.get_time() else None,
+                           specversion=ev.get_specversion(), sequence=data.get("sequence"), user=data.get("user"),
+                           data=data)
+            except Exception as e:  # any parse failure is a finding, recorded for the test
+                rec.update(parsed=False, parse_error=f"{type(e).__name__}: {e}")
+                data = {}
+
+            with lock:
+                state["n"] += 1
+                n = state["n"]
+                rec["n"] = n
+                extra = {}
+                if not rec["verified"]:
+                    status, reply = 401, {"error": "signature verification failed"}
+                elif not rec["parsed"]:
+                    status, reply = 422, {"error": "not a CloudEvent"}
+                elif n <= args.fail_first:
+                    status, reply = args.fail_status, {"error": "injected failure", "n": n}
+                    if args.retry_after is not None:
+                        extra["Retry-After"] = str(args.retry_after)
+                elif data.get("user") in args.reject_user:
+                    status, reply = 400, {"error": f"user {data.get('user')} is not allowed here"}
+                else:
+                    status, reply = 204, None
+                rec["status"] = status
+                out.write(json.dumps(rec, sort_keys=True) + "\n")
+            self._answer(status, reply, extra)
+
+        def _answer(self, status, reply, extra=None):
+            payload = b"" if reply is None else json.dumps(reply).encode()
+            self.send_response(status)
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            if payload:
+                self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            if payload:
+                self.wfile.write(payload)
+
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(server.server_address[1]))
+    os.replace(tmp, args.port_file)
+
+    def stop(*_):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever(poll_interval=0.05)
+    out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
