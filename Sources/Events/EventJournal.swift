@@ -198,13 +198,15 @@ public final class EventJournal: @unchecked Sendable {
         // Another process (the CLI following the journal, a second emulator) may hold the write lock briefly.
         config.busyMode = .timeout(10)
         config.label = "keyway.events"
+        dbPool = try DatabasePool(path: path, configuration: config)
+        // `synchronous` is per connection and only the single writer connection commits. It must be set
+        // after opening: GRDB's WAL setup runs after `prepareDatabase` and sets NORMAL itself.
         let synchronous = configuration.durability == .full ? "FULL" : "NORMAL"
-        config.prepareDatabase { db in
+        try dbPool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
             // Keep the WAL from growing without bound after a burst; checkpoints still run every 1000 pages.
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
         }
-        dbPool = try DatabasePool(path: path, configuration: config)
         try JournalSchema.migrator().migrate(dbPool)
     }
 

@@ -45,9 +45,9 @@ public enum JournalBenchmark {
                                                   durability: JournalConfiguration.Durability = .full) throws -> Result {
         var config = Configuration()
         config.journalMode = .wal
-        let sync = durability == .full ? "FULL" : "NORMAL"
-        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(sync)") }
         let pool = try DatabasePool(path: path, configuration: config)
+        let sync = durability == .full ? "FULL" : "NORMAL"
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(sync)") }
         try pool.write { db in
             try db.execute(sql: """
                 CREATE TABLE IF NOT EXISTS baseline (position INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL,

@@ -339,7 +339,9 @@ final class DeliveryWorker: Sendable {
                     let next = clock.now().addingTimeInterval(delay.seconds)
                     try await journal.recordFailure(endpoint: sink.name, source: p.source, deliveredThrough: acked,
                                                     attempts: attempts, nextAttempt: next, status: status, error: error)
-                    logger.notice("delivery failed; will retry",
+                    // The first failure of an event is worth a notice; the rest of its retries are debug
+                    // noise when an endpoint is down for hours.
+                    logger.log(level: attempts == 1 ? .notice : .debug, "delivery failed; will retry",
                                   metadata: ["event_id": "\(event.id)", "source": "\(p.source)", "attempt": "\(attempts)",
                                              "error": "\(error)", "retry_in_ms": "\(Int(delay.seconds * 1000))"])
                     return .backingOff(until: next)

@@ -176,7 +176,7 @@ public actor IQ {
             }
             if let signed = await directory.signedRevocationList,
                await directory.revocationList.version > lock.revocationListVersion,
-               await lock.status.mobileKeysProvisioned {
+               await lock.mobileKeysProvisioned {
                 let before = await lock.revocationListVersion
                 let after = try await lock.installRevocationList(signed: signed, via: id)
                 if after > before { report.revocationListsPushed += 1 }

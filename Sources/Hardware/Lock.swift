@@ -302,6 +302,7 @@ public actor Lock {
     /// Records no IQ has collected yet, oldest first (not removed).
     public func trail(limit: Int = .max) -> [AuditRecord] { audit.trail.peek(limit: limit) }
     public var isPowered: Bool { powerProblem() == nil }
+    public var mobileKeysProvisioned: Bool { tapIdentity != nil }
 
     public var status: LockStatus {
         let now = lockTime()
@@ -342,7 +343,9 @@ public actor Lock {
         try checkPowered()
         cancelHold()
         let decision = decideTag(uid, action: .open)
-        if decision.granted, let entry = accessList.entry(forTag: uid), entry.officeMode {
+        // Only a plain opening continues into a hold: in an easy-office-mode window the tap itself
+        // already toggled passage, and holding on must not toggle it back.
+        if decision.granted, decision.outcome == .unlocked, let entry = accessList.entry(forTag: uid), entry.officeMode {
             heldToken &+= 1
             let token = heldToken
             holdTimer = clock.schedule(after: Lock.officeModeHoldDuration) { [weak self] in

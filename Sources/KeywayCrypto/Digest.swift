@@ -1,4 +1,7 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum SHA256 {
     public static let digestSize = 32
@@ -43,10 +46,10 @@ public enum HKDF {
                 saltCopy.withUnsafeMutableBytes { s in
                     infoCopy.withUnsafeMutableBytes { i in
                         var params = [
-                            OSSL_PARAM_construct_utf8_string("digest", d.baseAddress, 0),
-                            OSSL_PARAM_construct_octet_string("key", k.baseAddress, ikm.count),
-                            OSSL_PARAM_construct_octet_string("salt", s.baseAddress, salt.count),
-                            OSSL_PARAM_construct_octet_string("info", i.baseAddress, info.count),
+                            OSSL_PARAM_construct_utf8_string(ParamName.digest, d.baseAddress, 0),
+                            OSSL_PARAM_construct_octet_string(ParamName.key, k.baseAddress, ikm.count),
+                            OSSL_PARAM_construct_octet_string(ParamName.salt, s.baseAddress, salt.count),
+                            OSSL_PARAM_construct_octet_string(ParamName.info, i.baseAddress, info.count),
                             OSSL_PARAM_construct_end(),
                         ]
                         return EVP_KDF_derive(ctx, &out, out.count, &params)
@@ -57,6 +60,15 @@ public enum HKDF {
         try check(rc, "EVP_KDF_derive")
         return out
     }
+}
+
+/// OSSL_PARAM keeps a pointer to its name, so names must outlive the call that builds the param —
+/// a Swift string literal bridged to `const char *` does not. These live for the process.
+enum ParamName {
+    static let digest = UnsafePointer(strdup("digest")!)
+    static let key = UnsafePointer(strdup("key")!)
+    static let salt = UnsafePointer(strdup("salt")!)
+    static let info = UnsafePointer(strdup("info")!)
 }
 
 public enum SecureRandom {

@@ -7,11 +7,14 @@ import Foundation
 /// removes a whole class of canonicalisation ambiguity (NaN payloads, -0.0, float widths) from the
 /// attack surface of a lock.
 ///
+/// Only `tagged` is stored indirectly: arrays and maps already keep their elements on the heap, and
+/// boxing every scalar would cost an allocation per decoded item on the verification hot path.
+///
 /// Equality note: `.text` compares with Swift `String` semantics (Unicode canonical equivalence).
 /// Two text keys that differ only in normalisation are therefore the *same* map key here; the
 /// decoder reports such a pair as `duplicateMapKey`, which is the safe direction (stricter, never
 /// looser). Signatures are always checked over the bytes as received, never over re-encodings.
-public indirect enum CBOR: Hashable, Sendable {
+public enum CBOR: Hashable, Sendable {
     /// Major type 0: an unsigned integer.
     case unsigned(UInt64)
     /// Major type 1: a negative integer whose value is `-1 - n`.
@@ -25,7 +28,7 @@ public indirect enum CBOR: Hashable, Sendable {
     /// Major type 5: a map. Key order is not semantic; the encoder sorts keys deterministically.
     case map([CBOR: CBOR])
     /// Major type 6: a tagged item.
-    case tagged(UInt64, CBOR)
+    indirect case tagged(UInt64, CBOR)
     /// Simple values 20 and 21.
     case bool(Bool)
     /// Simple value 22.

@@ -90,14 +90,25 @@ public struct CBORDecoder: Sendable {
     /// Decodes exactly one data item that spans all of `bytes`.
     public func decode(_ bytes: [UInt8]) throws(CBORError) -> CBOR {
         guard bytes.count <= limits.maxBytes else { throw .tooLarge(size: bytes.count, limit: limits.maxBytes) }
-        var parser = Parser(bytes: bytes, limits: limits)
+        var parser = CBORParser(bytes: bytes, limits: limits)
         let item = try parser.item(depth: 0)
         guard parser.pos == bytes.count else { throw .trailingBytes(at: parser.pos) }
         return item
     }
 }
 
-private struct Parser {
+/// The head of a data item: major type, argument (for major type 7: the simple value 20–23), and
+/// the item's offset.
+struct CBORHead {
+    let major: UInt8
+    let argument: UInt64
+    let start: Int
+}
+
+/// Cursor over CBOR bytes with every strictness and bound rule in one place. `CBORDecoder` builds
+/// trees with it; the credential and COSE parsers use its typed readers directly on the hot
+/// verification path, so both apply exactly the same rules.
+struct CBORParser {
     let bytes: [UInt8]
     let limits: CBORDecoder.Limits
     var pos = 0
@@ -108,79 +119,98 @@ private struct Parser {
     }
 
     var remaining: Int { bytes.count - pos }
+    var atEnd: Bool { pos == bytes.count }
 
-    /// Reads the argument that follows an initial byte with additional information `ai` (24–27),
-    /// enforcing shortest form. `start` is the item's head offset, for error reports.
-    @inline(__always)
-    mutating func argument(_ ai: UInt8, start: Int) throws(CBORError) -> UInt64 {
-        let width: Int
-        let minimum: UInt64
-        switch ai {
-        case 24: width = 1; minimum = 24
-        case 25: width = 2; minimum = 0x100
-        case 26: width = 4; minimum = 0x1_0000
-        case 27: width = 8; minimum = 0x1_0000_0000
-        default: throw .reservedAdditionalInfo(at: start)
-        }
-        guard remaining >= width else { throw .truncated(at: start) }
-        var v: UInt64 = 0
-        for i in 0..<width { v = v << 8 | UInt64(bytes[pos + i]) }
-        pos += width
-        guard v >= minimum else { throw .nonCanonical(at: start) }
-        return v
-    }
-
-    mutating func item(depth: Int) throws(CBORError) -> CBOR {
+    /// Reads a head, enforcing shortest form and refusing indefinite lengths, reserved additional
+    /// information, floats and unassigned simple values.
+    mutating func head() throws(CBORError) -> CBORHead {
         let start = pos
         guard pos < bytes.count else { throw .truncated(at: start) }
         let initial = bytes[pos]
         pos += 1
         let major = initial >> 5
         let ai = initial & 0x1f
-
-        if major == 7 { return try simple(ai, start: start) }
-
-        let arg: UInt64
-        switch ai {
-        case 0..<24: arg = UInt64(ai)
-        case 24...27: arg = try argument(ai, start: start)
-        case 31: throw (2...5).contains(major) ? .indefiniteLength(at: start) : .reservedAdditionalInfo(at: start)
-        default: throw .reservedAdditionalInfo(at: start)
+        if major == 7 {
+            switch ai {
+            case 20, 21, 22, 23: return CBORHead(major: 7, argument: UInt64(ai), start: start)
+            case 0..<20: throw .unsupportedSimpleValue(at: start, value: ai)
+            case 24:
+                guard remaining >= 1 else { throw .truncated(at: start) }
+                let v = bytes[pos]
+                pos += 1
+                // RFC 8949 §3.3: values below 32 in the two-byte form are not well-formed.
+                guard v >= 32 else { throw .nonCanonical(at: start) }
+                throw .unsupportedSimpleValue(at: start, value: v)
+            case 25, 26, 27: throw .unsupportedFloat(at: start)
+            default: throw .reservedAdditionalInfo(at: start) // 28–30 reserved, 31 a stray "break"
+            }
         }
+        switch ai {
+        case 0..<24:
+            return CBORHead(major: major, argument: UInt64(ai), start: start)
+        case 24, 25, 26, 27:
+            let width = 1 << Int(ai - 24)
+            guard remaining >= width else { throw .truncated(at: start) }
+            var v: UInt64 = 0
+            for i in 0..<width { v = v << 8 | UInt64(bytes[pos + i]) }
+            pos += width
+            let minimum: UInt64 = width == 1 ? 24 : 1 << UInt64(4 * width) // 24, 2^8, 2^16, 2^32
+            guard v >= minimum else { throw .nonCanonical(at: start) }
+            return CBORHead(major: major, argument: v, start: start)
+        case 31:
+            throw (2...5).contains(major) ? .indefiniteLength(at: start) : .reservedAdditionalInfo(at: start)
+        default:
+            throw .reservedAdditionalInfo(at: start)
+        }
+    }
 
-        switch major {
-        case 0: return .unsigned(arg)
-        case 1: return .negative(arg)
-        case 2, 3:
-            guard arg <= UInt64(limits.maxLength) else {
-                throw .lengthExceeded(at: start, declared: arg, limit: limits.maxLength)
-            }
-            let n = Int(arg)
-            guard n <= remaining else { throw .truncated(at: start) }
-            let slice = bytes[pos..<(pos + n)]
-            pos += n
-            if major == 2 { return .bytes(Array(slice)) }
-            guard let s = String(validating: slice, as: UTF8.self) else { throw .invalidUTF8(at: start) }
-            return .text(s)
+    /// The body of a byte/text string whose head was just read; length checked against the limit
+    /// and the input before anything is copied.
+    mutating func stringBody(_ h: CBORHead) throws(CBORError) -> ArraySlice<UInt8> {
+        guard h.argument <= UInt64(limits.maxLength) else {
+            throw .lengthExceeded(at: h.start, declared: h.argument, limit: limits.maxLength)
+        }
+        let n = Int(h.argument)
+        guard n <= remaining else { throw .truncated(at: h.start) }
+        defer { pos += n }
+        return bytes[pos..<(pos + n)]
+    }
+
+    mutating func textBody(_ h: CBORHead) throws(CBORError) -> String {
+        let slice = try stringBody(h)
+        guard let s = String(validating: slice, as: UTF8.self) else { throw .invalidUTF8(at: h.start) }
+        return s
+    }
+
+    /// The element count of an array (or entry count of a map) at nesting `depth`, after checking
+    /// depth, the item limit and that the input could hold that many items.
+    func containerCount(_ h: CBORHead, depth: Int) throws(CBORError) -> Int {
+        guard depth < limits.maxDepth else { throw .depthExceeded(at: h.start, limit: limits.maxDepth) }
+        guard h.argument <= UInt64(limits.maxItems) else {
+            throw .lengthExceeded(at: h.start, declared: h.argument, limit: limits.maxItems)
+        }
+        let n = Int(h.argument)
+        // Every item takes at least one byte: a count above what is left cannot be honest.
+        guard n <= (h.major == 5 ? remaining / 2 : remaining) else { throw .truncated(at: h.start) }
+        return n
+    }
+
+    /// Decodes one complete item at nesting `depth` into a tree.
+    mutating func item(depth: Int) throws(CBORError) -> CBOR {
+        let h = try head()
+        switch h.major {
+        case 0: return .unsigned(h.argument)
+        case 1: return .negative(h.argument)
+        case 2: return .bytes(Array(try stringBody(h)))
+        case 3: return .text(try textBody(h))
         case 4:
-            guard depth < limits.maxDepth else { throw .depthExceeded(at: start, limit: limits.maxDepth) }
-            guard arg <= UInt64(limits.maxItems) else {
-                throw .lengthExceeded(at: start, declared: arg, limit: limits.maxItems)
-            }
-            let n = Int(arg)
-            // Every element takes at least one byte: a count above what is left cannot be honest.
-            guard n <= remaining else { throw .truncated(at: start) }
+            let n = try containerCount(h, depth: depth)
             var items: [CBOR] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try item(depth: depth + 1)) }
             return .array(items)
         case 5:
-            guard depth < limits.maxDepth else { throw .depthExceeded(at: start, limit: limits.maxDepth) }
-            guard arg <= UInt64(limits.maxItems) else {
-                throw .lengthExceeded(at: start, declared: arg, limit: limits.maxItems)
-            }
-            let n = Int(arg)
-            guard n <= remaining / 2 else { throw .truncated(at: start) }
+            let n = try containerCount(h, depth: depth)
             var map: [CBOR: CBOR] = [:]
             map.reserveCapacity(n)
             for _ in 0..<n {
@@ -190,28 +220,42 @@ private struct Parser {
                 guard map.updateValue(value, forKey: key) == nil else { throw .duplicateMapKey(at: keyStart) }
             }
             return .map(map)
-        default: // 6
-            guard depth < limits.maxDepth else { throw .depthExceeded(at: start, limit: limits.maxDepth) }
-            return .tagged(arg, try item(depth: depth + 1))
+        case 6:
+            guard depth < limits.maxDepth else { throw .depthExceeded(at: h.start, limit: limits.maxDepth) }
+            return .tagged(h.argument, try item(depth: depth + 1))
+        default:
+            switch h.argument {
+            case 20: return .bool(false)
+            case 21: return .bool(true)
+            case 22: return .null
+            default: return .undefined
+            }
         }
     }
 
-    mutating func simple(_ ai: UInt8, start: Int) throws(CBORError) -> CBOR {
-        switch ai {
-        case 20: return .bool(false)
-        case 21: return .bool(true)
-        case 22: return .null
-        case 23: return .undefined
-        case 0..<20: throw .unsupportedSimpleValue(at: start, value: ai)
-        case 24:
-            guard remaining >= 1 else { throw .truncated(at: start) }
-            let v = bytes[pos]
-            pos += 1
-            // RFC 8949 §3.3: values below 32 in the two-byte form are not well-formed.
-            guard v >= 32 else { throw .nonCanonical(at: start) }
-            throw .unsupportedSimpleValue(at: start, value: v)
-        case 25, 26, 27: throw .unsupportedFloat(at: start)
-        default: throw .reservedAdditionalInfo(at: start) // 28–30 reserved, 31 a stray "break"
+    /// Visits the entries of a map whose head `h` was just read, at nesting `depth`. Integer keys
+    /// (that fit Int64) are passed to `body`, which must consume exactly the value; other keys are
+    /// decoded and their values skipped. Duplicate keys are refused as `CBORDecoder` refuses them.
+    mutating func forEachMapEntry(_ h: CBORHead, depth: Int,
+                                  _ body: (Int64, inout CBORParser) throws -> Void) throws {
+        let n = try containerCount(h, depth: depth)
+        var intKeys: [Int64] = []
+        intKeys.reserveCapacity(n)
+        var otherKeys: Set<CBOR> = []
+        for _ in 0..<n {
+            let keyStart = pos
+            let k = try head()
+            if (k.major == 0 || k.major == 1), k.argument <= UInt64(Int64.max) {
+                let key = k.major == 0 ? Int64(k.argument) : ~Int64(k.argument)
+                guard !intKeys.contains(key) else { throw CBORError.duplicateMapKey(at: keyStart) }
+                intKeys.append(key)
+                try body(key, &self)
+            } else {
+                pos = keyStart
+                let key = try item(depth: depth + 1)
+                guard otherKeys.insert(key).inserted else { throw CBORError.duplicateMapKey(at: keyStart) }
+                _ = try item(depth: depth + 1)
+            }
         }
     }
 }

@@ -85,27 +85,64 @@ public struct COSESign1: Sendable, Equatable {
 
     /// Decodes and checks the structure and headers: tag 18 (optionally inside CWT tag 61),
     /// a 4-element array, protected header a bstr holding a map (or empty), ES256 in the protected
-    /// header, no `crit`, no label in both headers, an attached payload.
+    /// header, no `crit`, no label in both headers, an attached payload. The whole message is read
+    /// (and must be well-formed CBOR to its last byte) before any header rule is applied.
+    ///
+    /// Reads the bytes directly rather than through a tree: it is on every verification.
     public init(decoding bytes: [UInt8], limits: CBORDecoder.Limits = .default) throws(COSEError) {
-        let item: CBOR
-        do { item = try CBORDecoder(limits: limits).decode(bytes) } catch { throw .cbor(error) }
-        try self.init(item)
+        guard bytes.count <= limits.maxBytes else { throw .cbor(.tooLarge(size: bytes.count, limit: limits.maxBytes)) }
+        var p = CBORParser(bytes: bytes, limits: limits)
+        let parts: (protected: [UInt8], unprotected: [CBOR: CBOR], payload: [UInt8], signature: [UInt8])
+        do {
+            parts = try COSESign1.readParts(&p)
+        } catch let e as CBORError {
+            throw .cbor(e)
+        } catch let e as COSEError {
+            throw e
+        } catch {
+            throw .malformed("\(error)")
+        }
+        try self.init(protectedHeader: parts.protected, unprotected: parts.unprotected, payload: parts.payload, signature: parts.signature)
     }
 
-    /// As `init(decoding:)`, from an already decoded item (e.g. nested inside a tap message).
-    public init(_ item: CBOR) throws(COSEError) {
-        var message = item
-        if case .tagged(COSESign1.cwtTag, let inner) = message { message = inner }
-        guard case .tagged(let tag, let body) = message else { throw .malformed("not tagged (want tag 18)") }
-        guard tag == COSESign1.tag else { throw .malformed("tag \(tag), want 18 (COSE_Sign1)") }
-        guard case .array(let parts) = body, parts.count == 4 else { throw .malformed("not a 4-element array") }
-        guard case .bytes(let protectedBytes) = parts[0] else { throw .malformed("protected header is not a bstr") }
-        guard case .map(let unprotected) = parts[1] else { throw .malformed("unprotected header is not a map") }
-        guard case .bytes(let payload) = parts[2] else {
-            throw .malformed(parts[2] == .null ? "detached payload" : "payload is not a bstr")
+    private static func readParts(_ p: inout CBORParser) throws -> ([UInt8], [CBOR: CBOR], [UInt8], [UInt8]) {
+        var depth = 0
+        var h = try p.head()
+        if h.major == 6, h.argument == COSESign1.cwtTag {
+            guard depth < p.limits.maxDepth else { throw CBORError.depthExceeded(at: h.start, limit: p.limits.maxDepth) }
+            depth += 1
+            h = try p.head()
         }
-        guard case .bytes(let signature) = parts[3] else { throw .malformed("signature is not a bstr") }
+        guard h.major == 6 else { throw COSEError.malformed("not tagged (want tag 18)") }
+        guard h.argument == COSESign1.tag else { throw COSEError.malformed("tag \(h.argument), want 18 (COSE_Sign1)") }
+        guard depth < p.limits.maxDepth else { throw CBORError.depthExceeded(at: h.start, limit: p.limits.maxDepth) }
+        depth += 1
+        let ah = try p.head()
+        guard ah.major == 4, try p.containerCount(ah, depth: depth) == 4 else { throw COSEError.malformed("not a 4-element array") }
+        let ph = try p.head()
+        guard ph.major == 2 else { throw COSEError.malformed("protected header is not a bstr") }
+        let protectedBytes = Array(try p.stringBody(ph))
+        guard case .map(let unprotected) = try p.item(depth: depth + 1) else { throw COSEError.malformed("unprotected header is not a map") }
+        let bh = try p.head()
+        guard bh.major == 2 else {
+            throw COSEError.malformed(bh.major == 7 && bh.argument == 22 ? "detached payload" : "payload is not a bstr")
+        }
+        let payload = Array(try p.stringBody(bh))
+        let sh = try p.head()
+        guard sh.major == 2 else { throw COSEError.malformed("signature is not a bstr") }
+        let signature = Array(try p.stringBody(sh))
+        guard p.atEnd else { throw CBORError.trailingBytes(at: p.pos) }
+        return (protectedBytes, unprotected, payload, signature)
+    }
 
+    /// As `init(decoding:)`, from an already decoded item (e.g. nested inside another message).
+    /// The item is re-encoded: byte strings (protected header, payload) are kept exactly.
+    public init(_ item: CBOR) throws(COSEError) {
+        try self.init(decoding: item.encoded(), limits: CBORDecoder.Limits(maxDepth: 16, maxItems: 1 << 16, maxLength: 1 << 24, maxBytes: 1 << 24))
+    }
+
+    /// Header rules (see `init(decoding:)`).
+    private init(protectedHeader protectedBytes: [UInt8], unprotected: [CBOR: CBOR], payload: [UInt8], signature: [UInt8]) throws(COSEError) {
         var protected: [CBOR: CBOR] = [:]
         if !protectedBytes.isEmpty {
             // The protected header is small; bound it tightly.

@@ -242,78 +242,64 @@ public struct Credential: Sendable, Hashable {
     /// Limits for a whole credential (COSE_Sign1 around the payload).
     public static let messageLimits = CBORDecoder.Limits(maxDepth: 4, maxItems: 16, maxLength: 4096, maxBytes: 6144)
 
-    /// Parses an encoded claims map.
+    /// Parses an encoded claims map (the COSE payload). This is on every verification, so it reads
+    /// the bytes directly instead of building a CBOR tree — with the same strictness and bounds as
+    /// `CBORDecoder(limits: Credential.payloadLimits)` (shared `CBORParser` rules), and the same
+    /// claim rules as `init(claims:)`.
     public init(payload: [UInt8]) throws(CredentialError) {
-        let item: CBOR
-        do { item = try CBORDecoder(limits: Credential.payloadLimits).decode(payload) } catch {
-            throw .malformed("claims: \(error)")
+        guard payload.count <= Credential.payloadLimits.maxBytes else {
+            throw .malformed("claims: \(CBORError.tooLarge(size: payload.count, limit: Credential.payloadLimits.maxBytes))")
         }
-        try self.init(claims: item)
+        var fields = ClaimFields()
+        do {
+            var p = CBORParser(bytes: payload, limits: Credential.payloadLimits)
+            let h = try p.head()
+            guard h.major == 5 else { throw ClaimTypeError("claims are not a map") }
+            try p.forEachMapEntry(h, depth: 0) { key, p in try fields.read(key, from: &p) }
+            guard p.atEnd else { throw CBORError.trailingBytes(at: p.pos) }
+        } catch let e as CBORError {
+            throw .malformed("claims: \(e)")
+        } catch let e as ClaimTypeError {
+            throw .malformed(e.why)
+        } catch let e as CredentialError {
+            throw e
+        } catch {
+            throw .malformed("\(error)")
+        }
+        try self.init(fields)
     }
 
-    /// Parses and validates a claims map. Types and required claims are checked here; validity
-    /// for a given lock and instant is `Verifier`'s job.
+    /// Parses and validates a claims map given as a tree (re-encoded, then read like received
+    /// bytes, so there is one set of claim rules). Types and required claims are checked here;
+    /// validity for a given lock and instant is `Verifier`'s job.
     public init(claims item: CBOR) throws(CredentialError) {
-        guard case .map(let m) = item else { throw .malformed("claims are not a map") }
-        func claim(_ k: Int64) -> CBOR? { m[.int(k)] }
+        try self.init(payload: item.encoded())
+    }
 
-        guard let iss = claim(CWTClaim.iss)?.textValue, !iss.isEmpty else { throw .malformed("iss missing or not text") }
-        guard let sub = claim(CWTClaim.sub)?.textValue, !sub.isEmpty else { throw .malformed("sub missing or not text") }
-        var locks: [String] = []
-        switch claim(CWTClaim.aud) {
-        case .text(let one)?: locks = [one] // RFC 8392 allows a single string
-        case .array(let many)?:
-            guard !many.isEmpty, many.count <= Credential.maxLocks else { throw .malformed("aud must list 1…\(Credential.maxLocks) locks") }
-            for a in many {
-                guard let s = a.textValue else { throw .malformed("aud entry not text") }
-                locks.append(s)
-            }
-        default: throw .malformed("aud missing or not text/array")
-        }
-        guard let exp = claim(CWTClaim.exp)?.intValue else { throw .malformed("exp missing or not an integer") }
-        guard let nbf = claim(CWTClaim.nbf)?.intValue else { throw .malformed("nbf missing or not an integer") }
+    private init(_ f: ClaimFields) throws(CredentialError) {
+        guard let iss = f.iss, !iss.isEmpty else { throw .malformed("iss missing or not text") }
+        guard let sub = f.sub, !sub.isEmpty else { throw .malformed("sub missing or not text") }
+        guard let locks = f.aud else { throw .malformed("aud missing or not text/array") }
+        guard let exp = f.exp else { throw .malformed("exp missing or not an integer") }
+        guard let nbf = f.nbf else { throw .malformed("nbf missing or not an integer") }
         guard nbf < exp else { throw .malformed("nbf is not before exp") }
-        var iat: Int64?
-        if let v = claim(CWTClaim.iat) {
-            guard let i = v.intValue else { throw .malformed("iat not an integer") }
-            iat = i
-        }
-        guard let cti = claim(CWTClaim.cti)?.bytesValue, cti.count == Credential.keyIDLength else {
-            throw .malformed("cti missing or not 16 bytes")
-        }
-
-        let officeMode: Bool
-        switch claim(CWTClaim.officeMode) {
-        case nil: officeMode = false
-        case .bool(let b)?: officeMode = b
-        default: throw .malformed("office-mode claim not a bool")
-        }
-        guard let kindText = claim(CWTClaim.kind)?.textValue else { throw .malformed("kind missing or not text") }
+        guard let cti = f.cti, cti.count == Credential.keyIDLength else { throw .malformed("cti missing or not 16 bytes") }
+        guard let kindText = f.kind else { throw .malformed("kind missing or not text") }
         guard let kind = CredentialKind(rawValue: kindText) else { throw .malformed("unknown kind \"\(kindText)\"") }
         var schedule: WeeklySchedule?
-        if let s = claim(CWTClaim.schedule) {
-            do { schedule = try WeeklySchedule(cbor: s) } catch { throw .malformed("schedule: \(error)") }
+        if let s = f.schedule {
+            do { schedule = try WeeklySchedule(timeZone: s.tz, windows: s.windows) } catch { throw .malformed("schedule: \(error)") }
         }
-        for key in m.keys {
-            if let k = key.intValue, CWTClaim.keywayPrivateRange.contains(k),
-               k != CWTClaim.schedule, k != CWTClaim.officeMode, k != CWTClaim.kind {
-                throw .malformed("unknown Keyway claim \(k)")
-            }
-        }
-
         // Proof key last among the structural checks: a credential without one is reported as
         // such only when everything else about it is well formed.
-        guard let cnf = claim(CWTClaim.cnf) else { throw .missingProofKey }
-        guard case .map(let cnfMap) = cnf else { throw .malformed("cnf not a map") }
-        guard let coseKey = cnfMap[.int(CWTClaim.cnfCOSEKey)] else { throw .missingProofKey }
+        guard f.cnfPresent, let point = f.holderKey else { throw .missingProofKey }
         let holder: P256.PublicKey
-        do { holder = try COSEKey.publicKey(from: coseKey) } catch { throw .malformed("cnf COSE_Key: \(error)") }
-
+        do { holder = try P256.PublicKey(x: point.x, y: point.y) } catch { throw .malformed("cnf COSE_Key: \(COSEKey.DecodeError.notOnCurve)") }
         self.init(siteID: iss, userID: sub, lockIDs: locks,
                   notBefore: Date(timeIntervalSince1970: TimeInterval(nbf)),
                   expires: Date(timeIntervalSince1970: TimeInterval(exp)),
-                  issuedAt: iat.map { Date(timeIntervalSince1970: TimeInterval($0)) },
-                  keyID: cti, holderKey: holder, schedule: schedule, officeMode: officeMode, kind: kind)
+                  issuedAt: f.iat.map { Date(timeIntervalSince1970: TimeInterval($0)) },
+                  keyID: cti, holderKey: holder, schedule: schedule, officeMode: f.officeMode, kind: kind)
     }
 
     /// Decodes a credential *without verifying its signature* — for `keyway keys inspect` and
@@ -321,5 +307,156 @@ public struct Credential: Sendable, Hashable {
     public static func inspect(_ bytes: [UInt8]) throws -> (message: COSESign1, credential: Credential) {
         let message = try COSESign1(decoding: bytes, limits: messageLimits)
         return (message, try Credential(payload: message.payload))
+    }
+}
+
+// MARK: - Direct claims reading
+
+private struct ClaimTypeError: Error {
+    let why: String
+    init(_ why: String) { self.why = why }
+}
+
+/// Claims as read from the payload, before the cross-claim rules are applied.
+private struct ClaimFields {
+    var iss: String?
+    var sub: String?
+    var aud: [String]?
+    var exp: Int64?
+    var nbf: Int64?
+    var iat: Int64?
+    var cti: [UInt8]?
+    var cnfPresent = false
+    var holderKey: (x: [UInt8], y: [UInt8])?
+    var schedule: (tz: String, windows: [WeeklySchedule.Window])?
+    var officeMode = false
+    var kind: String?
+
+    mutating func read(_ key: Int64, from p: inout CBORParser) throws {
+        switch key {
+        case CWTClaim.iss: iss = try p.readText("iss")
+        case CWTClaim.sub: sub = try p.readText("sub")
+        case CWTClaim.aud:
+            let h = try p.head()
+            switch h.major {
+            case 3: aud = [try p.textBody(h)] // RFC 8392 allows a single string
+            case 4:
+                let n = try p.containerCount(h, depth: 1)
+                guard n >= 1, n <= Credential.maxLocks else { throw ClaimTypeError("aud must list 1…\(Credential.maxLocks) locks") }
+                var locks: [String] = []
+                locks.reserveCapacity(n)
+                for _ in 0..<n { locks.append(try p.readText("aud entry")) }
+                aud = locks
+            default: throw ClaimTypeError("aud missing or not text/array")
+            }
+        case CWTClaim.exp: exp = try p.readInt("exp")
+        case CWTClaim.nbf: nbf = try p.readInt("nbf")
+        case CWTClaim.iat: iat = try p.readInt("iat")
+        case CWTClaim.cti: cti = try p.readBytes("cti")
+        case CWTClaim.cnf:
+            cnfPresent = true
+            let h = try p.head()
+            guard h.major == 5 else { throw ClaimTypeError("cnf not a map") }
+            var key: (x: [UInt8], y: [UInt8])?
+            try p.forEachMapEntry(h, depth: 1) { member, p in
+                if member == CWTClaim.cnfCOSEKey { key = try p.readCOSEKey(depth: 2) } else { _ = try p.item(depth: 2) }
+            }
+            holderKey = key
+        case CWTClaim.schedule:
+            let h = try p.head()
+            guard h.major == 4, try p.containerCount(h, depth: 1) == 2 else { throw ClaimTypeError("schedule: not [tz, [windows]]") }
+            let tz = try p.readText("schedule time zone")
+            let wh = try p.head()
+            guard wh.major == 4 else { throw ClaimTypeError("schedule: windows not an array") }
+            let n = try p.containerCount(wh, depth: 2)
+            guard n <= WeeklySchedule.maxWindows else { throw ClaimTypeError("schedule: \(WeeklySchedule.ScheduleError.tooManyWindows(n))") }
+            var windows: [WeeklySchedule.Window] = []
+            windows.reserveCapacity(n)
+            for _ in 0..<n {
+                let eh = try p.head()
+                guard eh.major == 4, try p.containerCount(eh, depth: 3) == 3 else {
+                    throw ClaimTypeError("schedule: window is not [weekday, start, end] integers")
+                }
+                let d = try p.readInt("weekday"), s = try p.readInt("start"), e = try p.readInt("end")
+                guard let di = Int(exactly: d), let si = Int(exactly: s), let ei = Int(exactly: e) else {
+                    throw ClaimTypeError("schedule: window out of range")
+                }
+                do { windows.append(try WeeklySchedule.Window(weekday: di, startMinute: si, endMinute: ei)) } catch {
+                    throw ClaimTypeError("schedule: \(error)")
+                }
+            }
+            schedule = (tz, windows)
+        case CWTClaim.officeMode:
+            let h = try p.head()
+            guard h.major == 7, h.argument == 20 || h.argument == 21 else { throw ClaimTypeError("office-mode claim not a bool") }
+            officeMode = h.argument == 21
+        case CWTClaim.kind: kind = try p.readText("kind")
+        default:
+            if CWTClaim.keywayPrivateRange.contains(key) { throw ClaimTypeError("unknown Keyway claim \(key)") }
+            _ = try p.item(depth: 1) // other claims are ignored (CWT processing rules), but must be well formed
+        }
+    }
+}
+
+extension CBORParser {
+    fileprivate mutating func readText(_ what: String) throws -> String {
+        let h = try head()
+        guard h.major == 3 else { throw ClaimTypeError("\(what) not text") }
+        return try textBody(h)
+    }
+
+    fileprivate mutating func readBytes(_ what: String) throws -> [UInt8] {
+        let h = try head()
+        guard h.major == 2 else { throw ClaimTypeError("\(what) not a byte string") }
+        return Array(try stringBody(h))
+    }
+
+    fileprivate mutating func readInt(_ what: String) throws -> Int64 {
+        let h = try head()
+        guard h.major == 0 || h.major == 1, h.argument <= UInt64(Int64.max) else { throw ClaimTypeError("\(what) not an integer") }
+        return h.major == 0 ? Int64(h.argument) : ~Int64(h.argument)
+    }
+
+    /// An EC2/P-256 public COSE_Key's coordinates (same rules as `COSEKey.publicKey(from:)`; the
+    /// point itself is validated when the key is built).
+    fileprivate mutating func readCOSEKey(depth: Int) throws -> (x: [UInt8], y: [UInt8]) {
+        let h = try head()
+        guard h.major == 5 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.notAMap)") }
+        var kty: Int64?, crv: Int64?, x: [UInt8]?, y: [UInt8]?, hasD = false
+        var bad = false
+        try forEachMapEntry(h, depth: depth) { label, p in
+            switch label {
+            case COSEKey.kty: kty = try p.readIntOrSkip(depth: depth + 1)
+            case COSEKey.crv: crv = try p.readIntOrSkip(depth: depth + 1)
+            case COSEKey.x, COSEKey.y:
+                let vh = try p.head()
+                if vh.major == 2 {
+                    let b = Array(try p.stringBody(vh))
+                    if label == COSEKey.x { x = b } else { y = b }
+                } else {
+                    p.pos = vh.start
+                    _ = try p.item(depth: depth + 1)
+                    bad = true
+                }
+            case COSEKey.d: hasD = true; _ = try p.item(depth: depth + 1)
+            default: _ = try p.item(depth: depth + 1)
+            }
+        }
+        guard kty == COSEKey.ktyEC2 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.wrongKeyType)") }
+        guard crv == COSEKey.crvP256 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.wrongCurve)") }
+        guard !hasD else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.containsPrivateKey)") }
+        guard !bad, let x, let y, x.count == 32, y.count == 32 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.badCoordinates)") }
+        return (x, y)
+    }
+
+    /// An integer, or nil after skipping a value of another type (which must still be well formed).
+    fileprivate mutating func readIntOrSkip(depth: Int) throws -> Int64? {
+        let h = try head()
+        if (h.major == 0 || h.major == 1), h.argument <= UInt64(Int64.max) {
+            return h.major == 0 ? Int64(h.argument) : ~Int64(h.argument)
+        }
+        pos = h.start
+        _ = try item(depth: depth)
+        return nil
     }
 }

@@ -16,13 +16,13 @@ struct Keyway: AsyncParsableCommand {
             if var async = command as? AsyncParsableCommand { try await async.run() } else { try command.run() }
         } catch let e as UserFacingError {
             writeStderr(e.description)
-            exit(1)
+            Foundation.exit(1)
         } catch {
             let code = exitCode(for: error)
-            if code == .success { print(fullMessage(for: error)); exit(0) }
+            if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
             let message = fullMessage(for: error)
             if !message.isEmpty { writeStderr(message) }
-            exit(code == .validationFailure ? 2 : code.rawValue)
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
 }

@@ -13,7 +13,7 @@ final class DeliveryTests: XCTestCase {
     func testHeldEventsWaitForCollectionUnlessPolicySaysOtherwise() async throws {
         let j = try EventJournal(path: dir.path("j.db"))
         let sink = RecordingSink()
-        let d = try WebhookDelivery(journal: j, targets: [.custom(sink)],
+        let d = try makeDelivery(journal: j, targets: [.custom(sink)],
                                     configuration: DeliveryConfiguration(retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         let src = try EventSource.lock(site: "hq", id: "far")
@@ -31,7 +31,7 @@ final class DeliveryTests: XCTestCase {
 
         // Loopback integration tests deliver at once.
         let sink2 = RecordingSink(name: "loopback")
-        let d2 = try WebhookDelivery(journal: j, targets: [.custom(sink2)],
+        let d2 = try makeDelivery(journal: j, targets: [.custom(sink2)],
                                      configuration: DeliveryConfiguration(requireCollected: false, retry: fast, pollInterval: .milliseconds(20)))
         try await d2.start()
         try await j.record(try lockEvent("hq", "far", 4))
@@ -39,7 +39,7 @@ final class DeliveryTests: XCTestCase {
         XCTAssertTrue(idle2)
         XCTAssertEqual(sink2.accepted.map(\.sequence), [1, 2, 3, 4], "a new endpoint starts from the beginning by default")
         let last = try await j.events(EventQuery(limit: 1, newestFirst: true, includeDeliveries: true))
-        XCTAssertEqual(last.first?.stage, .collected, "not delivered to every endpoint yet: the first endpoint still requires collection")
+        XCTAssertEqual(last.first?.stage, .held, "not delivered to every endpoint yet: the first endpoint still waits for collection")
         XCTAssertEqual(last.first?.deliveries, [EndpointDelivery(endpoint: "loopback", state: .delivered),
                                                 EndpointDelivery(endpoint: "memory", state: .pending)])
         await d2.stop()
@@ -51,7 +51,7 @@ final class DeliveryTests: XCTestCase {
     func testOrderPerSourceUnderFailuresAndConcurrency() async throws {
         let j = try EventJournal(path: dir.path("j.db"))
         let sink = RecordingSink(failEvery: 7)
-        let d = try WebhookDelivery(journal: j, targets: [.custom(sink)],
+        let d = try makeDelivery(journal: j, targets: [.custom(sink)],
                                     configuration: DeliveryConfiguration(requireCollected: false, batchSize: 5, concurrency: 3,
                                                                          retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
@@ -88,7 +88,7 @@ final class DeliveryTests: XCTestCase {
         let j = try EventJournal(path: dir.path("j.db"), clock: clock)
         let sink = RecordingSink(clock: clock, failFirst: 4)
         let policy = RetryPolicy(initialDelay: .seconds(1), maxDelay: .seconds(60), multiplier: 2)
-        let d = try WebhookDelivery(journal: j, targets: [.custom(sink)],
+        let d = try makeDelivery(journal: j, targets: [.custom(sink)],
                                     configuration: DeliveryConfiguration(requireCollected: false, retry: policy, pollInterval: .seconds(3600)),
                                     clock: clock, random: { 0.5 })
         try await j.record(try lockEvent("hq", "a", 1))
@@ -108,7 +108,7 @@ final class DeliveryTests: XCTestCase {
     func testDeadLetterKeepsResponseAndCanBeRequeued() async throws {
         let j = try EventJournal(path: dir.path("j.db"))
         let sink = RecordingSink(rejectUsers: ["mallory"])
-        let d = try WebhookDelivery(journal: j, targets: [.custom(sink)],
+        let d = try makeDelivery(journal: j, targets: [.custom(sink)],
                                     configuration: DeliveryConfiguration(requireCollected: false, retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         try await j.record(try lockEvent("hq", "a", 1, user: "alice"))
@@ -150,7 +150,7 @@ final class DeliveryTests: XCTestCase {
     func testRestartResumesFromJournalCursor() async throws {
         var j = try EventJournal(path: dir.path("j.db"))
         let first = RecordingSink(name: "core")
-        var d = try WebhookDelivery(journal: j, targets: [.custom(first)],
+        var d = try makeDelivery(journal: j, targets: [.custom(first)],
                                     configuration: DeliveryConfiguration(requireCollected: false, retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         for n in 1...10 { try await j.record(try lockEvent("hq", "a", n)) }
@@ -162,7 +162,7 @@ final class DeliveryTests: XCTestCase {
         j = try EventJournal(path: dir.path("j.db"))
         for n in 11...15 { try await j.record(try lockEvent("hq", "a", n)) }
         let second = RecordingSink(name: "core")
-        d = try WebhookDelivery(journal: j, targets: [.custom(second)],
+        d = try makeDelivery(journal: j, targets: [.custom(second)],
                                 configuration: DeliveryConfiguration(requireCollected: false, retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         idle = try await d.waitUntilIdle(timeout: .seconds(5))
@@ -175,7 +175,7 @@ final class DeliveryTests: XCTestCase {
     func testLostEventsAreSkippedAndTheOverflowIsDelivered() async throws {
         let j = try EventJournal(path: dir.path("j.db"), configuration: JournalConfiguration(defaultTrailCapacity: 2))
         let sink = RecordingSink()
-        let d = try WebhookDelivery(journal: j, targets: [.custom(sink)],
+        let d = try makeDelivery(journal: j, targets: [.custom(sink)],
                                     configuration: DeliveryConfiguration(retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         for n in 1...5 { try await j.record(try lockEvent("hq", "cellar", n)) }
@@ -201,7 +201,7 @@ final class DeliveryTests: XCTestCase {
             var startFrom: EndpointStart { .now }
             func deliver(_ event: RecordedEvent, body: [UInt8]) async -> DeliveryOutcome { await inner.deliver(event, body: body) }
         }
-        let d = try WebhookDelivery(journal: j, targets: [.custom(Late(inner: sink))],
+        let d = try makeDelivery(journal: j, targets: [.custom(Late(inner: sink))],
                                     configuration: DeliveryConfiguration(retry: fast, pollInterval: .milliseconds(20)))
         try await d.start()
         try await j.record(try lockEvent("hq", "a", 4, stage: .collected(by: nil)))
@@ -215,7 +215,7 @@ final class DeliveryTests: XCTestCase {
     func testNDJSONFileSink() async throws {
         let j = try EventJournal(path: dir.path("j.db"))
         let out = dir.path("events.ndjson")
-        let d = try WebhookDelivery(journal: j, targets: [.ndjsonFile(path: out)],
+        let d = try makeDelivery(journal: j, targets: [.ndjsonFile(path: out)],
                                     configuration: DeliveryConfiguration(requireCollected: false, concurrency: 4, retry: fast,
                                                                          pollInterval: .milliseconds(20)))
         try await d.start()
@@ -242,9 +242,9 @@ final class DeliveryTests: XCTestCase {
 
     func testConfigurationIsValidated() throws {
         let j = try EventJournal(path: dir.path("j.db"))
-        XCTAssertThrowsError(try WebhookDelivery(journal: j, targets: [], configuration: DeliveryConfiguration(batchSize: 0)))
-        XCTAssertThrowsError(try WebhookDelivery(journal: j, targets: [], configuration: DeliveryConfiguration(concurrency: 0)))
-        XCTAssertThrowsError(try WebhookDelivery(journal: j, targets: [.stdout(), .stdout()])) {
+        XCTAssertThrowsError(try makeDelivery(journal: j, targets: [], configuration: DeliveryConfiguration(batchSize: 0)))
+        XCTAssertThrowsError(try makeDelivery(journal: j, targets: [], configuration: DeliveryConfiguration(concurrency: 0)))
+        XCTAssertThrowsError(try makeDelivery(journal: j, targets: [.stdout(), .stdout()])) {
             XCTAssertEqual($0 as? EventError, .duplicateEndpointName("stdout"))
         }
     }

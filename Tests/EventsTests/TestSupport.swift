@@ -197,3 +197,14 @@ final class WebhookReceiver {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 }
+
+import Logging
+
+/// Delivery with logging kept out of the test output (retries are logged at notice level).
+func makeDelivery(journal: EventJournal, targets: [DeliveryTarget], configuration: DeliveryConfiguration = DeliveryConfiguration(),
+                  clock: any EventClock = SystemEventClock(),
+                  random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) throws -> WebhookDelivery {
+    var logger = Logger(label: "keyway.events.test")
+    logger.logLevel = .critical
+    return try WebhookDelivery(journal: journal, targets: targets, configuration: configuration, clock: clock, random: random, logger: logger)
+}

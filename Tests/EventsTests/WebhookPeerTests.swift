@@ -64,7 +64,7 @@ final class WebhookPeerTests: XCTestCase {
         let (secret, text) = WebhookSecret.generate()
         let receiver = try WebhookReceiver(dir: dir, secret: text)
         let j = try EventJournal(path: dir.path("j.db"))
-        let d = try WebhookDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: receiver.url, secret: secret))],
+        let d = try makeDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: receiver.url, secret: secret))],
                                     configuration: config())
         try await d.start()
         let expected = try await recordEvents(j, sources: 3, perSource: 15)
@@ -87,7 +87,7 @@ final class WebhookPeerTests: XCTestCase {
         let (secret, text) = WebhookSecret.generate()
         let receiver = try WebhookReceiver(dir: dir, secret: text, failFirst: 12, failStatus: 503, retryAfter: 0)
         let j = try EventJournal(path: dir.path("j.db"))
-        let d = try WebhookDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(url: receiver.url, secret: secret))],
+        let d = try makeDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(url: receiver.url, secret: secret))],
                                     configuration: config())
         try await d.start()
         let expected = try await recordEvents(j, sources: 4, perSource: 10)
@@ -109,7 +109,7 @@ final class WebhookPeerTests: XCTestCase {
         let (secret, text) = WebhookSecret.generate()
         let receiver = try WebhookReceiver(dir: dir, secret: text, rejectUsers: ["mallory"])
         let j = try EventJournal(path: dir.path("j.db"))
-        let d = try WebhookDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: receiver.url, secret: secret))],
+        let d = try makeDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: receiver.url, secret: secret))],
                                     configuration: config())
         try await d.start()
         let events = try await recordEvents(j, sources: 2, perSource: 6, user: { s, n in s == 1 && n == 2 ? "mallory" : "user-\(n)" })
@@ -140,7 +140,7 @@ final class WebhookPeerTests: XCTestCase {
         let port = try WebhookReceiver.freePort()
         let url = "http://127.0.0.1:\(port)/hooks/keyway"
         let j = try EventJournal(path: dir.path("j.db"))
-        let d = try WebhookDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: url, secret: secret))],
+        let d = try makeDelivery(journal: j, targets: [.webhook(try WebhookEndpoint(name: "core", url: url, secret: secret))],
                                     configuration: config(concurrency: 2))
         try await d.start()
         let expected = try await recordEvents(j, sources: 2, perSource: 8)
@@ -167,7 +167,7 @@ final class WebhookPeerTests: XCTestCase {
         let j = try EventJournal(path: dir.path("j.db"))
         let good = try WebhookEndpoint(name: "good", url: receiver.url, secret: try WebhookSecret("a plain shared secret"))
         let wrong = try WebhookEndpoint(name: "wrong", url: receiver.url + "?wrong", secret: try WebhookSecret("another secret"))
-        let d = try WebhookDelivery(journal: j, targets: [.webhook(good), .webhook(wrong)], configuration: config())
+        let d = try makeDelivery(journal: j, targets: [.webhook(good), .webhook(wrong)], configuration: config())
         try await d.start()
         let r = try await j.record(try lockEvent("hq", "a", 1))
         let idle = try await d.waitUntilIdle(timeout: .seconds(20))

@@ -3,7 +3,7 @@ import XCTest
 @testable import Hardware
 
 final class SiteFileTests: XCTestCase {
-    /// A valid header; tests append sections after it (so line numbers below count from line 1 here).
+    /// A valid two-line header; tests append sections after it, so their first line is line 3.
     let header = """
     organisation: Keyway Labs
     site: {id: s1, name: Test site, time_zone: America/Los_Angeles}
@@ -72,11 +72,11 @@ final class SiteFileTests: XCTestCase {
             position: {x: 0, y: 0}
             open_time_s: 300
         """
-        XCTAssertEqual(errors(yaml), ["test.yaml:8:18: locks[0].open_time_s: must be from 1 to 240, got 300"])
+        XCTAssertEqual(errors(yaml), ["test.yaml:7:18: locks[0].open_time_s: must be from 1 to 240, got 300"])
         let zero = yaml.replacingOccurrences(of: "300", with: "0")
-        XCTAssertEqual(errors(zero), ["test.yaml:8:18: locks[0].open_time_s: must be from 1 to 240, got 0"])
+        XCTAssertEqual(errors(zero), ["test.yaml:7:18: locks[0].open_time_s: must be from 1 to 240, got 0"])
         let text = yaml.replacingOccurrences(of: "300", with: "seven")
-        XCTAssertEqual(errors(text), ["test.yaml:8:18: locks[0].open_time_s: must be an integer from 1 to 240, got 'seven'"])
+        XCTAssertEqual(errors(text), ["test.yaml:7:18: locks[0].open_time_s: must be an integer from 1 to 240, got 'seven'"])
         XCTAssertEqual(errors(yaml.replacingOccurrences(of: "300", with: "240")), [])
         XCTAssertEqual(errors(yaml.replacingOccurrences(of: "300", with: "1")), [])
     }
@@ -89,7 +89,7 @@ final class SiteFileTests: XCTestCase {
             position: {x: 0, y: 0}
             open_time: 5
         """
-        XCTAssertEqual(errors(yaml), ["test.yaml:8:5: locks[0].open_time: unknown field; did you mean 'open_time_s'?"])
+        XCTAssertEqual(errors(yaml), ["test.yaml:7:5: locks[0].open_time: unknown field; did you mean 'open_time_s'?"])
     }
 
     func testUnknownTimeZone() {
@@ -109,8 +109,8 @@ final class SiteFileTests: XCTestCase {
             position: {x: 0}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:5:5: locks[0]: missing required field 'kind'",
-            "test.yaml:6:15: locks[0].position: missing required field 'y'",
+            "test.yaml:4:5: locks[0]: missing required field 'kind'",
+            "test.yaml:5:15: locks[0].position: missing required field 'y'",
         ])
         XCTAssertEqual(errors("site: {id: s, time_zone: UTC}\n"), ["test.yaml:1:1: missing required field 'organisation'"])
     }
@@ -122,7 +122,7 @@ final class SiteFileTests: XCTestCase {
           - {id: room-2, kind: escutcheon, position: {x: 3, y: 0}}
           - {id: room-1, kind: cylinder, position: {x: 6, y: 0}}
         """
-        XCTAssertEqual(errors(yaml), ["test.yaml:7:10: locks[2].id: duplicate lock id 'room-1' (first defined at line 5)"])
+        XCTAssertEqual(errors(yaml), ["test.yaml:6:10: locks[2].id: duplicate lock id 'room-1' (first defined at line 4)"])
     }
 
     func testReferencesMustResolve() {
@@ -139,10 +139,10 @@ final class SiteFileTests: XCTestCase {
           - {id: u, groups: [g, ghosts]}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:8:22: door_controllers[0].lock: no lock with id 'nowhere'",
-            "test.yaml:9:22: door_controllers[1].lock: a door controller drives a door through a wall reader; lock 'room' is of kind escutcheon (a battery lock with its own motor)",
-            "test.yaml:11:29: access_groups[0].locks[1]: no lock with id 'attic'",
-            "test.yaml:13:24: users[0].groups[1]: no access group with id 'ghosts'",
+            "test.yaml:7:20: door_controllers[0].lock: no lock with id 'nowhere'",
+            "test.yaml:8:20: door_controllers[1].lock: a door controller drives a door through a wall reader; lock 'room' is of kind escutcheon (a battery lock with its own motor)",
+            "test.yaml:10:27: access_groups[0].locks[1]: no lock with id 'attic'",
+            "test.yaml:12:25: users[0].groups[1]: no access group with id 'ghosts'",
         ])
     }
 
@@ -151,7 +151,7 @@ final class SiteFileTests: XCTestCase {
         for i in 0..<17 { yaml += "  - {id: l\(i), kind: escutcheon, position: {x: \(i), y: 0}}\n" }
         yaml += "iqs:\n  - id: iq\n    position: {x: 0, y: 0}\n    activation_pin: \"1234\"\n"
         yaml += "    locks: [" + (0..<17).map { "l\($0)" }.joined(separator: ", ") + "]\n"
-        XCTAssertEqual(errors(yaml), ["test.yaml:26:12: iqs[0].locks: an IQ serves at most 16 locks; 17 listed"])
+        XCTAssertEqual(errors(yaml), ["test.yaml:25:12: iqs[0].locks: an IQ serves at most 16 locks; 17 listed"])
     }
 
     func testIQRangeAndPINAreChecked() {
@@ -160,8 +160,8 @@ final class SiteFileTests: XCTestCase {
           - {id: iq, position: {x: 0, y: 0}, range_m: 250, activation_pin: "12"}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:5:49: iqs[0].range_m: must be from 0.1 m to 100 m, got 250 m",
-            "test.yaml:5:70: iqs[0].activation_pin: must be 4–12 digits",
+            "test.yaml:4:47: iqs[0].range_m: must be from 0.1 m to 100 m, got 250 m",
+            "test.yaml:4:68: iqs[0].activation_pin: must be 4–12 digits",
         ])
     }
 
@@ -174,9 +174,9 @@ final class SiteFileTests: XCTestCase {
           - {id: d, pin: "12a4", tags: [xyz]}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:5:19: users[0].tags: a user has at most 4 tags; 5 listed",
-            "test.yaml:8:20: users[3].pin: must be 4–8 digits",
-            "test.yaml:8:34: users[3].tags[0]: 'xyz' is not a tag UID (4–10 bytes of hex, e.g. 04:A2:3B:1C:5D:80)",
+            "test.yaml:4:19: users[0].tags: a user has at most 4 tags; 5 listed",
+            "test.yaml:7:18: users[3].pin: must be 4–8 digits",
+            "test.yaml:7:33: users[3].tags[0]: 'xyz' is not a tag UID (4–10 bytes of hex, e.g. 04:A2:3B:1C:5D:80)",
         ])
         let dupes = header + """
         users:
@@ -185,8 +185,8 @@ final class SiteFileTests: XCTestCase {
           - {id: c, pin: "1234"}
         """
         XCTAssertEqual(errors(dupes), [
-            "test.yaml:6:20: users[1].tags[0]: tag 04:A2:3B:1C is already assigned to user 'a'",
-            "test.yaml:7:20: users[2].pin: this PIN is already used by user 'b'; PINs identify a user and must be unique",
+            "test.yaml:5:20: users[1].tags[0]: tag 04:A2:3B:1C is already assigned to user 'a'",
+            "test.yaml:6:18: users[2].pin: this PIN is already used by user 'b'; PINs identify a user and must be unique",
         ])
         XCTAssertFalse(errors(dupes).joined().contains("1234"), "a PIN is never echoed")
     }
@@ -202,10 +202,10 @@ final class SiteFileTests: XCTestCase {
           - {id: u, valid_from: 2025-02-30}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:5:70: locks[0].lock_schedule[0]: 'mon-fri 25:00' is not a lock time (e.g. 'mon-fri 19:00' or '23:30')",
-            "test.yaml:7:37: access_groups[0].schedule[0]: 'weekdays 9-5' is not a weekly window (e.g. 'mon-fri 09:00-18:00', 'sat,sun', '24/7')",
-            "test.yaml:8:5: access_groups[1]: missing required field 'schedule'",
-            "test.yaml:10:27: users[0].valid_from: '2025-02-30' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS±HH:MM)",
+            "test.yaml:4:71: locks[0].lock_schedule[0]: 'mon-fri 25:00' is not a lock time (e.g. 'mon-fri 19:00' or '23:30')",
+            "test.yaml:6:36: access_groups[0].schedule[0]: 'weekdays 9-5' is not a weekly window (e.g. 'mon-fri 09:00-18:00', 'sat,sun', '24/7')",
+            "test.yaml:7:5: access_groups[1]: missing required field 'schedule'",
+            "test.yaml:9:25: users[0].valid_from: '2025-02-30' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS±HH:MM)",
         ])
     }
 
@@ -216,9 +216,9 @@ final class SiteFileTests: XCTestCase {
         door_controllers:
           - {id: c, lock: door, relay: electric_strike_fail_safe, held_open_limit_s: 0}
         """
-        XCTAssertEqual(errors(yaml), ["test.yaml:7:75: door_controllers[0].held_open_limit_s: must be from 1 to 3600, got 0"])
+        XCTAssertEqual(errors(yaml), ["test.yaml:6:78: door_controllers[0].held_open_limit_s: must be from 1 to 3600, got 0"])
         let fixed = yaml.replacingOccurrences(of: "held_open_limit_s: 0", with: "held_open_limit_s: 60")
-        XCTAssertEqual(errors(fixed), ["test.yaml:5:69: locks[0].battery: lock 'door' is powered by door controller 'c' and has no battery"])
+        XCTAssertEqual(errors(fixed), ["test.yaml:4:68: locks[0].battery: lock 'door' is powered by door controller 'c' and has no battery"])
     }
 
     func testYAMLSyntaxErrorsCarryTheirPosition() {
@@ -229,14 +229,14 @@ final class SiteFileTests: XCTestCase {
         """
         let e = errors(yaml)
         XCTAssertEqual(e.count, 1)
-        XCTAssertTrue(e[0].hasPrefix("test.yaml:6:"), e[0])
+        XCTAssertTrue(e[0].hasPrefix("test.yaml:5:4:"), e[0])
         XCTAssertTrue(e[0].contains("YAML syntax"), e[0])
         let dup = header + """
         locks:
           - id: a
             id: b
         """
-        XCTAssertEqual(errors(dup), ["test.yaml:5:5: duplicate key 'id' in the same mapping"])
+        XCTAssertEqual(errors(dup), ["test.yaml:4:5: duplicate key 'id' in the same mapping"])
         XCTAssertEqual(errors(""), ["test.yaml:1:1: the file is empty"])
         XCTAssertEqual(errors("- just\n- a list\n"), ["test.yaml:1:1: must be a mapping, not a list"])
     }
@@ -248,9 +248,9 @@ final class SiteFileTests: XCTestCase {
           - {id: "bad id!", kind: locker, position: {x: 0, y: nan}}
         """
         XCTAssertEqual(errors(yaml), [
-            "test.yaml:5:19: locks[0].kind: 'door' is not a lock kind (escutcheon, cylinder, wall_reader, locker)",
-            "test.yaml:6:10: locks[1].id: 'bad id!' is not a valid id (1–64 of A–Z a–z 0–9 . _ -)",
-            "test.yaml:6:58: locks[1].position.y: must be a number, got 'nan'",
+            "test.yaml:4:19: locks[0].kind: 'door' is not a lock kind (escutcheon, cylinder, wall_reader, locker)",
+            "test.yaml:5:10: locks[1].id: 'bad id!' is not a valid id (1–64 of A–Z a–z 0–9 . _ -)",
+            "test.yaml:5:55: locks[1].position.y: must be a number, got 'nan'",
         ])
     }
 

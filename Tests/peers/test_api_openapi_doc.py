@@ -167,3 +167,17 @@ def test_live_server_serves_the_same_document(keyway):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/yaml"), r.headers
     assert r.content == OPENAPI.read_bytes(), "GET /openapi.yaml differs from docs/openapi.yaml: run tools/gen-openapi and rebuild"
+
+
+def test_event_types_match_the_server(doc):
+    text = (ROOT / "Sources" / "Events" / "KeywayEvent.swift").read_text(encoding="utf-8")
+    body = text[text.index("public enum EventType"):]
+    body = body[:body.index("public static let prefix")]
+    server = set(re.findall(r'case \w+ = "([^"]+)"', body))
+    assert server, "no EventType cases found — has the enum moved?"
+    assert set(doc["components"]["schemas"]["EventType"]["enum"]) == server
+    pattern = next(p for p in doc["paths"]["/v1/events"]["get"]["parameters"] if p["name"] == "type")["schema"]["items"]["pattern"]
+    for t in server:
+        short = t.removeprefix("com.keyway.")
+        assert re.search(pattern, t) and re.search(pattern, short) and re.search(pattern, f"{short},{t}"), t
+    assert not re.search(pattern, "access.exploded") and not re.search(pattern, "access.grantedaccess.denied")

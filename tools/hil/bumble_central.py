@@ -43,12 +43,12 @@ def ok(check: str, detail: str = '') -> None:
     print(f'ok {check}' + (f' ({detail})' if detail else ''), flush=True)
 
 
-async def run(cmd: list[str]) -> str:
+async def run(cmd: list[str], check: bool = True) -> str:
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     text = out.decode(errors='replace')
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise Failure(f'{" ".join(cmd)} exited {proc.returncode}: {text.strip()[-300:]}')
     return text
 
@@ -79,15 +79,25 @@ async def main() -> int:
         link = LocalLink()
         lock_radio = Controller('lock-radio', host_source=transport.source, host_sink=transport.sink,
                                 link=link, public_address=LOCK_RADIO)
-        lock_radio.random_address = Address(LOCK_RADIO)          # workaround, see module doc
         adapter = await new_adapter(before, 10)
         ok('vhci-adapter', f'{adapter} is a Bumble controller')
 
         # A dual-mode controller needs LE enabled through the management interface before the kernel
         # treats it as an LE adapter.
-        await run(['btmgmt', '--index', adapter, 'le', 'on'])
-        await run(['btmgmt', '--index', adapter, 'power', 'on'])
-        ok('vhci-adapter-up')
+        # The kernel registers the adapter before its setup ends, and the management interface does
+        # not know it until then ("Invalid Index"); then it must be powered on through that interface
+        # (which also enables LE and registers SMP), before the kernel's auto power-off.
+        deadline = time.monotonic() + 15
+        while 'addr ' not in await run(['btmgmt', '--index', adapter, 'info'], check=False):
+            if time.monotonic() > deadline:
+                raise Failure(f'the management interface never listed {adapter}')
+            await asyncio.sleep(0.1)
+        out = await run(['btmgmt', '--index', adapter, 'power', 'on'])
+        if 'powered' not in out:
+            raise Failure(f'btmgmt power on {adapter}: {out.strip()}')
+        if ' le' not in out.split('settings:')[-1]:
+            await run(['btmgmt', '--index', adapter, 'le', 'on'])
+        ok('vhci-adapter-up', out.strip().splitlines()[-1])
 
         command = [w.replace('{adapter}', adapter) for w in shlex.split(args.lock_command)]
         lock_proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
@@ -96,7 +106,9 @@ async def main() -> int:
         while True:
             line = await asyncio.wait_for(lock_proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
             if not line:
-                raise Failure(f'lock exited before it was ready (status {await lock_proc.wait()})')
+                state = await run(['hciconfig', adapter])
+                raise Failure(f'lock exited before it was ready (status {await lock_proc.wait()}); '
+                              f'{" ".join(state.split())}')
             text = line.decode(errors='replace').strip()
             print(f'  lock: {text}', flush=True)
             if text.startswith('ready'):
@@ -104,9 +116,12 @@ async def main() -> int:
         ok('lock-ready-on-bumble-adapter')
 
         phone_radio = Controller('phone-radio', link=link, public_address=PHONE_RADIO)
-        phone_radio.random_address = Address(PHONE_RADIO)        # workaround, see module doc
         device = Device(address=Address(PHONE_RADIO), host=Host(phone_radio, AsyncPipeSink(phone_radio)))
         await device.power_on()
+        # Workaround (module doc): after the hosts have set their random addresses, make each
+        # controller's random address the *public* address its peer knows it by.
+        lock_radio.random_address = Address(LOCK_RADIO, Address.PUBLIC_DEVICE_ADDRESS)
+        phone_radio.random_address = Address(PHONE_RADIO, Address.PUBLIC_DEVICE_ADDRESS)
 
         t0 = time.monotonic()
         connection = await device.connect(Address(LOCK_RADIO, Address.PUBLIC_DEVICE_ADDRESS),

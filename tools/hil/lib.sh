@@ -58,5 +58,15 @@ stop_background() {
 }
 trap stop_background EXIT
 
+# expect_failure CODE TEXT CMD [ARGS...] — passes when CMD exits with status CODE and its output
+# (stdout and stderr) contains TEXT; prints that output for the log.
+expect_failure() {
+  local code=$1 text=$2 out rc; shift 2
+  out=$("$@" 2>&1); rc=$?
+  printf '%s\n' "$out"
+  if ((rc != code)); then echo "expected exit $code, got $rc"; return 1; fi
+  grep -qF -- "$text" <<<"$out" || { echo "expected output containing: $text"; return 1; }
+}
+
 # bdaddr hciN — the controller's public address.
 bdaddr() { hciconfig "$1" | awk '/BD Address/ {print $3; exit}'; }

@@ -32,6 +32,10 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
     case hciCommandTimeout(command: String)
     /// The peer could not be reached (not advertising, out of range, refused).
     case connectionFailed(peer: String, errno: Int32)
+    /// The link did not reach the required security level (pairing refused, failed, or unavailable).
+    case securityNotReached(peer: String, requested: BlueZSecurityLevel, reached: BlueZSecurityLevel)
+    /// Pairing/encryption did not complete in time.
+    case securityTimeout(peer: String, requested: BlueZSecurityLevel)
     /// Input that does not name an adapter or an address.
     case invalidArgument(String)
     /// Advertising payload over the 31-byte legacy limit.
@@ -80,6 +84,13 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
             return "could not connect to \(peer) (\(BlueZError.errnoName(errno))) — check the lock is "
                 + "advertising (`btmgmt find -l`, or `hcitool lescan`), in range, and that the address type "
                 + "(public/random) is right"
+        case .securityNotReached(let peer, let requested, let reached):
+            return "the link to \(peer) reached security \(reached), not the required \(requested) — pairing was "
+                + "refused or is unavailable (kernel without SMP crypto: `dmesg | grep -i smp`; `high` needs a "
+                + "pairing agent); use `--security low` or pair the devices"
+        case .securityTimeout(let peer, let requested):
+            return "pairing with \(peer) for security \(requested) did not complete — the peer may be waiting "
+                + "for a user confirmation no agent answers; watch `btmon` for SMP, or use `--security low`"
         case .invalidArgument(let what):
             return what
         case .advertisingDataTooLong(let length):

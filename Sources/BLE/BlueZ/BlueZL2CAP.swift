@@ -111,6 +111,46 @@ public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConver
         }
     }
 
+    /// Raises the link to `level` and waits until the kernel reports it reached — SMP pairing, or
+    /// encryption with a stored key — without polling: on the ATT channel the kernel holds the socket
+    /// in a "configuring" state (not writable) until security completes.
+    ///
+    /// - Returns: the level reached (at least `level`).
+    /// - Throws: `BlueZError.securityNotReached` if the link ends up below `level` (pairing refused or
+    ///   impossible), `.securityTimeout` after `timeout`, `.closed` if the link dropped.
+    @discardableResult
+    public func establishSecurity(_ level: BlueZSecurityLevel, timeout: Duration = .seconds(40)) async throws -> BlueZSecurityLevel {
+        guard let fd = peekFileDescriptor() else { throw BlueZError.closed }
+        let current = try BlueZL2CAPAddress.security(fd)
+        if current.rawValue >= level.rawValue { return current }
+        do {
+            try BlueZL2CAPAddress.setSecurity(fd, level)
+        } catch BlueZError.system(_, EINVAL) {
+            // The kernel answers EINVAL when SMP cannot start (no SMP on this adapter); the check
+            // below reports the level actually held.
+        }
+        let handle = BlueZSocketHandle(fd: fd, label: "security.\(peer)")
+        let waiter = Task { try await handle.waitWritable() }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            waiter.cancel()
+        }
+        let outcome = await waiter.result
+        timer.cancel()
+        _ = await handle.release()   // the descriptor stays this connection's
+        if case .failure(let error) = outcome {
+            if error is CancellationError { throw BlueZError.securityTimeout(peer: peer.description, requested: level) }
+            throw error
+        }
+        let (soError, _) = BlueZSys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR, Int32(0))
+        if soError != 0 { throw BlueZError.connectionFailed(peer: peer.description, errno: soError) }
+        let reached = try BlueZL2CAPAddress.security(fd)
+        guard reached.rawValue >= level.rawValue else {
+            throw BlueZError.securityNotReached(peer: peer.description, requested: level, reached: reached)
+        }
+        return reached
+    }
+
     public func close() {
         lock.withLock {
             if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
@@ -229,7 +269,17 @@ public enum BlueZL2CAPClient {
         }
         let owned = await handle.release()
         released = true
-        return BlueZL2CAPConnection(fd: owned, adapter: name, peer: peer)
+        let connection = BlueZL2CAPConnection(fd: owned, adapter: name, peer: peer)
+        if security.rawValue > BlueZSecurityLevel.low.rawValue {
+            // On the ATT fixed channel the kernel reports the connection before pairing finishes.
+            do {
+                try await connection.establishSecurity(security)
+            } catch {
+                connection.close()
+                throw error
+            }
+        }
+        return connection
     }
 
     static func mapConnect(_ code: Int32, _ peer: BlueZAddress, _ adapter: String?) -> BlueZError {

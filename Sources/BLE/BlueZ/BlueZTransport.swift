@@ -23,10 +23,14 @@ public final class BlueZPeripheral: @unchecked Sendable {
         public var security: BlueZSecurityLevel
         /// Start even though bluetoothd runs (only if you know it does not serve this adapter).
         public var allowBluetoothd: Bool
+        /// Told about each phone refused before it reached the GATT server (security not reached);
+        /// `accept()` then goes on waiting for the next one.
+        public var onRejected: (@Sendable (BlueZAddress, BlueZError) -> Void)?
 
         public init(adapter: String, name: String, serviceUUID: BluetoothUUID,
                     advertising: LEAdvertisingParameters = .init(), advertisingMode: LEAdvertisingMode = .automatic,
-                    security: BlueZSecurityLevel = .low, allowBluetoothd: Bool = false) {
+                    security: BlueZSecurityLevel = .low, allowBluetoothd: Bool = false,
+                    onRejected: (@Sendable (BlueZAddress, BlueZError) -> Void)? = nil) {
             self.adapter = adapter
             self.name = name
             self.serviceUUID = serviceUUID
@@ -34,6 +38,7 @@ public final class BlueZPeripheral: @unchecked Sendable {
             self.advertisingMode = advertisingMode
             self.security = security
             self.allowBluetoothd = allowBluetoothd
+            self.onRejected = onRejected
         }
     }
 
@@ -50,15 +55,18 @@ public final class BlueZPeripheral: @unchecked Sendable {
     public let advertiser: BlueZAdvertiser
     /// The advertising command set that worked (legacy, or extended after a legacy refusal).
     public let advertisingMode: LEAdvertisingMode
+    /// Answers Just Works pairing when `security` is above `low` (nil otherwise).
+    public let pairingAgent: BlueZPairingAgent?
     private let listener: BlueZL2CAPListener
 
     private init(configuration: Configuration, adapter: BlueZAdapterInfo, advertiser: BlueZAdvertiser,
-                 advertisingMode: LEAdvertisingMode, listener: BlueZL2CAPListener) {
+                 advertisingMode: LEAdvertisingMode, listener: BlueZL2CAPListener, pairingAgent: BlueZPairingAgent?) {
         self.configuration = configuration
         self.adapter = adapter
         self.advertiser = advertiser
         self.advertisingMode = advertisingMode
         self.listener = listener
+        self.pairingAgent = pairingAgent
     }
 
     /// Checks the adapter, binds the ATT channel and starts advertising.
@@ -68,35 +76,56 @@ public final class BlueZPeripheral: @unchecked Sendable {
         let payload = try LEAdvertisingPayload.lock(serviceUUID: configuration.serviceUUID, name: configuration.name)
         let listener = try BlueZL2CAPListener(adapter: adapter, security: configuration.security,
                                               allowBluetoothd: configuration.allowBluetoothd)
+        var agent: BlueZPairingAgent?
         do {
+            if configuration.security.rawValue > BlueZSecurityLevel.low.rawValue {
+                agent = try BlueZPairingAgent(adapter: adapter)
+                await agent?.start()
+            }
             let advertiser = try BlueZAdvertiser(adapter: adapter)
             do {
                 let mode = try await advertiser.start(payload, parameters: configuration.advertising,
                                                       mode: configuration.advertisingMode)
                 return BlueZPeripheral(configuration: configuration, adapter: adapter, advertiser: advertiser,
-                                       advertisingMode: mode, listener: listener)
+                                       advertisingMode: mode, listener: listener, pairingAgent: agent)
             } catch {
                 await advertiser.close()
                 throw error
             }
         } catch {
+            await agent?.close()
             listener.close()
             throw error
         }
     }
 
     /// Waits for the next phone. Advertising resumes by itself once a phone disconnects.
+    ///
+    /// With a security level above `low`, each phone's link is raised to it (the lock asks the phone to
+    /// pair or encrypt) before the phone is handed over; a phone that does not get there is
+    /// disconnected, reported to `onRejected`, and never reaches the GATT server.
     public func accept() async throws -> Phone {
-        let connection = try await listener.accept()
-        let security = (try? connection.securityLevel()) ?? configuration.security
-        let mtu = BlueZCentral.linkMTU(connection)
-        guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
-        do {
-            return Phone(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
-                         peer: connection.peer, security: security)
-        } catch {
-            _ = Glibc.close(fd)
-            throw error
+        while true {
+            let connection = try await listener.accept()
+            var security = (try? connection.securityLevel()) ?? .low
+            if configuration.security.rawValue > security.rawValue {
+                do {
+                    security = try await connection.establishSecurity(configuration.security)
+                } catch let error as BlueZError {
+                    connection.close()
+                    configuration.onRejected?(connection.peer, error)
+                    continue
+                }
+            }
+            let mtu = BlueZCentral.linkMTU(connection)
+            guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
+            do {
+                return Phone(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
+                             peer: connection.peer, security: security)
+            } catch {
+                _ = Glibc.close(fd)
+                throw error
+            }
         }
     }
 
@@ -104,21 +133,39 @@ public final class BlueZPeripheral: @unchecked Sendable {
     public func stop() async {
         listener.close()
         await advertiser.close()
+        await pairingAgent?.close()
     }
 }
 
 /// The phone side of the BlueZ transport.
 public enum BlueZCentral {
-    /// Connects from `adapter` (e.g. `hci1`; nil: the kernel picks) to a lock's ATT channel and
-    /// returns the bearer.
+    /// A connection to a lock.
+    public struct Connection: Sendable {
+        public let bearer: SocketBearer
+        public let peer: BlueZAddress
+        /// The security level the link reached (the kernel completes `connect` only once the requested
+        /// level is met: pairing/encryption happen inside the connect).
+        public let security: BlueZSecurityLevel
+    }
+
+    /// Connects from `adapter` (e.g. `hci1`; nil: the kernel picks) to a lock's ATT channel.
     public static func connect(to lock: BlueZAddress, adapter: String? = nil,
-                               security: BlueZSecurityLevel = .low) async throws -> SocketBearer {
+                               security: BlueZSecurityLevel = .low) async throws -> Connection {
         let local = try adapter.map { try BlueZAdapterInfo.requireUp($0) }
+        // Security above `low` means pairing inside the connect; answer its Just Works confirmation.
+        var agent: BlueZPairingAgent?
+        if security.rawValue > BlueZSecurityLevel.low.rawValue, let local {
+            agent = try BlueZPairingAgent(adapter: local)
+            await agent?.start()
+        }
+        defer { if let agent { Task { await agent.close() } } }
         let connection = try await BlueZL2CAPClient.connect(to: lock, from: local, security: security)
         let mtu = linkMTU(connection)
+        let reached = (try? connection.securityLevel()) ?? security
         guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
         do {
-            return try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu)
+            return Connection(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
+                              peer: lock, security: reached)
         } catch {
             _ = Glibc.close(fd)
             throw error

@@ -9,6 +9,28 @@ import NIOCore
 public enum ControlAPI {
     static let maxBody = 64 * 1024
 
+    /// Every route and its methods: the router answers an unknown method on a known path with 404,
+    /// so the error middleware uses this table to answer 405 with `Allow` instead.
+    static let routes: [(pattern: String, methods: [String])] = [
+        ("/v1/health", ["GET"]), ("/openapi.yaml", ["GET"]), ("/v1/site", ["GET"]), ("/v1/locks", ["GET"]),
+        ("/v1/locks/:id", ["GET"]), ("/v1/locks/:id/open", ["POST"]), ("/v1/iqs", ["GET"]), ("/v1/iqs/:id/online", ["POST"]),
+        ("/v1/iqs/:id/position", ["POST"]), ("/v1/iqs/:id/sync", ["POST"]), ("/v1/controllers", ["GET"]),
+        ("/v1/controllers/:id/power", ["POST"]), ("/v1/doors/:id/sensor", ["POST"]), ("/v1/doors/:id/exit", ["POST"]),
+        ("/v1/keys", ["GET", "POST"]), ("/v1/keys/:id", ["DELETE"]), ("/v1/taps", ["POST"]), ("/v1/clock", ["GET"]),
+        ("/v1/clock/advance", ["POST"]), ("/v1/clock/set", ["POST"]), ("/v1/events", ["GET"]), ("/v1/events/stream", ["GET"]),
+        ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]),
+    ]
+
+    static func allowedMethods(for path: String) -> [String]? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        for r in routes {
+            let rp = r.pattern.split(separator: "/", omittingEmptySubsequences: false)
+            guard rp.count == parts.count else { continue }
+            if zip(rp, parts).allSatisfy({ $0.hasPrefix(":") ? !$1.isEmpty : $0 == $1 }) { return r.methods }
+        }
+        return nil
+    }
+
     public static func router(_ emu: Emulator) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -97,7 +119,9 @@ public enum ControlAPI {
     }
 
     static func param(_ ctx: BasicRequestContext, _ name: String) throws -> String {
-        guard let v = ctx.parameters.get(name), !v.isEmpty, v.utf8.count <= 128 else { throw APIError.badRequest(name, "missing or too long") }
+        guard let raw = ctx.parameters.get(name), let v = raw.removingPercentEncoding, !v.isEmpty, v.utf8.count <= 128 else {
+            throw APIError.badRequest(name, "missing, badly encoded or too long")
+        }
         return v
     }
 
@@ -136,10 +160,23 @@ struct ErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
+            // HEAD is GET without the body (RFC 9110 §9.3.2).
+            if request.method == .head {
+                var head = request.head
+                head.method = .get
+                let response = try await next(Request(head: head, body: request.body), context)
+                return Response(status: response.status, headers: response.headers, body: .init())
+            }
             return try await next(request, context)
         } catch let e as APIError {
             return json(e.json, status: HTTPResponse.Status(code: e.status))
         } catch let e as HTTPError {
+            if e.status == .notFound, let allowed = ControlAPI.allowedMethods(for: request.uri.path), !allowed.contains(request.method.rawValue) {
+                var r = json(APIError(405, "method_not_allowed", "\(request.method.rawValue) not allowed; use \(allowed.joined(separator: ", "))").json,
+                             status: .methodNotAllowed)
+                r.headers[.allow] = (allowed + (allowed.contains("GET") ? ["HEAD"] : [])).joined(separator: ", ")
+                return r
+            }
             let code = e.status.code
             let name = code == 404 ? "not_found" : code == 405 ? "method_not_allowed" : "http_\(code)"
             return json(APIError(code, name, e.body ?? e.status.reasonPhrase).json, status: e.status)

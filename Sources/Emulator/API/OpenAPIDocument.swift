@@ -79,7 +79,7 @@ paths:
           description: The OpenAPI 3.1 document of this API (the same bytes as docs/openapi.yaml).
           content:
             application/yaml:
-              schema: { type: string }
+              schema: { type: object, required: [openapi, info, paths] }
         "401": { $ref: "#/components/responses/Unauthorized" }
 
   /v1/site:
@@ -103,6 +103,13 @@ paths:
       responses:
         "200":
           description: All locks of the site, in site-file order.
+          links:
+            GetFirstLock:
+              operationId: getLock
+              parameters: { id: "$response.body#/0/id" }
+            OpenFirstLock:
+              operationId: remoteOpen
+              parameters: { id: "$response.body#/0/id" }
           content:
             application/json:
               schema:
@@ -302,6 +309,7 @@ paths:
           required: true
           description: Door controller id (e.g. `ctl-back-door`).
           schema: { $ref: "#/components/schemas/PathID" }
+          example: ctl-back-door
       requestBody:
         required: true
         content:
@@ -397,6 +405,10 @@ paths:
       responses:
         "200":
           description: The keys, oldest first.
+          links:
+            RevokeFirstKey:
+              operationId: revokeKey
+              parameters: { id: "$response.body#/0/id" }
           content:
             application/json:
               schema:
@@ -439,6 +451,15 @@ paths:
       responses:
         "201":
           description: The key was issued.
+          links:
+            RevokeKey:
+              operationId: revokeKey
+              parameters: { id: "$response.body#/key_id" }
+            TapWithKey:
+              operationId: tap
+              requestBody:
+                lock: "$response.body#/locks/0"
+                key_id: "$response.body#/key_id"
           content:
             application/json:
               schema: { $ref: "#/components/schemas/IssuedKey" }
@@ -469,7 +490,7 @@ paths:
           in: path
           required: true
           description: The key id (32 hex digits).
-          schema: { $ref: "#/components/schemas/PathID" }
+          schema: { $ref: "#/components/schemas/KeyID" }
       responses:
         "200":
           description: The key is revoked.
@@ -640,7 +661,9 @@ paths:
           explode: true
           schema:
             type: array
-            items: { type: string }
+            items:
+              type: string
+              pattern: "^,*((com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote\\.open_requested)(,+(com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote\\.open_requested))*)?,*$"
           example: [access.granted, access.denied]
         - name: lock
           in: query
@@ -751,18 +774,21 @@ components:
       required: true
       description: Lock id (e.g. `main-entrance`).
       schema: { $ref: "#/components/schemas/PathID" }
+      example: main-entrance
     IQID:
       name: id
       in: path
       required: true
       description: IQ id (e.g. `iq-lobby`).
       schema: { $ref: "#/components/schemas/PathID" }
+      example: iq-lobby
     DoorID:
       name: id
       in: path
       required: true
       description: A door controller id (`ctl-back-door`) or the id of a lock driven by one (`back-door`).
       schema: { $ref: "#/components/schemas/PathID" }
+      example: back-door
 
   responses:
     BadRequest:
@@ -774,7 +800,7 @@ components:
           schema: { $ref: "#/components/schemas/Error" }
           examples:
             unknownField:
-              value: { error: { code: invalid_field, message: "unknown field (allowed: action, distance_m, hold_s, key_id, lock, pin, tag, user)", field: colour } }
+              value: { error: { code: invalid_field, message: "unknown field (allowed: action, distance_m, key_id, lock, pin, tag, user)", field: colour } }
             invalidJSON:
               value: { error: { code: invalid_json, message: request body is not valid JSON } }
     Unauthorized:
@@ -833,14 +859,16 @@ components:
               description: The request field, query or path parameter at fault.
 
     PathID:
+      description: |
+        A device id of the site file: 1–64 of `A–Z a–z 0–9 - _ .`. Any other string names nothing (404);
+        over 128 bytes is a 400.
       type: string
-      minLength: 1
-      maxLength: 128
+      pattern: "^[A-Za-z0-9._-]{1,64}$"
 
-    Identifier:
+    KeyID:
+      description: A key id — the credential's `cti`, 16 bytes in lowercase hex. Any other string names no key (404).
       type: string
-      minLength: 1
-      maxLength: 128
+      pattern: "^[0-9a-f]{32}$"
 
     DateTime:
       type: string
@@ -1037,7 +1065,7 @@ components:
         x: { type: number, minimum: -100000, maximum: 100000 }
         "y": { type: number, minimum: -100000, maximum: 100000 }
         z: { type: [number, "null"], minimum: -1000, maximum: 1000, description: "Default 0." }
-        range_m: { type: [number, "null"], minimum: 0.1, maximum: 1000, description: New reach; unchanged when absent. }
+        range_m: { type: [number, "null"], minimum: 0.1, maximum: 100, description: New reach in metres; unchanged when absent. }
 
     IQSyncReport:
       type: object
@@ -1101,7 +1129,7 @@ components:
       properties:
         action: { oneOf: [{ $ref: "#/components/schemas/Action" }, { type: "null" }], description: "Default `open`." }
         user: { type: [string, "null"], minLength: 1, maxLength: 128, description: Who asked (recorded in the event). }
-        iq: { type: [string, "null"], minLength: 1, maxLength: 128, description: Use this IQ (default the first online one in reach). }
+        iq: { type: [string, "null"], pattern: "^[A-Za-z0-9._-]{1,64}$", description: Use this IQ (default the first online, activated one in reach). }
 
     RemoteOpenResult:
       type: object
@@ -1126,11 +1154,11 @@ components:
           type: [array, "null"]
           minItems: 1
           maxItems: 64
-          items: { type: string, minLength: 1, maxLength: 128 }
-          description: Lock ids of the site (duplicates are dropped).
-        group: { type: [string, "null"], minLength: 1, maxLength: 128, description: An access group id of the site. }
-        not_before: { type: [string, "null"], format: date-time, maxLength: 64, description: Default now. }
-        not_after: { type: [string, "null"], format: date-time, maxLength: 64, description: "Default `not_before` + 24 h; must be after `not_before`." }
+          items: { type: string, pattern: "^[A-Za-z0-9._-]{1,64}$" }
+          description: Lock ids of the site (duplicates are dropped); one the site does not have is a 400.
+        group: { type: [string, "null"], pattern: "^[A-Za-z0-9._-]{1,64}$", description: An access group id of the site; one the site does not have is a 400. }
+        not_before: { type: [string, "null"], format: date-time, maxLength: 64, description: "Default now. Between 2000 and 2100." }
+        not_after: { type: [string, "null"], format: date-time, maxLength: 64, description: "Default `not_before` + 24 h; must be after `not_before`; between 2000 and 2100." }
         grace_before_s: { type: [integer, "null"], minimum: 0, maximum: 86400, description: Seconds of grace before `not_before` (bookings 900 or 1800). }
         grace_after_s: { type: [integer, "null"], minimum: 0, maximum: 86400, description: Seconds of grace after `not_after`. }
         office_mode: { type: [boolean, "null"], description: "The right to toggle office mode. Default false, or the group's right with `group`." }
@@ -1140,7 +1168,12 @@ components:
           maxLength: 4096
           description: An external phone's P-256 public key — SPKI PEM, or base64 of the 65-byte uncompressed point or of the SPKI DER.
         schedule:
-          description: "Reserved for a weekly schedule of the key's own: accepted, any value, and currently ignored (with `group`, the group's schedule applies)."
+          type: [array, "null"]
+          minItems: 1
+          maxItems: 32
+          items: { type: string, minLength: 1, maxLength: 128 }
+          description: "Weekly windows in the site's time zone, e.g. `mon-fri 09:00-18:00` (replaces a group's schedule). The key opens only inside them."
+          example: ["mon-fri 09:00-18:00", "sat 10:00-14:00"]
       oneOf:
         - required: [locks]
           properties:
@@ -1195,9 +1228,9 @@ components:
       required: [lock]
       description: Exactly one of `user`, `key_id`, `tag`, `pin`.
       properties:
-        lock: { type: string, minLength: 1, maxLength: 128 }
+        lock: { type: string, pattern: "^[A-Za-z0-9._-]{1,64}$", description: "A lock id of the site (404 if there is none)." }
         user: { type: [string, "null"], minLength: 1, maxLength: 128, description: The built-in phone presents this user's best key for the lock. }
-        key_id: { type: [string, "null"], minLength: 1, maxLength: 64, description: The built-in phone presents this key. }
+        key_id: { type: [string, "null"], pattern: "^[0-9a-f]{32}$", description: The built-in phone presents this key (404 if there is none). }
         tag:
           type: [string, "null"]
           minLength: 1
@@ -1207,8 +1240,6 @@ components:
         pin: { type: [string, "null"], pattern: "^[0-9]{1,16}$", description: Digits entered on the keypad. }
         action: { oneOf: [{ $ref: "#/components/schemas/Action" }, { type: "null" }], description: "Default `open`." }
         distance_m: { type: [number, "null"], minimum: 0, maximum: 1000, description: "Phone-to-lock distance in metres (default 0); beyond BLE reach is a 422." }
-        hold_s:
-          description: "Reserved for holding the credential to the reader (office mode by a long presentation): accepted, any value, and currently ignored."
       oneOf:
         - required: [user]
           properties: { user: { type: string }, key_id: { type: "null" }, tag: { type: "null" }, pin: { type: "null" } }
@@ -1252,14 +1283,14 @@ components:
       additionalProperties: false
       required: [seconds]
       properties:
-        seconds: { type: number, minimum: 0, maximum: 31622400, description: "Up to 366 days." }
+        seconds: { type: number, minimum: 0, maximum: 2678400, description: "Up to 31 days per call (every timer on the way fires)." }
 
     ClockSetRequest:
       type: object
       additionalProperties: false
       required: [time]
       properties:
-        time: { type: string, format: date-time, maxLength: 64 }
+        time: { type: string, format: date-time, maxLength: 64, description: "At most 31 days from the current simulated time (either way)." }
 
     Event:
       type: object
@@ -1311,6 +1342,16 @@ components:
         - com.keyway.power.restored
         - com.keyway.revocation.updated
         - com.keyway.clock.adjusted
+        - com.keyway.lock.uncertain
+        - com.keyway.battery.depleted
+        - com.keyway.battery.replaced
+        - com.keyway.keypad.locked_out
+        - com.keyway.access_list.updated
+        - com.keyway.iq.activated
+        - com.keyway.iq.activation_failed
+        - com.keyway.iq.deactivated
+        - com.keyway.trail.collected
+        - com.keyway.remote.open_requested
 
     EventData:
       type: object

@@ -1,15 +1,96 @@
 import BLE
 import Foundation
 import Hardware
+import KeywayCrypto
 import MobileKey
+import Synchronization
 
-// Placeholder type so the module compiles while the GATT client lands; replaced below.
+/// The in-process radio: every lock's GATT server, and the built-in phone that taps over a
+/// `LoopbackLink` — the same ATT bytes a real BLE link carries, optionally captured to btsnoop.
 final class LoopbackRadio: @unchecked Sendable {
-    init(site: Site, capturePath: String?, clock: any KeywayClock) throws {}
-    func close() {}
-    struct Outcome { let decision: Decision; let phoneResult: TapResultMessage? }
+    let locks: [String: LockGATT]
+    let capture: BTSnoopWriter?
+
+    init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
+        var locks: [String: LockGATT] = [:]
+        for l in site.locks {
+            locks[l.id] = try LockGATT(lock: l, deviceName: site.config.locks.first { $0.id == l.id }?.name ?? l.id)
+        }
+        self.locks = locks
+        capture = try capturePath.map { try BTSnoopWriter(path: $0, clock: BTSnoopWriter.systemClock) }
+    }
+
+    func close() { capture?.close() }
+
+    struct Outcome {
+        let decision: Decision
+        let phoneResult: TapResultMessage?
+    }
+
+    /// One whole tap by the built-in phone holding `key`: connect, MTU, discovery, subscribe, read
+    /// the hello, write the presentation, wait for the result notification, disconnect.
     func tap(lockID: String, key: IssuedKey, action: TapAction, distance: Double, siteID: String, issuers: TrustedIssuers,
              cache: LockCertificateCache, now: Date) async throws -> Outcome {
-        throw APIError(501, "not_ready", "radio not wired")
+        guard let gatt = locks[lockID] else { throw APIError.notFound("lock", lockID) }
+        // A key issued to an external phone: the built-in phone lacks its private key, so it can only
+        // sign with a key of its own — the lock must refuse the proof of possession.
+        let holder = try key.holderPrivateKeyPEM.map { try P256.PrivateKey(pem: $0) } ?? P256.PrivateKey()
+        let phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
+
+        let link = LoopbackLink()
+        var lockSide: any ATTBearer = link.peripheral
+        if let capture { lockSide = try CapturingBearer(wrapping: link.peripheral, writer: capture, role: .peripheral) }
+        let server = try gatt.accept(lockSide, distance: distance)
+        let client = try GATTClient(bearer: link.central)
+        defer { client.close() }
+
+        _ = try await client.exchangeMTU(clientRxMTU: ATT.maximumMTU)
+        guard let service = try await client.discoverPrimaryServices(uuid: KeywayLockService.service).first else {
+            throw APIError(500, "radio", "lock service not found")
+        }
+        let characteristics = try await client.discoverCharacteristics(of: service)
+        guard let hello = characteristics.first(where: { $0.uuid == KeywayLockService.readerHello }),
+              let presentation = characteristics.first(where: { $0.uuid == KeywayLockService.presentation }),
+              var result = characteristics.first(where: { $0.uuid == KeywayLockService.result }) else {
+            throw APIError(500, "radio", "lock service incomplete")
+        }
+        result.descriptors = try await client.discoverDescriptors(of: result)
+        try await client.subscribe(result)
+
+        let helloBytes: [UInt8]
+        do { helloBytes = try await client.read(hello.valueHandle) } catch let e as GATTClientError {
+            throw Self.apiError(e, lockID: lockID, distance: distance)
+        }
+        let pending: TapPhone.Pending
+        do { pending = try phone.present(hello: helloBytes, action: action, at: now) } catch {
+            throw APIError(502, "phone_refused", "the phone refused the lock: \(error)")
+        }
+        for fragment in TapFragments.split(pending.presentation) {
+            try await client.write(presentation.valueHandle, fragment)
+        }
+        // The lock notifies before it answers the final write, so the result is already queued.
+        var reassembler = TapReassembler(limit: TapProtocol.maxResultSize)
+        var phoneResult: TapResultMessage? = nil
+        for await n in client.notifications where n.valueHandle == result.valueHandle {
+            if case .complete(let bytes) = try reassembler.add(n.value) {
+                phoneResult = try? pending.result(bytes)
+                break
+            }
+        }
+        guard let decision = gatt.lastDecision(on: server) else { throw APIError(500, "radio", "the lock made no decision") }
+        return Outcome(decision: decision, phoneResult: phoneResult)
+    }
+
+    static func apiError(_ e: GATTClientError, lockID: String, distance: Double) -> APIError {
+        if case .attError(.application(let code), _, _) = e {
+            switch code {
+            case LockGATT.ApplicationError.outOfReach:
+                return APIError(422, "out_of_reach", "phone at \(distance) m is out of reach of lock '\(lockID)'", field: "distance_m")
+            case LockGATT.ApplicationError.unpowered: return APIError(409, "unpowered", "lock '\(lockID)' has no power")
+            case LockGATT.ApplicationError.notProvisioned: return APIError(409, "not_provisioned", "lock '\(lockID)' has no site keys")
+            default: break
+            }
+        }
+        return APIError(502, "radio", "\(e)")
     }
 }

@@ -88,6 +88,11 @@ extension Emulator {
 
     static let keyFields: Set<String> = ["user", "locks", "group", "not_before", "not_after", "grace_before_s", "grace_after_s",
                                           "office_mode", "holder_public_key", "schedule"]
+    /// Credentials outside this span are refused: a typo'd year must not mint a key valid until 9999.
+    static let validDates = Date(timeIntervalSince1970: 946_684_800)...Date(timeIntervalSince1970: 4_102_444_800) // 2000…2100
+    /// One clock call moves simulated time at most this far: every timer in between fires in order,
+    /// and a year of 60-second IQ syncs would keep the emulator busy for a long time.
+    static let maxClockStep: Double = 31 * 86_400
 
     public func issueKey(_ body: JSONBody) async throws -> [String: Any] {
         let user = try body.string("user", required: true, maxLength: 128)!
@@ -111,7 +116,19 @@ extension Emulator {
         let now = clock.now()
         let notBefore = try body.date("not_before") ?? now
         let notAfter = try body.date("not_after") ?? notBefore.addingTimeInterval(86_400)
+        guard Emulator.validDates.contains(notBefore) else { throw APIError.badRequest("not_before", "must be between 2000 and 2100") }
+        guard Emulator.validDates.contains(notAfter) else { throw APIError.badRequest("not_after", "must be between 2000 and 2100") }
         guard notAfter > notBefore else { throw APIError.badRequest("not_after", "must be after not_before") }
+        if let windows = try body.strings("schedule", maxCount: 32) {
+            var parsed: [WeeklyWindow] = []
+            for w in windows {
+                guard let ww = WeeklyWindow(parsing: w) else {
+                    throw APIError.badRequest("schedule", "'\(w)' is not a weekly window like \"mon-fri 09:00-18:00\"")
+                }
+                parsed.append(ww)
+            }
+            schedule = try Emulator.weeklySchedule(Timetable(parsed), timeZone: config.timeZone.identifier)
+        }
         let graceBefore = try body.integer("grace_before_s", range: 0...86_400) ?? 0
         let graceAfter = try body.integer("grace_after_s", range: 0...86_400) ?? 0
 
@@ -193,7 +210,7 @@ extension Emulator {
 
     // MARK: - Taps
 
-    static let tapFields: Set<String> = ["lock", "user", "key_id", "tag", "pin", "action", "distance_m", "hold_s"]
+    static let tapFields: Set<String> = ["lock", "user", "key_id", "tag", "pin", "action", "distance_m"]
 
     public func tap(_ body: JSONBody) async throws -> [String: Any] {
         let lockID = try body.string("lock", required: true, maxLength: 128)!
@@ -327,7 +344,7 @@ extension Emulator {
         let x = try body.number("x", required: true, range: -100_000...100_000)!
         let y = try body.number("y", required: true, range: -100_000...100_000)!
         let z = try body.number("z", range: -1000...1000) ?? 0
-        let range = try body.number("range_m", range: 0.1...1000)
+        let range = try body.number("range_m", range: 0.1...100)
         do { try await site.moveIQ(id, to: Position(x: x, y: y, z: z), range: range) } catch let e as HardwareError { throw APIError.hardware(e) }
         await settle()
         return await iqsJSON().first { ($0["id"] as? String) == id } ?? [:]
@@ -351,7 +368,7 @@ extension Emulator {
 
     public func advanceClock(_ body: JSONBody) async throws -> [String: Any] {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
-        let seconds = try body.number("seconds", required: true, range: 0...(366 * 86_400))!
+        let seconds = try body.number("seconds", required: true, range: 0...Emulator.maxClockStep)!
         await s.advance(by: seconds)
         await settle()
         return clockJSON()
@@ -360,6 +377,9 @@ extension Emulator {
     public func setClock(_ body: JSONBody) async throws -> [String: Any] {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
         let t = try body.date("time", required: true)!
+        guard abs(t.timeIntervalSince(s.now())) <= Emulator.maxClockStep else {
+            throw APIError.badRequest("time", "at most 31 days from the current simulated time per call")
+        }
         await s.set(to: t)
         await settle()
         return clockJSON()

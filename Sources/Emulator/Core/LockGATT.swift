@@ -1,0 +1,134 @@
+import BLE
+import Foundation
+import Hardware
+import MobileKey
+import Synchronization
+
+/// The lock side of the radio: one lock's GATT database, with the Keyway lock service wired to the
+/// lock's tap protocol. Transport-agnostic — the loopback link, the cross-process socket and the
+/// BlueZ L2CAP socket all hand their connections to `accept(_:)`.
+public final class LockGATT: Sendable {
+    public let lock: Lock
+    public let database: GATTDatabase
+    public let handles: KeywayLockService.Handles
+
+    /// Per-connection tap state, keyed by the connection's GATT server.
+    final class Connection: Sendable {
+        struct State {
+            var distance: Double
+            var session: TapLockSession?
+            var reassembler = TapReassembler()
+            var lastDecision: Decision?
+        }
+        let state: Mutex<State>
+        init(distance: Double) { state = Mutex(State(distance: distance)) }
+    }
+    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+
+    /// ATT application error codes (0x80–0x9F) the lock service answers with.
+    public enum ApplicationError {
+        public static let outOfReach: UInt8 = 0x80
+        public static let unpowered: UInt8 = 0x81
+        public static let notProvisioned: UInt8 = 0x82
+        public static let noSession: UInt8 = 0x83
+    }
+
+    public init(lock: Lock, deviceName: String) throws {
+        self.lock = lock
+        let box = WeakBox<LockGATT>()
+        let handlers = KeywayLockService.Handlers(
+            readerHello: { ctx in try await box.value?.readHello(ctx) ?? [] },
+            presentation: { ctx, value in try await box.value?.receivePresentation(ctx, value) },
+            lockInfo: { _ in try await box.value?.lockInfo() ?? [] })
+        database = try KeywayLockService.database(deviceName: deviceName, handlers: handlers)
+        guard let h = KeywayLockService.Handles(in: database) else { throw GATTDatabaseError.tooManyAttributes }
+        handles = h
+        box.value = self
+    }
+
+    /// Serves one connection until it closes. `distance` is how far the phone is from the reader.
+    @discardableResult
+    public func accept(_ bearer: any ATTBearer, distance: Double = 0) throws -> GATTServer {
+        let server = try GATTServer(database: database, bearer: bearer)
+        let id = ObjectIdentifier(server)
+        connections.withLock { $0[id] = Connection(distance: distance) }
+        Task { [weak self] in
+            _ = await server.waitUntilClosed()
+            self?.connections.withLock { _ = $0.removeValue(forKey: id) }
+        }
+        return server
+    }
+
+    func connection(_ server: GATTServer) -> Connection? {
+        connections.withLock { $0[ObjectIdentifier(server)] }
+    }
+
+    /// The decision of the last presentation on this connection (the API reports it).
+    public func lastDecision(on server: GATTServer) -> Decision? {
+        connection(server)?.state.withLock { $0.lastDecision }
+    }
+
+    // Reading the hello starts a tap: a fresh nonce and ephemeral key per read.
+    private func readHello(_ ctx: GATTRequestContext) async throws -> [UInt8] {
+        guard let conn = connection(ctx.server) else { throw ATTErrorCode.unlikelyError }
+        let distance = conn.state.withLock { $0.distance }
+        do {
+            let session = try await lock.beginTap(distance: distance)
+            conn.state.withLock { $0.session = session; $0.reassembler.reset() }
+            return session.helloBytes
+        } catch let e as HardwareError {
+            switch e {
+            case .outOfReach: throw ATTErrorCode.application(ApplicationError.outOfReach)
+            case .unpowered: throw ATTErrorCode.application(ApplicationError.unpowered)
+            case .mobileKeysNotProvisioned: throw ATTErrorCode.application(ApplicationError.notProvisioned)
+            default: throw ATTErrorCode.unlikelyError
+            }
+        }
+    }
+
+    private func receivePresentation(_ ctx: GATTRequestContext, _ fragment: [UInt8]) async throws {
+        guard let conn = connection(ctx.server) else { throw ATTErrorCode.unlikelyError }
+        let step: Result<TapReassembler.Outcome, TapReassembler.Failure> = conn.state.withLock { s in
+            do throws(TapReassembler.Failure) { return .success(try s.reassembler.add(fragment)) } catch { return .failure(error) }
+        }
+        let decision: Decision
+        var message: [UInt8]
+        switch step {
+        case .success(.needMore):
+            return
+        case .failure:
+            // Broken fragmenting is a failed tap the platform should see, not silence.
+            decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.malformedPresentation.code))
+            message = TapResultMessage(granted: false, reason: TapDenial.malformedPresentation.code, openMilliseconds: 0).encoded()
+        case .success(.complete(let presentation)):
+            guard let session = conn.state.withLock({ s -> TapLockSession? in defer { s.session = nil }; return s.session }) else {
+                // A presentation without a hello on this connection: no nonce to answer.
+                decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.nonceUnknown.code))
+                message = TapResultMessage(granted: false, reason: TapDenial.nonceUnknown.code, openMilliseconds: 0).encoded()
+                break
+            }
+            do {
+                let outcome = try await lock.finishTap(session, presentation: presentation)
+                decision = outcome.decision
+                message = outcome.resultMessage
+            } catch {
+                throw ATTErrorCode.application(ApplicationError.unpowered)
+            }
+        }
+        conn.state.withLock { $0.lastDecision = decision }
+        // The result goes by notification, split to the connection's ATT_MTU.
+        for piece in TapFragments.split(message, payload: max(1, ctx.server.maximumNotificationLength - 2)) {
+            _ = try? ctx.server.notify(valueHandle: handles.result, value: piece)
+        }
+    }
+
+    private func lockInfo() async throws -> [UInt8] {
+        let s = await lock.status
+        return CBOR.map([1: .int(TapProtocol.version), 2: .text(s.id), 3: .unsigned(s.revocationListVersion),
+                         4: .text(s.state.rawValue), 5: .unsigned(UInt64(s.openTime))]).encoded()
+    }
+}
+
+final class WeakBox<T: AnyObject>: @unchecked Sendable {
+    weak var value: T?
+}
