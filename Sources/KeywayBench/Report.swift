@@ -9,10 +9,10 @@ struct Metric {
     var baselineWhat: String
 }
 
-struct BenchReport {
+final class BenchReport: @unchecked Sendable {
     var metrics: [Metric] = []
 
-    mutating func add(_ name: String, _ value: Double, unit: String, target: String = "—", baseline: Double? = nil, baselineWhat: String = "") {
+    func add(_ name: String, _ value: Double, unit: String, target: String = "—", baseline: Double? = nil, baselineWhat: String = "") {
         metrics.append(Metric(name: name, value: value, unit: unit, target: target, baseline: baseline, baselineWhat: baselineWhat))
         let b = baseline.map { String(format: "  (baseline %.3f: %@)", $0, baselineWhat) } ?? ""
         print(String(format: "%-28@ %14.3f %-12@ target %@", name, value, unit, target) + b)

@@ -4,7 +4,7 @@ import MobileKey
 
 /// verify_per_s: full credential verification (COSE parse, signature, claims, revocation, schedule)
 /// on one core, against `openssl speed ecdsap256`'s raw verify rate measured now.
-func benchVerify(_ report: inout BenchReport) async throws {
+func benchVerify(_ report: BenchReport) async throws {
     let issuerKey = try P256.PrivateKey()
     let issuer = CredentialIssuer(siteID: "bench-site", key: issuerKey)
     let t0 = Date(timeIntervalSince1970: 1_790_000_000)

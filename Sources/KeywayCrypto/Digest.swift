@@ -69,6 +69,8 @@ enum ParamName {
     static let key = UnsafePointer(strdup("key")!)
     static let salt = UnsafePointer(strdup("salt")!)
     static let info = UnsafePointer(strdup("info")!)
+    static let group = UnsafePointer(strdup("group")!)
+    static let pub = UnsafePointer(strdup("pub")!)
 }
 
 public enum SecureRandom {

@@ -6,7 +6,7 @@ public enum ECDH {
         guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, privateKey.box.pkey, nil) else { throw CryptoError.fromQueue("EVP_PKEY_CTX_new_from_pkey") }
         defer { EVP_PKEY_CTX_free(ctx) }
         try check(EVP_PKEY_derive_init(ctx), "EVP_PKEY_derive_init")
-        try check(EVP_PKEY_derive_set_peer(ctx, peer.box.pkey), "EVP_PKEY_derive_set_peer")
+        try check(EVP_PKEY_derive_set_peer(ctx, try peer.box.pkey), "EVP_PKEY_derive_set_peer")
         var out = [UInt8](repeating: 0, count: 32)
         var len = out.count
         try check(EVP_PKEY_derive(ctx, &out, &len), "EVP_PKEY_derive")

@@ -24,7 +24,7 @@ public enum ECDSA {
     public static func verify(_ signature: [UInt8], of message: [UInt8], by key: P256.PublicKey) -> Bool {
         guard signature.count == signatureSize, let der = DERSignature.fromRaw(signature) else { return false }
         let digest = SHA256.hash(message)
-        guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, key.box.pkey, nil) else { ERR_clear_error(); return false }
+        guard let box = try? key.box, let ctx = EVP_PKEY_CTX_new_from_pkey(nil, box.pkey, nil) else { ERR_clear_error(); return false }
         defer { EVP_PKEY_CTX_free(ctx) }
         guard EVP_PKEY_verify_init(ctx) == 1 else { ERR_clear_error(); return false }
         let ok = EVP_PKEY_verify(ctx, der, der.count, digest, digest.count)

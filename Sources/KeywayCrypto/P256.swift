@@ -1,4 +1,7 @@
 import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// NIST P-256 keys held inside OpenSSL. No `EVP_PKEY` pointer leaves this module: callers see only
 /// these value-like wrappers and byte arrays.
@@ -10,6 +13,67 @@ final class PKeyBox: @unchecked Sendable {
     let pkey: OpaquePointer
     init(_ pkey: OpaquePointer) { self.pkey = pkey }
     deinit { EVP_PKEY_free(pkey) }
+}
+
+/// A validated point and, once needed, its `EVP_PKEY`. Shared by copies of a `PublicKey`.
+final class LazyPublicKey: @unchecked Sendable {
+    let point: [UInt8]
+    private var made: PKeyBox?
+    private var mutex = pthread_mutex_t()
+
+    init(point: [UInt8], box: PKeyBox?) {
+        self.point = point
+        self.made = box
+        pthread_mutex_init(&mutex, nil)
+    }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func pkey() throws -> PKeyBox {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if let made { return made }
+        let box = try P256Group.makePublicKey(point)
+        made = box
+        return box
+    }
+}
+
+/// The curve, for point checks and building keys without OpenSSL's generic decoders.
+enum P256Group {
+    // EC_GROUP is immutable once built and may be shared across threads.
+    nonisolated(unsafe) static let group: OpaquePointer? = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)
+
+    /// True when the 65 bytes are an uncompressed point on P-256 (not the point at infinity).
+    static func isOnCurve(_ point: [UInt8]) -> Bool {
+        guard let group, let p = EC_POINT_new(group) else { return false }
+        defer { EC_POINT_free(p) }
+        let ok = EC_POINT_oct2point(group, p, point, point.count, nil) == 1 && EC_POINT_is_at_infinity(group, p) == 0
+        if !ok { ERR_clear_error() }
+        return ok
+    }
+
+    static func makePublicKey(_ point: [UInt8]) throws -> PKeyBox {
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw CryptoError.fromQueue("EVP_PKEY_CTX_new_from_name") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_fromdata_init(ctx), "EVP_PKEY_fromdata_init")
+        var groupName = Array("prime256v1".utf8CString)
+        var pub = point
+        var pkey: OpaquePointer?
+        let rc: Int32 = groupName.withUnsafeMutableBufferPointer { g in
+            pub.withUnsafeMutableBytes { p in
+                var params = [
+                    OSSL_PARAM_construct_utf8_string(ParamName.group, g.baseAddress, 0),
+                    OSSL_PARAM_construct_octet_string(ParamName.pub, p.baseAddress, p.count),
+                    OSSL_PARAM_construct_end(),
+                ]
+                // EVP_PKEY_PUBLIC_KEY = public key + all parameters (a macro Swift cannot import).
+                return EVP_PKEY_fromdata(ctx, &pkey, Int32(OSSL_KEYMGMT_SELECT_PUBLIC_KEY | OSSL_KEYMGMT_SELECT_ALL_PARAMETERS), &params)
+            }
+        }
+        try check(rc, "EVP_PKEY_fromdata")
+        guard let pkey else { throw CryptoError.fromQueue("EVP_PKEY_fromdata") }
+        return PKeyBox(pkey)
+    }
 }
 
 /// DER prefix of a SubjectPublicKeyInfo for id-ecPublicKey / prime256v1 with a 65-byte uncompressed
@@ -35,29 +99,34 @@ private func requireP256(_ pkey: OpaquePointer, _ what: String) throws {
 
 extension P256 {
     public struct PublicKey: Sendable, Equatable, Hashable {
-        let box: PKeyBox
-        /// SEC1 uncompressed point, 0x04 ‖ x ‖ y (65 bytes); cached because COSE and the tap
-        /// transcript need it constantly.
-        public let uncompressed: [UInt8]
+        let lazy: LazyPublicKey
+        /// SEC1 uncompressed point, 0x04 ‖ x ‖ y (65 bytes); COSE and the tap transcript use it.
+        public var uncompressed: [UInt8] { lazy.point }
+
+        /// The OpenSSL key, built on first use.
+        var box: PKeyBox { get throws { try lazy.pkey() } }
 
         init(box: PKeyBox) throws {
-            self.box = box
             var buf = [UInt8](repeating: 0, count: 65)
             var len = 0
             try check(EVP_PKEY_get_octet_string_param(box.pkey, "encoded-pub-key", &buf, buf.count, &len),
                       "EVP_PKEY_get_octet_string_param")
             guard len == 65, buf[0] == 0x04 else { throw CryptoError.invalidKey("public point not uncompressed") }
-            self.uncompressed = buf
+            lazy = LazyPublicKey(point: buf, box: box)
         }
 
-        /// Accepts 65-byte SEC1 uncompressed (0x04‖x‖y) or 64-byte raw x‖y.
+        /// Accepts 65-byte SEC1 uncompressed (0x04‖x‖y) or 64-byte raw x‖y. The point is checked to be
+        /// on the curve at once; the `EVP_PKEY` is made only when the key is used. Keys parsed from the
+        /// air (every phone's `cnf`, every ephemeral key) are often only compared or hashed, and
+        /// OpenSSL 3's SPKI decoder costs more than a signature check.
         public init(uncompressed point: [UInt8]) throws {
             var p = point
             if p.count == 64 { p = [0x04] + p }
             guard p.count == 65, p[0] == 0x04 else {
                 throw CryptoError.invalidLength(what: "P-256 public point", expected: "64 or 65", got: point.count)
             }
-            try self.init(spkiDER: p256SPKIPrefix + p)
+            guard P256Group.isOnCurve(p) else { throw CryptoError.invalidKey("point is not on P-256") }
+            lazy = LazyPublicKey(point: p, box: nil)
         }
 
         /// From the affine coordinates (each 32 bytes), as in a COSE_Key (-2 x, -3 y).
@@ -72,7 +141,7 @@ extension P256 {
                 var p: UnsafePointer<UInt8>? = buf.baseAddress
                 return d2i_PUBKEY(nil, &p, buf.count)
             }
-            guard let pkey else { throw CryptoError.invalidKey("not a valid P-256 SubjectPublicKeyInfo / point") }
+            guard let pkey else { ERR_clear_error(); throw CryptoError.invalidKey("not a valid P-256 SubjectPublicKeyInfo / point") }
             let box = PKeyBox(pkey)
             try requireP256(pkey, "public key")
             try self.init(box: box)
@@ -93,7 +162,8 @@ extension P256 {
         public var spkiDER: [UInt8] { p256SPKIPrefix + uncompressed }
 
         public var pem: String {
-            (try? BIOBuffer.write { bio in PEM_write_bio_PUBKEY(bio, box.pkey) }) ?? ""
+            guard let box = try? box else { return "" }
+            return (try? BIOBuffer.write { bio in PEM_write_bio_PUBKEY(bio, box.pkey) }) ?? ""
         }
 
         public static func == (a: PublicKey, b: PublicKey) -> Bool { a.uncompressed == b.uncompressed }

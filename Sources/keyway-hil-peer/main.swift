@@ -8,7 +8,7 @@
 //       prints `ready <adapter> <address> mode=<…> security=<…>`, then one line per connection event;
 //       runs until SIGINT/SIGTERM (--advertise-only: stops advertising and exits once ready).
 //   keyway-hil-peer central --to ADDR [--type public|random] [--adapter hci1] [--security LEVEL]
-//                           [--round-trips N]
+//                           [--round-trips N] [--connect-timeout SECONDS]
 //       connects, exchanges MTU, discovers the lock service, reads, subscribes, and times N
 //       write → notification round trips; prints `ok …` lines.
 //
@@ -79,6 +79,20 @@ func onTermination(_ action: @escaping @Sendable () async -> Void) -> [DispatchS
     }
 }
 
+final class StopFlag: @unchecked Sendable {
+    private var value = false
+    private let lock = NSLockLite()
+    func set() { lock.locked { value = true } }
+    var isSet: Bool { lock.locked { value } }
+}
+
+/// pthread mutex (this target imports no Foundation).
+final class NSLockLite: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func locked<R>(_ body: () -> R) -> R { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return body() }
+}
+
 func runLock(_ o: Options) async throws {
     let adapter = o["adapter"] ?? "hci0"
     let name = o["name"] ?? "Keyway HIL Lock"
@@ -109,11 +123,23 @@ func runLock(_ o: Options) async throws {
         print("stopped")
         return
     }
-    let signals = onTermination { await peripheral.stop() }
+    await peripheral.advertiser.onRestart { result in
+        switch result {
+        case .success(let n): print("advertising restarted (\(n))")
+        case .failure(let e): print("advertising restart failed: \(e)")
+        }
+    }
+    let stopping = StopFlag()
+    let signals = onTermination { stopping.set(); await peripheral.stop() }
     defer { signals.forEach { $0.cancel() } }
 
     while true {
-        let phone = try await peripheral.accept()
+        let phone: BlueZPeripheral.Phone
+        do {
+            phone = try await peripheral.accept()
+        } catch BlueZError.closed where stopping.isSet {
+            return
+        }
         let peer = phone.peer
         let pairing = await peripheral.pairingAgent?.decisions.last(where: { $0.peer == peer })
         print("connected \(peer) security=\(phone.security)\(pairing.map { " pairing=\($0.kind.rawValue)" } ?? "")")
@@ -126,9 +152,7 @@ func runLock(_ o: Options) async throws {
         }))
         Task {
             let reason = await server.waitUntilClosed()
-            let restarts = await peripheral.advertiser.restartCount
-            let restartError = await peripheral.advertiser.restartError
-            print("disconnected \(peer): \(reason) (advertising restarts so far: \(restarts)\(restartError.map { ", last restart failed: \($0)" } ?? ""))")
+            print("disconnected \(peer): \(reason)")
         }
     }
 }
@@ -141,7 +165,9 @@ func runCentral(_ o: Options) async throws {
     let clock = ContinuousClock()
 
     var start = clock.now
-    let connection = try await BlueZCentral.connect(to: address, adapter: o["adapter"], security: o.security())
+    let connectTimeout = Double(o["connect-timeout"] ?? "20") ?? 20
+    let connection = try await BlueZCentral.connect(to: address, adapter: o["adapter"], security: o.security(),
+                                                    timeout: .milliseconds(Int(connectTimeout * 1000)))
     let bearer = connection.bearer
     print("ok connect \(address) in \(format(milliseconds(clock.now - start))) ms (link MTU \(bearer.linkMTU), security \(connection.security))")
     let client = try GATTClient(bearer: bearer)

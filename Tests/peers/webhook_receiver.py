@@ -127,6 +127,9 @@ def main() -> int:
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    # A parent's threads may have blocked these (Foundation's Process passes its signal mask on); a
+    # receiver that ignores SIGTERM would hang the test that stops it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.serve_forever(poll_interval=0.05)

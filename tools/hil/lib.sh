@@ -29,6 +29,9 @@ check() {
   return $rc
 }
 
+# info NAME TEXT — a measurement or fact for the report; counted neither as passed nor failed.
+info() { local n=$1; shift; echo "INFO $n: $*" >>"$HIL_RESULTS"; echo "  info  $n: $*"; }
+
 # skip NAME WHY — recorded, but counted neither as passed nor failed.
 skip() { local n=$1; shift; echo "SKIP $n: $*" >>"$HIL_RESULTS"; echo "  skip  $n: $*"; }
 

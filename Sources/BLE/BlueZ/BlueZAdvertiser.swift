@@ -41,6 +41,12 @@ public actor BlueZAdvertiser {
     public private(set) var restartCount = 0
     /// The last failure of an automatic restart, if any (reported by `serve` loops).
     public private(set) var restartError: BlueZError?
+    private var restartHandler: (@Sendable (Result<Int, BlueZError>) -> Void)?
+
+    /// Called after each automatic restart of advertising: the restart count, or why it failed.
+    public func onRestart(_ handler: @escaping @Sendable (Result<Int, BlueZError>) -> Void) {
+        restartHandler = handler
+    }
 
     /// Opens a raw HCI socket on `adapter` (which must be up).
     public init(adapter: BlueZAdapterInfo, commandTimeout: Duration = .seconds(3)) throws {
@@ -76,6 +82,16 @@ public actor BlueZAdvertiser {
         self.adapter = adapter
         self.commandTimeout = commandTimeout
         handle = BlueZSocketHandle(fd: fd, label: "hci.\(adapter.name)")
+    }
+
+    /// Drives a controller on the other end of `descriptor` (a connected SOCK_SEQPACKET socket speaking
+    /// H4 packets, like a raw HCI socket). For tests of controller behaviour no virtual controller shows,
+    /// such as a Bluetooth 5 controller refusing legacy commands. Takes ownership of the descriptor.
+    init(controllerDescriptor descriptor: Int32, adapter: BlueZAdapterInfo, commandTimeout: Duration) {
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        self.adapter = adapter
+        self.commandTimeout = commandTimeout
+        handle = BlueZSocketHandle(fd: descriptor, label: "hci.test.\(adapter.name)")
     }
 
     deinit {
@@ -286,10 +302,11 @@ public actor BlueZAdvertiser {
             _ = try await enable(w.payload, w.parameters, mode)
             restartCount += 1
             restartError = nil
-        } catch let error as BlueZError {
-            restartError = error
+            restartHandler?(.success(restartCount))
         } catch {
-            restartError = .system(operation: "restarting advertising", errno: EIO)
+            let failure = (error as? BlueZError) ?? .system(operation: "restarting advertising", errno: EIO)
+            restartError = failure
+            restartHandler?(.failure(failure))
         }
     }
 }

@@ -244,8 +244,11 @@ public enum BlueZL2CAPClient {
     ///
     /// - Throws: `.connectionFailed` (peer not advertising, refused, timed out — the kernel gives up
     ///   after its LE connection timeout), or the adapter/permission errors.
+    ///   `timeout` bounds the wait for the link (the kernel's own LE connection timeout is 40 s); on
+    ///   expiry the socket is closed, which cancels the kernel's connection attempt.
     public static func connect(to peer: BlueZAddress, from adapter: BlueZAdapterInfo? = nil,
-                               security: BlueZSecurityLevel = .low) async throws -> BlueZL2CAPConnection {
+                               security: BlueZSecurityLevel = .low,
+                               timeout: Duration = .seconds(20)) async throws -> BlueZL2CAPConnection {
         let fd = try BlueZSys.socket(type: Int32(SOCK_SEQPACKET.rawValue), proto: BTPROTO_L2CAP,
                                      operation: "opening an L2CAP socket")
         let handle = BlueZSocketHandle(fd: fd, label: "connect.\(peer)")
@@ -262,7 +265,17 @@ public enum BlueZL2CAPClient {
         if r < 0 {
             let code = errno
             guard code == EINPROGRESS || code == EAGAIN else { throw mapConnect(code, peer, name) }
-            try await handle.waitWritable()
+            let waiter = Task { try await handle.waitWritable() }
+            let timer = Task {
+                try await Task.sleep(for: timeout)
+                waiter.cancel()
+            }
+            let outcome = await waiter.result
+            timer.cancel()
+            if case .failure(let error) = outcome {
+                if error is CancellationError { throw BlueZError.connectionFailed(peer: peer.description, errno: ETIMEDOUT) }
+                throw error
+            }
             let (soError, getError) = BlueZSys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR, Int32(0))
             if let getError { throw mapConnect(getError, peer, name) }
             if soError != 0 { throw mapConnect(soError, peer, name) }

@@ -149,8 +149,8 @@ public enum BlueZCentral {
     }
 
     /// Connects from `adapter` (e.g. `hci1`; nil: the kernel picks) to a lock's ATT channel.
-    public static func connect(to lock: BlueZAddress, adapter: String? = nil,
-                               security: BlueZSecurityLevel = .low) async throws -> Connection {
+    public static func connect(to lock: BlueZAddress, adapter: String? = nil, security: BlueZSecurityLevel = .low,
+                               timeout: Duration = .seconds(20)) async throws -> Connection {
         let local = try adapter.map { try BlueZAdapterInfo.requireUp($0) }
         // Security above `low` means pairing inside the connect; answer its Just Works confirmation.
         var agent: BlueZPairingAgent?
@@ -159,7 +159,7 @@ public enum BlueZCentral {
             await agent?.start()
         }
         defer { if let agent { Task { await agent.close() } } }
-        let connection = try await BlueZL2CAPClient.connect(to: lock, from: local, security: security)
+        let connection = try await BlueZL2CAPClient.connect(to: lock, from: local, security: security, timeout: timeout)
         let mtu = linkMTU(connection)
         let reached = (try? connection.securityLevel()) ?? security
         guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }

@@ -1290,7 +1290,7 @@ components:
       additionalProperties: false
       required: [time]
       properties:
-        time: { type: string, format: date-time, maxLength: 64, description: "At most 31 days from the current simulated time (either way)." }
+        time: { type: string, format: date-time, maxLength: 64, description: "At most 31 days from the current simulated time, either way (farther: 409 clock_step_too_large)." }
 
     Event:
       type: object

@@ -378,7 +378,8 @@ extension Emulator {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
         let t = try body.date("time", required: true)!
         guard abs(t.timeIntervalSince(s.now())) <= Emulator.maxClockStep else {
-            throw APIError.badRequest("time", "at most 31 days from the current simulated time per call")
+            // Valid on its own, refused because of where the clock is now: a conflict, not a bad request.
+            throw APIError(409, "clock_step_too_large", "at most 31 days from the current simulated time per call", field: "time")
         }
         await s.set(to: t)
         await settle()
