@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
-        .testTarget(name: "EmulatorTests", dependencies: ["Emulator"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -176,6 +176,10 @@ public final class EventJournal: @unchecked Sendable {
     private var nextListener: UInt64 = 0
     private var commits = 0
     private var committedOperations = 0
+    // Writer-side state, touched only by the drain loop (one commit at a time).
+    private var sourceCache: [String: FlushContext.SourceRow] = [:]
+    private var sourceCacheDataVersion: Int64?
+    private var idRandom = IDRandom()
 
     /// Transactions committed and operations (record calls, collections, …) they carried, since open —
     /// operations ÷ commits is the group-commit factor.
@@ -264,6 +268,7 @@ public final class EventJournal: @unchecked Sendable {
         try await submit { db, ctx in
             var s = try ctx.sourceRow(db, source.path)
             s.trailCapacity = capacity.map(Int64.init)
+            s.dirty = true
             ctx.sources[source.path] = s
         }
     }
@@ -531,17 +536,30 @@ public final class EventJournal: @unchecked Sendable {
     private func commit(_ batch: [JournalOp]) async {
         let config = configuration
         let now = clock.now()
+        let cache = sourceCache, cacheVersion = sourceCacheDataVersion
+        let random = idRandom
         do {
-            let change = try await dbPool.write { db -> JournalChange in
-                var ctx = FlushContext(configuration: config, now: now)
+            let (change, sources, version, rng) = try await dbPool.write { db -> (JournalChange, [String: FlushContext.SourceRow], Int64?, IDRandom) in
+                // data_version changes only when *another* connection commits: if it is what it was after
+                // our last commit, the cached source rows are exactly what the table holds.
+                let version = try Int64.fetchOne(db, sql: "PRAGMA data_version")
+                var ctx = FlushContext(configuration: config, now: now,
+                                       cached: version != nil && version == cacheVersion ? cache : [:], random: random)
                 for op in batch { try op.apply(db, &ctx) }
                 try ctx.writeBack(db)
-                return ctx.change
+                return (ctx.change, ctx.sources, version, ctx.random)
             }
+            // Only a committed transaction may feed the cache.
+            sourceCache = sources
+            sourceCacheDataVersion = version
+            idRandom = rng
             lock.withLock { commits += 1; committedOperations += batch.count }
             if !change.isEmpty { notify(change) }
             for op in batch { op.complete(.success(())) }
         } catch {
+            sourceCache = [:]
+            sourceCacheDataVersion = nil
+            idRandom = IDRandom()
             if batch.count == 1 {
                 batch[0].complete(.failure(error))
             } else {

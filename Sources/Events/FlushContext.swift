@@ -23,12 +23,17 @@ struct FlushContext {
 
     let configuration: JournalConfiguration
     let nowMs: Int64
-    var sources: [String: SourceRow] = [:]
+    var sources: [String: SourceRow]
     var change: JournalChange = []
+    var random: IDRandom
 
-    init(configuration: JournalConfiguration, now: Date) {
+    /// `cached` holds source rows as of the end of this connection's last commit; the caller passes it only
+    /// when no other connection has committed since (PRAGMA data_version unchanged).
+    init(configuration: JournalConfiguration, now: Date, cached: [String: SourceRow] = [:], random: IDRandom) {
         self.configuration = configuration
         self.nowMs = RFC3339.milliseconds(now)
+        self.sources = cached
+        self.random = random
     }
 
     mutating func sourceRow(_ db: Database, _ path: String) throws -> SourceRow {
@@ -47,8 +52,9 @@ struct FlushContext {
             s.lostTotal = row[5]
             s.trailCapacity = row[6]
             s.lastTimeMs = row[7]
+        } else {
+            s.dirty = true   // a new source: its row must be inserted
         }
-        s.dirty = true
         sources[path] = s
         return s
     }
@@ -91,7 +97,7 @@ struct FlushContext {
         }
         let seq = s.lastSeq + 1
         let timeMs = RFC3339.milliseconds(event.time)
-        let id = UUIDv7.make(milliseconds: nowMs)
+        let id = UUIDv7.make(milliseconds: nowMs, using: &random)
         let stmt = try db.cachedStatement(sql: JournalSchema.insertEvent)
         try stmt.execute(arguments: [
             id, path, seq, event.type.rawValue, timeMs, nowMs, event.source.site, event.source.kind.rawValue,

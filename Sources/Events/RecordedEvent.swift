@@ -139,6 +139,10 @@ enum AttributeCoding {
 enum UUIDv7 {
     static func make(milliseconds: Int64) -> String {
         var rng = SystemRandomNumberGenerator()
+        return make(milliseconds: milliseconds, using: &rng)
+    }
+
+    static func make<R: RandomNumberGenerator>(milliseconds: Int64, using rng: inout R) -> String {
         let r1 = rng.next() as UInt64, r2 = rng.next() as UInt64
         let ms = UInt64(bitPattern: max(0, milliseconds)) & 0xFFFF_FFFF_FFFF
         var b = [UInt8](repeating: 0, count: 16)
@@ -156,5 +160,30 @@ enum UUIDv7 {
             out.append(hex[Int(byte & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// xoshiro256** seeded from the system CSPRNG. Ids need uniqueness, not secrecy; this keeps a syscall
+/// (getrandom, 8 bytes at a time) off the per-event path. A collision would still be refused by the
+/// journal's UNIQUE(id) constraint rather than stored.
+struct IDRandom: RandomNumberGenerator {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    init() {
+        var sys = SystemRandomNumberGenerator()
+        repeat { s = (sys.next(), sys.next(), sys.next(), sys.next()) } while s == (0, 0, 0, 0)
+    }
+
+    mutating func next() -> UInt64 {
+        @inline(__always) func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+        let result = rotl(s.1 &* 5, 7) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = rotl(s.3, 45)
+        return result
     }
 }

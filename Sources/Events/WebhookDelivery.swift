@@ -125,8 +125,12 @@ public actor WebhookDelivery {
                         read: .milliseconds(max(1, Int64(configuration.requestTimeout.seconds * 1000))))
                     // Redirects are not followed: a webhook URL that redirects is misconfigured, and
                     // following it would send signed events somewhere nobody configured.
-                    client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                        configuration: HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: timeout))
+                    var httpConfig = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: timeout)
+                    // A refused connection must come back to us at once: our backoff with full jitter (per
+                    // source, recorded in the journal) governs retries. Left on, the client would hold each
+                    // request while retrying the connection on its own schedule until the request timeout.
+                    httpConfig.connectionPool.retryConnectionEstablishment = false
+                    client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfig)
                 }
                 guard let client else { throw EventError.invalidConfiguration("no HTTP client") }
                 sink = WebhookSink(endpoint: endpoint, client: client, clock: clock,

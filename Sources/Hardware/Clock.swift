@@ -87,10 +87,7 @@ public final class RealClock: KeywayClock {
     public func schedule(at deadline: Date, _ action: @escaping @Sendable () async -> Void) -> ClockTimer {
         let timer = ClockTimer()
         let task = Task {
-            let delay = deadline.timeIntervalSinceNow
-            if delay > 0 {
-                do { try await Task.sleep(nanoseconds: UInt64(min(delay, 1e9) * 1e9)) } catch { return }
-            }
+            do { try await RealClock.sleepUntil(deadline) } catch { return }
             if timer.isCancelled || Task.isCancelled { return }
             await action()
         }
@@ -99,9 +96,18 @@ public final class RealClock: KeywayClock {
     }
 
     public func sleep(until deadline: Date) async throws {
-        let delay = deadline.timeIntervalSinceNow
-        if delay > 0 { try await Task.sleep(nanoseconds: UInt64(min(delay, 1e9) * 1e9)) }
+        try await RealClock.sleepUntil(deadline)
         try Task.checkCancellation()
+    }
+
+    /// Sleeps in bounded steps until the wall clock reaches `deadline`, so far deadlines neither
+    /// overflow the nanosecond count nor fire early, and a wall-clock jump is noticed within a day.
+    private static func sleepUntil(_ deadline: Date) async throws {
+        while true {
+            let remaining = deadline.timeIntervalSinceNow
+            guard remaining > 0, remaining.isFinite else { return }
+            try await Task.sleep(nanoseconds: UInt64(min(remaining, 86_400) * 1e9))
+        }
     }
 }
 

@@ -242,13 +242,13 @@ final class SiteFileReader {
     }
 
     /// A non-null scalar's text, or nil after reporting.
-    func text(_ node: Node, _ field: String, what: String = "a string") -> String? {
+    func text(_ node: Node, _ field: @autoclosure () -> String, what: String = "a string") -> String? {
         guard case let .scalar(s) = node else {
-            report(node, field, "must be \(what), not a \(kind(of: node))")
+            report(node, field(), "must be \(what), not a \(kind(of: node))")
             return nil
         }
         if s.style == .plain && SiteFileReader.nullSpellings.contains(s.string) {
-            report(node, field, "must be \(what), not empty")
+            report(node, field(), "must be \(what), not empty")
             return nil
         }
         return s.string
@@ -263,46 +263,46 @@ final class SiteFileReader {
         }
     }
 
-    func int(_ node: Node, _ field: String, _ range: ClosedRange<Int>) -> Int? {
-        guard let t = text(node, field, what: "an integer") else { return nil }
+    func int(_ node: Node, _ field: @autoclosure () -> String, _ range: ClosedRange<Int>) -> Int? {
+        guard let t = text(node, field(), what: "an integer") else { return nil }
         var digits = Substring(t)
         if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
         guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(\.isASCIIDigit), let v = Int(t) else {
-            report(node, field, "must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(clip(t))'")
+            report(node, field(), "must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(clip(t))'")
             return nil
         }
         guard range.contains(v) else {
-            report(node, field, "must be from \(range.lowerBound) to \(range.upperBound), got \(v)")
+            report(node, field(), "must be from \(range.lowerBound) to \(range.upperBound), got \(v)")
             return nil
         }
         return v
     }
 
-    func double(_ node: Node, _ field: String, _ range: ClosedRange<Double>, unit: String = "") -> Double? {
-        guard let t = text(node, field, what: "a number") else { return nil }
+    func double(_ node: Node, _ field: @autoclosure () -> String, _ range: ClosedRange<Double>, unit: String = "") -> Double? {
+        guard let t = text(node, field(), what: "a number") else { return nil }
         // Plain decimal only: Swift's Double(String) would also take "nan", "inf" and hex floats.
         let allowed = t.utf8.allSatisfy { c in
             (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-")
                 || c == UInt8(ascii: "+") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
         }
         guard allowed, t.count <= 32, let v = Double(t), v.isFinite else {
-            report(node, field, "must be a number, got '\(clip(t))'")
+            report(node, field(), "must be a number, got '\(clip(t))'")
             return nil
         }
         guard range.contains(v) else {
-            report(node, field, "must be from \(format(range.lowerBound))\(unit) to \(format(range.upperBound))\(unit), got \(format(v))\(unit)")
+            report(node, field(), "must be from \(format(range.lowerBound))\(unit) to \(format(range.upperBound))\(unit), got \(format(v))\(unit)")
             return nil
         }
         return v
     }
 
-    func bool(_ node: Node, _ field: String) -> Bool? {
-        guard let t = text(node, field, what: "true or false") else { return nil }
+    func bool(_ node: Node, _ field: @autoclosure () -> String) -> Bool? {
+        guard let t = text(node, field(), what: "true or false") else { return nil }
         switch t {
         case "true", "True", "TRUE": return true
         case "false", "False", "FALSE": return false
         default:
-            report(node, field, "must be true or false, got '\(clip(t))'")
+            report(node, field(), "must be true or false, got '\(clip(t))'")
             return nil
         }
     }
@@ -316,10 +316,10 @@ final class SiteFileReader {
         }
     }
 
-    func id(_ node: Node, _ field: String) -> String? {
-        guard let t = text(node, field, what: "an id") else { return nil }
+    func id(_ node: Node, _ field: @autoclosure () -> String) -> String? {
+        guard let t = text(node, field(), what: "an id") else { return nil }
         guard SiteFileReader.isValidID(t) else {
-            report(node, field, "'\(clip(t))' is not a valid id (1–64 of A–Z a–z 0–9 . _ -)")
+            report(node, field(), "'\(clip(t))' is not a valid id (1–64 of A–Z a–z 0–9 . _ -)")
             return nil
         }
         return t
@@ -329,20 +329,20 @@ final class SiteFileReader {
         !s.isEmpty && s.count <= 128 && !s.unicodeScalars.contains { $0.properties.generalCategory == .control }
     }
 
-    func name(_ node: Node, _ field: String) -> String? {
-        guard let t = text(node, field, what: "a name") else { return nil }
+    func name(_ node: Node, _ field: @autoclosure () -> String) -> String? {
+        guard let t = text(node, field(), what: "a name") else { return nil }
         guard SiteFileReader.isValidName(t) else {
-            report(node, field, "must be 1–128 characters without control characters")
+            report(node, field(), "must be 1–128 characters without control characters")
             return nil
         }
         return t
     }
 
-    func digits(_ node: Node, _ field: String, _ lengths: ClosedRange<Int>, what: String) -> String? {
-        guard let t = text(node, field, what: what) else { return nil }
+    func digits(_ node: Node, _ field: @autoclosure () -> String, _ lengths: ClosedRange<Int>, what: String) -> String? {
+        guard let t = text(node, field(), what: what) else { return nil }
         guard lengths.contains(t.count), t.allSatisfy(\.isASCIIDigit) else {
             // Never echo the value: it is a secret.
-            report(node, field, "must be \(lengths.lowerBound)–\(lengths.upperBound) digits")
+            report(node, field(), "must be \(lengths.lowerBound)–\(lengths.upperBound) digits")
             return nil
         }
         return t
@@ -356,35 +356,35 @@ final class SiteFileReader {
 
     // MARK: Structure
 
-    func list(_ node: Node, _ field: String, max: Int = 1_000_000) -> [Node]? {
+    func list(_ node: Node, _ field: @autoclosure () -> String, max: Int = 1_000_000) -> [Node]? {
         if isNull(node) { return [] }
         guard case let .sequence(seq) = node else {
-            report(node, field, "must be a list, not a \(kind(of: node))")
+            report(node, field(), "must be a list, not a \(kind(of: node))")
             return nil
         }
         guard seq.count <= max else {
-            report(node, field, "has \(seq.count) entries; at most \(max) allowed")
+            report(node, field(), "has \(seq.count) entries; at most \(max) allowed")
             return nil
         }
         return Array(seq)
     }
 
     /// Walks a mapping's fields, reporting non-string and unknown keys (with a suggestion).
-    func fields(_ node: Node, _ field: String, allowed: [String], _ body: (String, Node) -> Void) -> Bool {
+    func fields(_ node: Node, _ field: @autoclosure () -> String, allowed: [String], _ body: (String, Node) -> Void) -> Bool {
         guard case let .mapping(map) = node else {
-            report(node, field, "must be a mapping, not a \(kind(of: node))")
+            report(node, field(), "must be a mapping, not a \(kind(of: node))")
             return false
         }
         for (k, v) in map {
             guard case let .scalar(ks) = k else {
-                report(k, field, "keys must be plain names")
+                report(k, field(), "keys must be plain names")
                 continue
             }
             let key = ks.string
             if allowed.contains(key) {
                 body(key, v)
             } else {
-                let path = field.isEmpty ? key : "\(field).\(key)"
+                let path = field().isEmpty ? key : "\(field()).\(key)"
                 let hint = suggestion(for: key, among: allowed).map { "; did you mean '\($0)'?" } ?? ""
                 report(k, path, "unknown field\(hint)")
             }
@@ -392,8 +392,8 @@ final class SiteFileReader {
         return true
     }
 
-    func missing(_ node: Node, _ field: String, _ key: String) {
-        report(node, field, "missing required field '\(key)'")
+    func missing(_ node: Node, _ field: @autoclosure () -> String, _ key: String) {
+        report(node, field(), "missing required field '\(key)'")
     }
 
     func suggestion(for key: String, among allowed: [String]) -> String? {
@@ -503,21 +503,21 @@ final class SiteFileReader {
                           locks: locks, doorControllers: controllers, iqs: iqs, accessGroups: groups, users: users)
     }
 
-    func readPosition(_ node: Node, _ field: String) -> Position? {
+    func readPosition(_ node: Node, _ field: @autoclosure () -> String) -> Position? {
         let limit = -Position.maximumCoordinate...Position.maximumCoordinate
         if case let .sequence(seq) = node {
             guard seq.count == 2 || seq.count == 3 else {
-                report(node, field, "must be {x, y} or {x, y, z} in metres (or a list of 2 or 3 numbers)")
+                report(node, field(), "must be {x, y} or {x, y, z} in metres (or a list of 2 or 3 numbers)")
                 return nil
             }
-            let values = seq.enumerated().map { double($0.element, "\(field)[\($0.offset)]", limit, unit: " m") }
+            let values = seq.enumerated().map { double($0.element, "\(field())[\($0.offset)]", limit, unit: " m") }
             guard values.allSatisfy({ $0 != nil }) else { return nil }
             return Position(x: values[0] ?? 0, y: values[1] ?? 0, z: values.count == 3 ? values[2] ?? 0 : 0)
         }
         var x: Double?, y: Double?, z: Double = 0
         var bad = false
-        guard fields(node, field, allowed: ["x", "y", "z"], { key, value in
-            let v = double(value, "\(field).\(key)", limit, unit: " m")
+        guard fields(node, field(), allowed: ["x", "y", "z"], { key, value in
+            let v = double(value, "\(field()).\(key)", limit, unit: " m")
             if v == nil { bad = true }
             switch key {
             case "x": x = v
@@ -525,23 +525,23 @@ final class SiteFileReader {
             default: z = v ?? 0
             }
         }) else { return nil }
-        if x == nil && !bad { missing(node, field, "x"); bad = true }
-        if y == nil && !bad { missing(node, field, "y"); bad = true }
+        if x == nil && !bad { missing(node, field(), "x"); bad = true }
+        if y == nil && !bad { missing(node, field(), "y"); bad = true }
         guard !bad, let x, let y else { return nil }
         return Position(x: x, y: y, z: z)
     }
 
     /// A list of schedule strings; a single string is accepted as a one-entry list.
-    func readWindows(_ node: Node, _ field: String) -> Timetable? {
+    func readWindows(_ node: Node, _ field: @autoclosure () -> String) -> Timetable? {
         let entries: [Node]
         if case .scalar = node, !isNull(node) { entries = [node] } else {
-            guard let l = list(node, field, max: 64) else { return nil }
+            guard let l = list(node, field(), max: 64) else { return nil }
             entries = l
         }
         var windows: [WeeklyWindow] = []
         var ok = true
         for (i, e) in entries.enumerated() {
-            let path = entries.count == 1 && node.sequence == nil ? field : "\(field)[\(i)]"
+            let path = entries.count == 1 && node.sequence == nil ? field() : "\(field())[\(i)]"
             guard let t = text(e, path, what: "a weekly window") else { ok = false; continue }
             if let w = WeeklyWindow(parsing: t) { windows.append(w) } else {
                 ok = false
@@ -551,7 +551,7 @@ final class SiteFileReader {
         return ok ? Timetable(windows) : nil
     }
 
-    func readLock(_ node: Node, _ field: String) -> (LockConfig?, Bool) {
+    func readLock(_ node: Node, _ field: @autoclosure () -> String) -> (LockConfig?, Bool) {
         var lockID: String?, lockName: String?, kind: LockKind?, position: Position?
         var openTime = LockConfig.defaultOpenTime, schedule: [ScheduledTime] = [], easy = Timetable.never
         var battery: BatteryConfig? = BatteryConfig(), explicitBattery = false, keypad: Bool?
@@ -560,196 +560,191 @@ final class SiteFileReader {
         let before = diagnostics.count
         let allowed = ["id", "name", "kind", "position", "open_time_s", "lock_schedule", "easy_office_mode", "battery",
                        "keypad", "audit_trail_capacity", "pin_lockout"]
-        guard fields(node, field, allowed: allowed, { key, value in
-            let path = "\(field).\(key)"
+        guard fields(node, field(), allowed: allowed, { key, value in
             switch key {
-            case "id": sawID = true; lockID = id(value, path)
-            case "name": lockName = name(value, path)
+            case "id": sawID = true; lockID = id(value, "\(field()).\(key)")
+            case "name": lockName = name(value, "\(field()).\(key)")
             case "kind":
                 sawKind = true
-                if let t = text(value, path, what: "a lock kind") {
+                if let t = text(value, "\(field()).\(key)", what: "a lock kind") {
                     kind = LockKind(rawValue: t)
                     if kind == nil {
-                        report(value, path, "'\(clip(t))' is not a lock kind (escutcheon, cylinder, wall_reader, locker)")
+                        report(value, "\(field()).\(key)", "'\(clip(t))' is not a lock kind (escutcheon, cylinder, wall_reader, locker)")
                     }
                 }
-            case "position": sawPosition = true; position = readPosition(value, path)
-            case "open_time_s": openTime = int(value, path, LockConfig.openTimeRange) ?? openTime
+            case "position": sawPosition = true; position = readPosition(value, "\(field()).\(key)")
+            case "open_time_s": openTime = int(value, "\(field()).\(key)", LockConfig.openTimeRange) ?? openTime
             case "lock_schedule":
                 let entries: [Node]?
-                if case .scalar = value, !isNull(value) { entries = [value] } else { entries = list(value, path, max: 64) }
+                if case .scalar = value, !isNull(value) { entries = [value] } else { entries = list(value, "\(field()).\(key)", max: 64) }
                 for (i, e) in (entries ?? []).enumerated() {
-                    let p = "\(path)[\(i)]"
+                    let p = "\(field()).\(key)[\(i)]"
                     guard let t = text(e, p, what: "a lock time") else { continue }
                     if let s = ScheduledTime(parsing: t) { schedule.append(s) } else {
                         report(e, p, "'\(clip(t))' is not a lock time (e.g. 'mon-fri 19:00' or '23:30')")
                     }
                 }
-            case "easy_office_mode": easy = readWindows(value, path) ?? .never
+            case "easy_office_mode": easy = readWindows(value, "\(field()).\(key)") ?? .never
             case "battery":
                 explicitBattery = true
                 var b = BatteryConfig()
-                _ = fields(value, path, allowed: ["level", "low_threshold"]) { k, v in
-                    if k == "level" { b.level = UInt8(int(v, "\(path).\(k)", 0...100) ?? 100) }
-                    else { b.lowThreshold = UInt8(int(v, "\(path).\(k)", 0...99) ?? 20) }
+                _ = fields(value, "\(field()).\(key)", allowed: ["level", "low_threshold"]) { k, v in
+                    if k == "level" { b.level = UInt8(int(v, "\(field()).\(key).\(k)", 0...100) ?? 100) }
+                    else { b.lowThreshold = UInt8(int(v, "\(field()).\(key).\(k)", 0...99) ?? 20) }
                 }
                 battery = b
-            case "keypad": keypad = bool(value, path)
-            case "audit_trail_capacity": capacity = int(value, path, LockConfig.trailCapacityRange) ?? capacity
+            case "keypad": keypad = bool(value, "\(field()).\(key)")
+            case "audit_trail_capacity": capacity = int(value, "\(field()).\(key)", LockConfig.trailCapacityRange) ?? capacity
             default:
-                _ = fields(value, path, allowed: ["attempts", "duration_s"]) { k, v in
-                    if k == "attempts" { lockout.attempts = UInt8(int(v, "\(path).\(k)", 1...20) ?? 5) }
-                    else { lockout.durationSeconds = UInt32(int(v, "\(path).\(k)", 1...86_400) ?? 300) }
+                _ = fields(value, "\(field()).\(key)", allowed: ["attempts", "duration_s"]) { k, v in
+                    if k == "attempts" { lockout.attempts = UInt8(int(v, "\(field()).\(key).\(k)", 1...20) ?? 5) }
+                    else { lockout.durationSeconds = UInt32(int(v, "\(field()).\(key).\(k)", 1...86_400) ?? 300) }
                 }
             }
         }) else { return (nil, false) }
-        if !sawID { missing(node, field, "id") }
-        if !sawKind { missing(node, field, "kind") }
-        if !sawPosition { missing(node, field, "position") }
+        if !sawID { missing(node, field(), "id") }
+        if !sawKind { missing(node, field(), "kind") }
+        if !sawPosition { missing(node, field(), "position") }
         guard diagnostics.count == before, let lockID, let kind, let position else { return (nil, explicitBattery) }
         return (LockConfig(id: lockID, name: lockName, kind: kind, position: position, openTime: openTime,
                            lockSchedule: schedule, easyOfficeMode: easy, battery: battery, keypad: keypad,
                            trailCapacity: capacity, pinLockout: lockout), explicitBattery)
     }
 
-    func readController(_ node: Node, _ field: String) -> DoorControllerConfig? {
+    func readController(_ node: Node, _ field: @autoclosure () -> String) -> DoorControllerConfig? {
         var cid: String?, cname: String?, lock: String?, relay: RelayKind?
         var dps = true, rex = true, held = DoorControllerConfig.defaultHeldOpenLimit
         var sawID = false, sawLock = false, sawRelay = false
         let before = diagnostics.count
-        guard fields(node, field, allowed: ["id", "name", "lock", "relay", "door_position_switch", "request_to_exit",
+        guard fields(node, field(), allowed: ["id", "name", "lock", "relay", "door_position_switch", "request_to_exit",
                                             "held_open_limit_s"], { key, value in
-            let path = "\(field).\(key)"
             switch key {
-            case "id": sawID = true; cid = id(value, path)
-            case "name": cname = name(value, path)
-            case "lock": sawLock = true; lock = id(value, path)
+            case "id": sawID = true; cid = id(value, "\(field()).\(key)")
+            case "name": cname = name(value, "\(field()).\(key)")
+            case "lock": sawLock = true; lock = id(value, "\(field()).\(key)")
             case "relay":
                 sawRelay = true
-                if let t = text(value, path, what: "a relay kind") {
+                if let t = text(value, "\(field()).\(key)", what: "a relay kind") {
                     relay = RelayKind(rawValue: t)
                     if relay == nil {
-                        report(value, path, "'\(clip(t))' is not a relay kind (electric_strike_fail_secure, electric_strike_fail_safe, mag_lock)")
+                        report(value, "\(field()).\(key)", "'\(clip(t))' is not a relay kind (electric_strike_fail_secure, electric_strike_fail_safe, mag_lock)")
                     }
                 }
-            case "door_position_switch": dps = bool(value, path) ?? dps
-            case "request_to_exit": rex = bool(value, path) ?? rex
-            default: held = int(value, path, DoorControllerConfig.heldOpenLimitRange) ?? held
+            case "door_position_switch": dps = bool(value, "\(field()).\(key)") ?? dps
+            case "request_to_exit": rex = bool(value, "\(field()).\(key)") ?? rex
+            default: held = int(value, "\(field()).\(key)", DoorControllerConfig.heldOpenLimitRange) ?? held
             }
         }) else { return nil }
-        if !sawID { missing(node, field, "id") }
-        if !sawLock { missing(node, field, "lock") }
-        if !sawRelay { missing(node, field, "relay") }
+        if !sawID { missing(node, field(), "id") }
+        if !sawLock { missing(node, field(), "lock") }
+        if !sawRelay { missing(node, field(), "relay") }
         guard diagnostics.count == before, let cid, let lock, let relay else { return nil }
         return DoorControllerConfig(id: cid, name: cname, lockID: lock, relay: relay, doorPositionSwitch: dps,
                                     requestToExit: rex, heldOpenLimit: held)
     }
 
-    func readIQ(_ node: Node, _ field: String) -> IQConfig? {
+    func readIQ(_ node: Node, _ field: @autoclosure () -> String) -> IQConfig? {
         var iid: String?, iname: String?, position: Position?, range = IQRadio.defaultRange, pin: String?
         var activated = true, online = true, interval = IQConfig.defaultSyncInterval, paired: [String]?
         var sawID = false, sawPosition = false, sawPIN = false
         let before = diagnostics.count
-        guard fields(node, field, allowed: ["id", "name", "position", "range_m", "activation_pin", "activated", "online",
+        guard fields(node, field(), allowed: ["id", "name", "position", "range_m", "activation_pin", "activated", "online",
                                             "sync_interval_s", "locks"], { key, value in
-            let path = "\(field).\(key)"
             switch key {
-            case "id": sawID = true; iid = id(value, path)
-            case "name": iname = name(value, path)
-            case "position": sawPosition = true; position = readPosition(value, path)
-            case "range_m": range = double(value, path, IQConfig.rangeLimits, unit: " m") ?? range
-            case "activation_pin": sawPIN = true; pin = digits(value, path, 4...12, what: "the activation PIN")
-            case "activated": activated = bool(value, path) ?? activated
-            case "online": online = bool(value, path) ?? online
-            case "sync_interval_s": interval = int(value, path, IQConfig.syncIntervalRange) ?? interval
+            case "id": sawID = true; iid = id(value, "\(field()).\(key)")
+            case "name": iname = name(value, "\(field()).\(key)")
+            case "position": sawPosition = true; position = readPosition(value, "\(field()).\(key)")
+            case "range_m": range = double(value, "\(field()).\(key)", IQConfig.rangeLimits, unit: " m") ?? range
+            case "activation_pin": sawPIN = true; pin = digits(value, "\(field()).\(key)", 4...12, what: "the activation PIN")
+            case "activated": activated = bool(value, "\(field()).\(key)") ?? activated
+            case "online": online = bool(value, "\(field()).\(key)") ?? online
+            case "sync_interval_s": interval = int(value, "\(field()).\(key)", IQConfig.syncIntervalRange) ?? interval
             default:
-                if let entries = list(value, path) {
+                if let entries = list(value, "\(field()).\(key)") {
                     if entries.count > IQRadio.maximumLocks {
-                        report(value, path, "an IQ serves at most \(IQRadio.maximumLocks) locks; \(entries.count) listed")
+                        report(value, "\(field()).\(key)", "an IQ serves at most \(IQRadio.maximumLocks) locks; \(entries.count) listed")
                     }
-                    paired = entries.enumerated().compactMap { id($0.element, "\(path)[\($0.offset)]") }
+                    paired = entries.enumerated().compactMap { id($0.element, "\(field()).\(key)[\($0.offset)]") }
                 }
             }
         }) else { return nil }
-        if !sawID { missing(node, field, "id") }
-        if !sawPosition { missing(node, field, "position") }
-        if !sawPIN { missing(node, field, "activation_pin") }
+        if !sawID { missing(node, field(), "id") }
+        if !sawPosition { missing(node, field(), "position") }
+        if !sawPIN { missing(node, field(), "activation_pin") }
         guard diagnostics.count == before, let iid, let position, let pin else { return nil }
         return IQConfig(id: iid, name: iname, position: position, range: range, activationPIN: pin,
                         activated: activated, online: online, syncInterval: interval, pairedLocks: paired)
     }
 
-    func readGroup(_ node: Node, _ field: String) -> AccessGroupConfig? {
+    func readGroup(_ node: Node, _ field: @autoclosure () -> String) -> AccessGroupConfig? {
         var gid: String?, gname: String?, locks: LockSelection?, schedule: Timetable?, office = false
         var sawID = false, sawLocks = false, sawSchedule = false
         let before = diagnostics.count
-        guard fields(node, field, allowed: ["id", "name", "locks", "schedule", "office_mode"], { key, value in
-            let path = "\(field).\(key)"
+        guard fields(node, field(), allowed: ["id", "name", "locks", "schedule", "office_mode"], { key, value in
             switch key {
-            case "id": sawID = true; gid = id(value, path)
-            case "name": gname = name(value, path)
+            case "id": sawID = true; gid = id(value, "\(field()).\(key)")
+            case "name": gname = name(value, "\(field()).\(key)")
             case "locks":
                 sawLocks = true
                 if case let .scalar(s) = value, s.string == "all" { locks = .all; return }
                 if case .scalar = value, !isNull(value) {
-                    report(value, path, "must be 'all' or a list of lock ids")
+                    report(value, "\(field()).\(key)", "must be 'all' or a list of lock ids")
                     return
                 }
-                if let entries = list(value, path) {
-                    locks = .only(entries.enumerated().compactMap { id($0.element, "\(path)[\($0.offset)]") })
+                if let entries = list(value, "\(field()).\(key)") {
+                    locks = .only(entries.enumerated().compactMap { id($0.element, "\(field()).\(key)[\($0.offset)]") })
                 }
-            case "schedule": sawSchedule = true; schedule = readWindows(value, path)
-            default: office = bool(value, path) ?? false
+            case "schedule": sawSchedule = true; schedule = readWindows(value, "\(field()).\(key)")
+            default: office = bool(value, "\(field()).\(key)") ?? false
             }
         }) else { return nil }
-        if !sawID { missing(node, field, "id") }
-        if !sawLocks { missing(node, field, "locks") }
+        if !sawID { missing(node, field(), "id") }
+        if !sawLocks { missing(node, field(), "locks") }
         // Deny by default: a group without a schedule would be ambiguous, so it must say "24/7" itself.
-        if !sawSchedule { missing(node, field, "schedule") }
+        if !sawSchedule { missing(node, field(), "schedule") }
         guard diagnostics.count == before, let gid, let locks, let schedule else { return nil }
         if schedule.windows.isEmpty {
-            report(node.mapping?["schedule"] ?? node, "\(field).schedule", "must list at least one window (or '24/7')")
+            report(node.mapping?["schedule"] ?? node, "\(field()).schedule", "must list at least one window (or '24/7')")
             return nil
         }
         return AccessGroupConfig(id: gid, name: gname, locks: locks, schedule: schedule, officeMode: office)
     }
 
-    func readUser(_ node: Node, _ field: String) -> UserConfig? {
+    func readUser(_ node: Node, _ field: @autoclosure () -> String) -> UserConfig? {
         var uid: String?, uname: String?, tags: [TagUID] = [], pin: String?, groups: [String] = []
         var from: Date?, until: Date?
         var sawID = false
         let before = diagnostics.count
-        guard fields(node, field, allowed: ["id", "name", "tags", "pin", "groups", "valid_from", "valid_until"], { key, value in
-            let path = "\(field).\(key)"
+        guard fields(node, field(), allowed: ["id", "name", "tags", "pin", "groups", "valid_from", "valid_until"], { key, value in
             switch key {
-            case "id": sawID = true; uid = id(value, path)
-            case "name": uname = name(value, path)
+            case "id": sawID = true; uid = id(value, "\(field()).\(key)")
+            case "name": uname = name(value, "\(field()).\(key)")
             case "tags":
-                guard let entries = list(value, path) else { return }
+                guard let entries = list(value, "\(field()).\(key)") else { return }
                 if entries.count > UserConfig.maximumTags {
-                    report(value, path, "a user has at most \(UserConfig.maximumTags) tags; \(entries.count) listed")
+                    report(value, "\(field()).\(key)", "a user has at most \(UserConfig.maximumTags) tags; \(entries.count) listed")
                     return
                 }
                 for (i, e) in entries.enumerated() {
-                    let p = "\(path)[\(i)]"
+                    let p = "\(field()).\(key)[\(i)]"
                     guard let t = text(e, p, what: "a tag UID") else { continue }
                     if let tag = TagUID(hex: t) { tags.append(tag) } else {
                         report(e, p, "'\(clip(t))' is not a tag UID (4–10 bytes of hex, e.g. 04:A2:3B:1C:5D:80)")
                     }
                 }
-            case "pin": pin = digits(value, path, UserConfig.pinLengths, what: "a PIN")
+            case "pin": pin = digits(value, "\(field()).\(key)", UserConfig.pinLengths, what: "a PIN")
             case "groups":
-                if let entries = list(value, path) {
-                    groups = entries.enumerated().compactMap { id($0.element, "\(path)[\($0.offset)]") }
+                if let entries = list(value, "\(field()).\(key)") {
+                    groups = entries.enumerated().compactMap { id($0.element, "\(field()).\(key)[\($0.offset)]") }
                 }
-            case "valid_from": from = readDate(value, path, endOfDay: false)
-            default: until = readDate(value, path, endOfDay: true)
+            case "valid_from": from = readDate(value, "\(field()).\(key)", endOfDay: false)
+            default: until = readDate(value, "\(field()).\(key)", endOfDay: true)
             }
         }) else { return nil }
-        if !sawID { missing(node, field, "id") }
+        if !sawID { missing(node, field(), "id") }
         guard diagnostics.count == before, let uid else { return nil }
         if let from, let until, until <= from {
-            report(node.mapping?["valid_until"] ?? node, "\(field).valid_until", "must be after valid_from")
+            report(node.mapping?["valid_until"] ?? node, "\(field()).valid_until", "must be after valid_from")
             return nil
         }
         return UserConfig(id: uid, name: uname, tags: tags, pin: pin, groups: groups, validFrom: from, validUntil: until)
@@ -757,10 +752,10 @@ final class SiteFileReader {
 
     /// `YYYY-MM-DD` (midnight in the site's zone; for an end date, the midnight that ends that day) or
     /// `YYYY-MM-DDTHH:MM[:SS]` with `Z` or `±HH:MM` (site local time if neither).
-    func readDate(_ node: Node, _ field: String, endOfDay: Bool) -> Date? {
-        guard let t = text(node, field, what: "a date") else { return nil }
+    func readDate(_ node: Node, _ field: @autoclosure () -> String, endOfDay: Bool) -> Date? {
+        guard let t = text(node, field(), what: "a date") else { return nil }
         guard let parsed = ISODate.parse(t) else {
-            report(node, field, "'\(clip(t))' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS±HH:MM)")
+            report(node, field(), "'\(clip(t))' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS±HH:MM)")
             return nil
         }
         let zone = timeZone ?? .utc

@@ -135,7 +135,7 @@ final class BlueZAdvertiserTests: XCTestCase {
     }
 
     func testASilentControllerTimesOut() async throws {
-        let (advertiser, controller) = makePair(timeout: .milliseconds(50)) { _, _ in nil }
+        let (advertiser, controller) = makePair(timeout: .milliseconds(10)) { _, _ in nil }
         defer { controller.stop() }
         do {
             try await advertiser.start(Self.payload)

@@ -225,6 +225,26 @@ final class JournalTests: XCTestCase {
         try await j.close()
     }
 
+    /// Two journals on one file (two processes, in effect) writing the same source: the per-source state
+    /// cached between transactions must be dropped whenever the other one committed.
+    func testTwoWritersOnOneFileKeepSequencesConsistent() async throws {
+        let a = try open(name: "shared.db")
+        let b = try open(name: "shared.db")
+        var seqs: [Int64] = []
+        for n in 0..<6 {
+            let j = n % 2 == 0 ? a : b
+            seqs.append(try await j.record(try lockEvent("hq", "front", n)).sequence)
+        }
+        XCTAssertEqual(seqs, [1, 2, 3, 4, 5, 6])
+        try await b.markCollected(source: try .lock(site: "hq", id: "front"), through: 3)
+        let next = try await a.record(try lockEvent("hq", "front", 7, stage: .collected(by: "iq")))
+        XCTAssertEqual(next.sequence, 7)
+        let held = try await a.events(EventQuery(stages: [.held]))
+        XCTAssertTrue(held.isEmpty, "a's view of the collected prefix includes b's collection")
+        try await a.close()
+        try await b.close()
+    }
+
     func testDurabilitySettings() async throws {
         let full = try open(name: "full.db")
         let normal = try open(JournalConfiguration(durability: .normal), name: "normal.db")

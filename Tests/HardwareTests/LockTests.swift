@@ -325,6 +325,26 @@ final class LockTests: XCTestCase {
         XCTAssertEqual(after.trailPendingLoss, 0)
     }
 
+    func testTrailRingKeepsOrderAcrossPartialDrainsAndWraps() {
+        func record(_ n: UInt64) -> AuditRecord {
+            AuditRecord(deviceKind: .lock, deviceID: "l", sequence: n, time: Date(timeIntervalSince1970: 0), kind: .locked)
+        }
+        var trail = AuditTrail(capacity: 4)
+        for n in 1...3 { trail.append(record(n)) }
+        XCTAssertEqual(trail.removeOldest(limit: 2).map(\.sequence), [1, 2])
+        for n in 4...8 { trail.append(record(n)) }   // 3,4,5,6,7,8 → holds 5…8, lost 3 and 4
+        XCTAssertEqual(trail.peek().map(\.sequence), [5, 6, 7, 8])
+        XCTAssertEqual(trail.lost, 2)
+        XCTAssertEqual(trail.lostSequences, 3...4)
+        XCTAssertEqual(trail.removeOldest(limit: 1).map(\.sequence), [5])
+        trail.append(record(9))
+        XCTAssertEqual(trail.peek().map(\.sequence), [6, 7, 8, 9])
+        XCTAssertEqual(trail.takeLoss()?.count, 2)
+        XCTAssertNil(trail.takeLoss())
+        XCTAssertEqual(trail.removeOldest().map(\.sequence), [6, 7, 8, 9])
+        XCTAssertTrue(trail.isEmpty)
+    }
+
     func testTrailIsDrainedInPartsOldestFirst() async throws {
         let room = lock("room")
         try await room.presentTag(tag("04:00:00:01"))
