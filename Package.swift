@@ -50,6 +50,10 @@ let package = Package(
         .executableTarget(name: "KeywayBench", dependencies: [
             "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
         .executableTarget(name: "keyway-hil-peer", dependencies: ["BLE"]),  // tools/hil: BlueZ test peer

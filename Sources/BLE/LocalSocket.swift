@@ -3,6 +3,9 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+// In whole-module builds Clang attributes <bits/socket_type.h> (SOCK_STREAM, SOCK_SEQPACKET) to
+// CBlueZ, whose shim includes <sys/socket.h> first; without this import those names vanish in release.
+import CBlueZ
 
 // POSIX plumbing shared by `SocketBearer` and `SocketBearerListener`: addresses, errors, and the
 // few system calls wrapped so that every failure carries the call and errno.

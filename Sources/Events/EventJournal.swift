@@ -474,7 +474,7 @@ public final class EventJournal: @unchecked Sendable {
 
     // MARK: Group commit
 
-    private var isClosed: Bool { lock.withLock { closed } }
+    var isClosed: Bool { lock.withLock { closed } }
 
     /// Queues `body` for the next group transaction and returns its result once that transaction committed.
     /// `body` may run more than once (if a shared transaction fails, each operation is retried alone so one

@@ -19,6 +19,7 @@ public enum EventError: Error, Equatable, Sendable, CustomStringConvertible {
     case journalClosed
     case invalidSince(String)
     case duplicateEndpointName(String)
+    case invalidField(field: String, rule: String)
 
     public var description: String {
         switch self {
@@ -39,6 +40,7 @@ public enum EventError: Error, Equatable, Sendable, CustomStringConvertible {
         case .journalClosed: return "the journal is closed"
         case .invalidSince(let s): return "invalid --since \"\(s)\": use RFC 3339 (2025-03-01T09:00:00Z) or a duration (90s, 15m, 2h, 7d)"
         case .duplicateEndpointName(let n): return "two delivery targets are named \"\(n)\""
+        case .invalidField(let f, let rule): return "invalid \(f): \(rule)"
         }
     }
 }
@@ -128,25 +130,24 @@ public enum EventType: String, Sendable, CaseIterable, Comparable {
     case officeModeEnded = "com.keyway.office_mode.ended"
     case lockLocked = "com.keyway.lock.locked"
     case lockUnlocked = "com.keyway.lock.unlocked"
-    case batteryLow = "com.keyway.battery.low"
-    case iqOnline = "com.keyway.iq.online"
-    case iqOffline = "com.keyway.iq.offline"
-    case trailOverflow = "com.keyway.trail.overflow"
-    case powerLost = "com.keyway.power.lost"
-    case powerRestored = "com.keyway.power.restored"
-    case revocationUpdated = "com.keyway.revocation.updated"
-    case clockAdjusted = "com.keyway.clock.adjusted"
-    // Device housekeeping the hardware layer records; upstream too, so nothing a device writes is lost.
     case lockUncertain = "com.keyway.lock.uncertain"
+    case remoteOpenRequested = "com.keyway.remote_open.requested"
+    case keypadLockedOut = "com.keyway.keypad.locked_out"
+    case batteryLow = "com.keyway.battery.low"
     case batteryDepleted = "com.keyway.battery.depleted"
     case batteryReplaced = "com.keyway.battery.replaced"
-    case keypadLockedOut = "com.keyway.keypad.locked_out"
-    case accessListUpdated = "com.keyway.access_list.updated"
+    case iqOnline = "com.keyway.iq.online"
+    case iqOffline = "com.keyway.iq.offline"
     case iqActivated = "com.keyway.iq.activated"
     case iqActivationFailed = "com.keyway.iq.activation_failed"
     case iqDeactivated = "com.keyway.iq.deactivated"
     case trailCollected = "com.keyway.trail.collected"
-    case remoteOpenRequested = "com.keyway.remote.open_requested"
+    case trailOverflow = "com.keyway.trail.overflow"
+    case powerLost = "com.keyway.power.lost"
+    case powerRestored = "com.keyway.power.restored"
+    case accessListUpdated = "com.keyway.access_list.updated"
+    case revocationUpdated = "com.keyway.revocation.updated"
+    case clockAdjusted = "com.keyway.clock.adjusted"
 
     public static let prefix = "com.keyway."
 
@@ -282,8 +283,15 @@ public struct KeywayEvent: Sendable, Equatable {
         try ident(door, "door")
         try ident(iq, "iq")
         try text(user, "user")
-        try text(keyID, "key_id")
-        try text(reason, "reason")
+        if let keyID {
+            guard !keyID.isEmpty, keyID.utf8.count <= 128, keyID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) })
+            else { throw EventError.invalidField(field: "key_id", rule: "1–128 hex digits") }
+        }
+        if let reason {
+            guard !reason.isEmpty, reason.utf8.count <= 64,
+                  reason.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") })
+            else { throw EventError.invalidField(field: "reason", rule: "1–64 of a–z 0–9 _ . - (a machine-readable code)") }
+        }
         if case .collected(let by?) = stage { try ident(by, "collector") }
         if let v = revocationVersion, v < 0 { throw EventError.invalidSequence(v) }
         let ms = RFC3339.milliseconds(time)

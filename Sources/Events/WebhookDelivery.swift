@@ -251,7 +251,7 @@ final class DeliveryWorker: Sendable {
     func run(bell: Doorbell) async {
         var requeueRetryAt: Date?
         var requeueAttempts = 0
-        while !Task.isCancelled {
+        while !Task.isCancelled && !journal.isClosed {
             var didWork = false
             var wakeAt: Date?
             do {
@@ -290,7 +290,7 @@ final class DeliveryWorker: Sendable {
                     if progressed { didWork = true } else { wakeAt = clock.now().addingTimeInterval(configuration.pollInterval.seconds) }
                 }
             } catch {
-                if Task.isCancelled { break }
+                if Task.isCancelled || journal.isClosed { break }
                 if case EventError.journalClosed = error { break }
                 logger.error("journal read failed; retrying", metadata: ["error": "\(error)"])
                 wakeAt = clock.now().addingTimeInterval(configuration.pollInterval.seconds)

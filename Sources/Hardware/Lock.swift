@@ -789,7 +789,13 @@ public actor Lock {
         rearmTimersAfterTimeChange()
     }
 
+    /// Lock schedules and easy-office-mode windows are in lock time: when it jumps, their clock
+    /// deadlines move. (Relock timers count seconds of open time and stay as they are.)
     private func rearmTimersAfterTimeChange() {
+        if case .officeMode(let easy?) = command {
+            let end = easyEnd(lockTime()) ?? clock.now()
+            if end != easy { setCommand(.officeMode(easyUntil: end)); return }
+        }
         armScheduleTimer()
     }
 

@@ -1,14 +1,88 @@
+import BLE
 import Emulator
 import Foundation
+import Hardware
 
-/// The radio side of `serve --transport bluez`.
+/// The radio side of `serve --transport bluez`: the adapter advertises one lock of the site and every
+/// phone that connects is served by that lock's GATT database, wired to its tap protocol — the same
+/// `LockGATT` the loopback radio uses, so a real phone sees exactly what the built-in phone sees.
 struct BlueZPeripheralHandle {
     let summary: String
-    let stopBody: () -> Void
-    func stop() { stopBody() }
+    let stopBody: @Sendable () async -> Void
+    func stop() async { await stopBody() }
 }
 
+/// Starts the BlueZ lock when `--transport bluez`; nil for the loopback.
+/// - Throws: `BlueZError` (its one-line message says what to do) or `UserFacingError`.
 func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandle? {
     guard emu.options.transport == .bluez else { return nil }
-    throw UserFacingError("the BlueZ transport is not wired into serve yet")
+    guard let lockID = emu.options.bleLock else {
+        throw UserFacingError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)")
+    }
+    guard emu.lockGATT(lockID) != nil else {
+        throw UserFacingError("--ble-lock \(lockID): no lock '\(lockID)' in site \(emu.config.siteID) (locks: \(emu.config.locks.map(\.id).joined(separator: ", ")))")
+    }
+    let name = emu.config.locks.first { $0.id == lockID }?.name ?? lockID
+    let peripheral = try await BlueZPeripheral.start(.init(
+        adapter: emu.options.adapter, name: name, serviceUUID: KeywayLockService.service,
+        security: emu.options.bleSecurity, allowBluetoothd: emu.options.allowBluetoothd,
+        onRejected: { peer, error in bluezLog("phone \(peer) rejected: \(error)") }))
+    await peripheral.advertiser.onRestart { result in
+        switch result {
+        case .success(let n): bluezLog("advertising restarted (\(n))")
+        case .failure(let e): bluezLog("advertising restart failed: \(e)")
+        }
+    }
+
+    let stopping = StopSignal()
+    let loop = Task {
+        while true {
+            let phone: BlueZPeripheral.Phone
+            do {
+                phone = try await peripheral.accept()
+            } catch {
+                if !stopping.isSet { bluezLog("accepting phones failed, no more connections: \(error)") }
+                return
+            }
+            // Looked up per connection: POST /v1/reset builds a fresh radio.
+            guard let gatt = emu.lockGATT(lockID) else { phone.bearer.close(); continue }
+            var bearer: any ATTBearer = phone.bearer
+            if let capture = emu.linkCapture {
+                do { bearer = try CapturingBearer(wrapping: phone.bearer, writer: capture, role: .peripheral) }
+                catch { bluezLog("capture of \(phone.peer) not written: \(error)") }
+            }
+            let server: GATTServer
+            do { server = try gatt.accept(bearer, distance: 0) } catch {
+                bluezLog("phone \(phone.peer) dropped: \(error)")
+                phone.bearer.close()
+                continue
+            }
+            bluezLog("phone \(phone.peer) connected to \(lockID) (security \(phone.security))")
+            let peer = phone.peer
+            Task {
+                let reason = await server.waitUntilClosed()
+                bluezLog("phone \(peer) disconnected: \(reason)")
+            }
+        }
+    }
+    let summary = "\(peripheral.adapter.name) \(peripheral.adapter.address) as lock \(lockID) \"\(name)\" "
+        + "(advertising \(peripheral.advertisingMode.rawValue), security \(emu.options.bleSecurity))"
+    return BlueZPeripheralHandle(summary: summary) {
+        stopping.set()
+        await peripheral.stop()
+        loop.cancel()
+        _ = await loop.value
+    }
+}
+
+private func bluezLog(_ line: String) {
+    print("bluez: \(line)")
+    fflush(stdout)
+}
+
+final class StopSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }

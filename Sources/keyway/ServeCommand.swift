@@ -1,4 +1,5 @@
 import ArgumentParser
+import BLE
 import Emulator
 import Foundation
 import Logging
@@ -20,6 +21,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bearer token required on every request (mandatory off loopback). Prefer KEYWAY_API_TOKEN.") var apiToken: String?
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
+    @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
+    @Flag(help: "BlueZ: start even though bluetoothd runs (only if it does not serve this adapter).") var allowBluetoothd = false
     @Option(help: "Unix socket where external phones connect over L2CAP-framed ATT.") var phoneSocket: String?
 
     func run() async throws {
@@ -50,6 +53,9 @@ struct Serve: AsyncParsableCommand {
         }
         o.adapter = adapter
         o.bleLock = bleLock
+        guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
+        o.bleSecurity = level
+        o.allowBluetoothd = allowBluetoothd
         o.phoneSocket = phoneSocket
         if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
 
@@ -83,7 +89,7 @@ struct Serve: AsyncParsableCommand {
         print("keyway serve: shutting down")
         server.cancel()
         _ = try? await server.value
-        bluez?.stop()
+        await bluez?.stop()
         await emu.shutdown()
     }
 }

@@ -65,6 +65,14 @@ final class ModelTests: XCTestCase {
         XCTAssertThrowsError(try e.validate()) { XCTAssertEqual($0 as? EventError, .timeOutOfRange(field: "time")) }
         e = KeywayEvent(type: .accessGranted, source: src, time: t, door: "bad door")
         XCTAssertThrowsError(try e.validate())
+        e = KeywayEvent(type: .accessDenied, source: src, time: t, reason: "Outside schedule")
+        XCTAssertThrowsError(try e.validate()) {
+            XCTAssertEqual($0 as? EventError, .invalidField(field: "reason", rule: "1–64 of a–z 0–9 _ . - (a machine-readable code)"))
+        }
+        e = KeywayEvent(type: .accessDenied, source: src, time: t, keyID: "zz")
+        XCTAssertThrowsError(try e.validate())
+        e = KeywayEvent(type: .accessDenied, source: src, time: t, keyID: "00FFab", reason: "outside_schedule")
+        XCTAssertNoThrow(try e.validate())
         e = KeywayEvent(type: .batteryLow, source: src, time: t, attributes: ["battery_percent": .int(9)])
         XCTAssertNoThrow(try e.validate())
         XCTAssertEqual(e.stage, .held, "a lock's events start in its own trail")

@@ -330,9 +330,9 @@ final class LockTests: XCTestCase {
             AuditRecord(deviceKind: .lock, deviceID: "l", sequence: n, time: Date(timeIntervalSince1970: 0), kind: .locked)
         }
         var trail = AuditTrail(capacity: 4)
-        for n in 1...3 { trail.append(record(n)) }
+        for n: UInt64 in 1...3 { trail.append(record(n)) }
         XCTAssertEqual(trail.removeOldest(limit: 2).map(\.sequence), [1, 2])
-        for n in 4...8 { trail.append(record(n)) }   // 3,4,5,6,7,8 → holds 5…8, lost 3 and 4
+        for n: UInt64 in 4...8 { trail.append(record(n)) }   // 3,4,5,6,7,8 → holds 5…8, lost 3 and 4
         XCTAssertEqual(trail.peek().map(\.sequence), [5, 6, 7, 8])
         XCTAssertEqual(trail.lost, 2)
         XCTAssertEqual(trail.lostSequences, 3...4)

@@ -1,3 +1,4 @@
+import BLE
 import Foundation
 
 public enum TransportKind: String, Sendable, CaseIterable { case loopback, bluez }
@@ -30,6 +31,10 @@ public struct EmulatorOptions: Sendable {
     /// BlueZ: which adapter and which lock it exposes.
     public var adapter: String = "hci0"
     public var bleLock: String?
+    /// BlueZ: `BT_SECURITY` required of phones (above `low`, Keyway's agent answers Just Works pairing).
+    public var bleSecurity: BlueZSecurityLevel = .low
+    /// BlueZ: start even though a bluetoothd process runs (only if it does not serve this adapter).
+    public var allowBluetoothd: Bool = false
     /// Cross-process loopback: a Unix socket where external phones connect (L2CAP basic frames).
     public var phoneSocket: String?
 

@@ -44,37 +44,17 @@ final class LoopbackRadio: @unchecked Sendable {
         let client = try GATTClient(bearer: link.central)
         defer { client.close() }
 
-        _ = try await client.exchangeMTU(clientRxMTU: ATT.maximumMTU)
-        guard let service = try await client.discoverPrimaryServices(uuid: KeywayLockService.service).first else {
-            throw APIError(500, "radio", "lock service not found")
-        }
-        let characteristics = try await client.discoverCharacteristics(of: service)
-        guard let hello = characteristics.first(where: { $0.uuid == KeywayLockService.readerHello }),
-              let presentation = characteristics.first(where: { $0.uuid == KeywayLockService.presentation }),
-              var result = characteristics.first(where: { $0.uuid == KeywayLockService.result }) else {
-            throw APIError(500, "radio", "lock service incomplete")
-        }
-        result.descriptors = try await client.discoverDescriptors(of: result)
-        try await client.subscribe(result)
-
-        let helloBytes: [UInt8]
-        do { helloBytes = try await client.read(hello.valueHandle) } catch let e as GATTClientError {
-            throw Self.apiError(e, lockID: lockID, distance: distance)
-        }
-        let pending: TapPhone.Pending
-        do { pending = try phone.present(hello: helloBytes, action: action, at: now) } catch {
-            throw APIError(502, "phone_refused", "the phone refused the lock: \(error)")
-        }
-        for fragment in TapFragments.split(pending.presentation) {
-            try await client.write(presentation.valueHandle, fragment)
-        }
-        // The lock notifies before it answers the final write, so the result is already queued.
-        var reassembler = TapReassembler(limit: TapProtocol.maxResultSize)
         var phoneResult: TapResultMessage? = nil
-        for await n in client.notifications where n.valueHandle == result.valueHandle {
-            if case .complete(let bytes) = try reassembler.add(n.value) {
-                phoneResult = try? pending.result(bytes)
-                break
+        do {
+            phoneResult = try await PhoneTap.run(client: client, phone: phone, action: action, now: now).result
+        } catch let e as PhoneTapError {
+            switch e {
+            case .helloRefused(let g): throw Self.apiError(g, lockID: lockID, distance: distance)
+            case .phoneRefusedLock: throw APIError(502, "phone_refused", "\(e)")
+            case .lockServiceNotFound, .lockServiceIncomplete: throw APIError(500, "radio", "\(e)")
+            // The lock decided, but its result did not authenticate (or never came): the API reports the
+            // lock's decision, and that the phone could not confirm it.
+            case .noResult, .resultNotAuthenticated: phoneResult = nil
             }
         }
         guard let decision = gatt.lastDecision(on: server) else { throw APIError(500, "radio", "the lock made no decision") }
@@ -93,4 +73,14 @@ final class LoopbackRadio: @unchecked Sendable {
         }
         return APIError(502, "radio", "\(e)")
     }
+}
+
+extension Emulator {
+    /// The lock side of the radio for lock `id`, for transports other than the loopback (BlueZ) to
+    /// hand their connections to. Look it up per connection: `reset()` replaces the radio.
+    public func lockGATT(_ id: String) -> LockGATT? { radio.locks[id] }
+
+    /// The btsnoop writer of `--capture` (nil without it), so other transports' links land in the
+    /// same capture as the loopback's.
+    public var linkCapture: BTSnoopWriter? { radio.capture }
 }

@@ -86,7 +86,7 @@ extension Emulator {
 
     // MARK: - Keys
 
-    static let keyFields: Set<String> = ["user", "locks", "group", "not_before", "not_after", "grace_before_s", "grace_after_s",
+    public static let keyFields: Set<String> = ["user", "locks", "group", "not_before", "not_after", "grace_before_s", "grace_after_s",
                                           "office_mode", "holder_public_key", "schedule"]
     /// Credentials outside this span are refused: a typo'd year must not mint a key valid until 9999.
     static let validDates = Date(timeIntervalSince1970: 946_684_800)...Date(timeIntervalSince1970: 4_102_444_800) // 2000…2100
@@ -210,7 +210,7 @@ extension Emulator {
 
     // MARK: - Taps
 
-    static let tapFields: Set<String> = ["lock", "user", "key_id", "tag", "pin", "action", "distance_m"]
+    public static let tapFields: Set<String> = ["lock", "user", "key_id", "tag", "pin", "action", "distance_m"]
 
     public func tap(_ body: JSONBody) async throws -> [String: Any] {
         let lockID = try body.string("lock", required: true, maxLength: 128)!

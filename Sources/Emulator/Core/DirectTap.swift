@@ -1,0 +1,14 @@
+import Foundation
+import Hardware
+import MobileKey
+
+extension Emulator {
+    /// A tap by the built-in phone with a stored key over the loopback radio, without the HTTP layer
+    /// (benchmarks and in-process tests). Same path as `POST /v1/taps` minus JSON.
+    public func tapWithKey(_ keyID: String, lock lockID: String, action: TapAction = .open, distance: Double = 0) async throws -> Decision {
+        guard let key = try store.key(id: keyID) else { throw APIError.notFound("key", keyID) }
+        let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance, siteID: config.siteID,
+                                          issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
+        return outcome.decision
+    }
+}

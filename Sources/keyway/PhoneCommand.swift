@@ -1,0 +1,112 @@
+import ArgumentParser
+import BLE
+import Emulator
+import Foundation
+import KeywayCrypto
+import MobileKey
+
+/// A phone from the command line: taps a lock over a real radio (BlueZ), as a phone app would. For
+/// hardware engineers checking a lock on an adapter, and for `make hil`.
+struct PhoneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "phone", abstract: "Act as a phone: tap a lock over Bluetooth LE.",
+                                                    subcommands: [Tap.self])
+
+    struct Tap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tap a Keyway lock over BlueZ with a digital key. Exit 0 granted, 1 denied or failed (with the reason), 2 usage.")
+
+        @Option(help: "Local BlueZ adapter the phone uses (hciN).") var adapter = "hci0"
+        @Option(help: "The lock's Bluetooth address (XX:XX:XX:XX:XX:XX).") var address: String
+        @Option(help: "The lock's address type: public or random.") var addressType = "public"
+        @Option(help: "The digital key: the credential's COSE_Sign1 bytes (raw, or base64 as the control API returns it).") var credential: String
+        @Option(help: "The phone's private key (PKCS#8 PEM) — the key the credential's cnf names.") var holderKey: String
+        @Option(help: "The site issuer's public key (SPKI PEM, e.g. DATA/keys/issuer.pub.pem): the phone trusts locks it certified.") var sitePublicKey: String
+        @Option(help: "Site id the lock must belong to.") var site: String
+        @Option(help: "open, office_mode_on or office_mode_off.") var action = "open"
+        @Option(help: "Link security level to request: low, medium (Just Works pairing), high or fips.") var security = "low"
+        @Option(help: "Seconds to wait for the connection.") var connectTimeout: Double = 20
+        @Option(help: "Seconds to wait for the lock's result after the presentation.") var resultTimeout: Double = 10
+        @Flag(help: "One JSON object on stdout.") var json = false
+
+        func validate() throws {
+            if TapAction(name: action) == nil { throw ValidationError("--action: open, office_mode_on or office_mode_off") }
+            if addressType != "public" && addressType != "random" { throw ValidationError("--address-type: public or random") }
+            if BlueZSecurityLevel(name: security) == nil { throw ValidationError("--security: low, medium, high or fips") }
+            if !(0.1...300).contains(connectTimeout) { throw ValidationError("--connect-timeout: 0.1 to 300 seconds") }
+            if !(0.1...300).contains(resultTimeout) { throw ValidationError("--result-timeout: 0.1 to 300 seconds") }
+        }
+
+        func run() async throws {
+            let started = ContinuousClock.now
+            let act = TapAction(name: action)!, level = BlueZSecurityLevel(name: security)!
+            let lock: BlueZAddress
+            do { lock = try BlueZAddress(address, kind: addressType == "random" ? .leRandom : .lePublic) }
+            catch { throw ValidationError("--address: \(error)") }
+            let credentialBytes = try readCredential(credential)
+            let holder: P256.PrivateKey
+            do { holder = try P256.PrivateKey(pem: try readText(holderKey, option: "--holder-key")) }
+            catch let e as UserFacingError { throw e } catch { throw UserFacingError("--holder-key \(holderKey): not a P-256 private key PEM: \(error)") }
+            let issuer: P256.PublicKey
+            do { issuer = try P256.PublicKey(pem: try readText(sitePublicKey, option: "--site-public-key")) }
+            catch let e as UserFacingError { throw e } catch { throw UserFacingError("--site-public-key \(sitePublicKey): not a P-256 public key PEM: \(error)") }
+            let phone = TapPhone(credential: credentialBytes, holderKey: holder, siteID: site, trustedIssuers: TrustedIssuers([issuer]))
+
+            let connection: BlueZCentral.Connection
+            do {
+                connection = try await BlueZCentral.connect(to: lock, adapter: adapter, security: level,
+                                                            timeout: .milliseconds(Int(connectTimeout * 1000)))
+            } catch let e as BlueZError { throw UserFacingError("keyway phone tap: \(e)") }
+            let connected = ContinuousClock.now
+            let client = try GATTClient(bearer: connection.bearer)
+            defer { client.close() }
+
+            let outcome: PhoneTap.Outcome
+            do {
+                outcome = try await PhoneTap.run(client: client, phone: phone, action: act, now: Date(),
+                                                 resultTimeout: .milliseconds(Int(resultTimeout * 1000)))
+            } catch let e as PhoneTapError {
+                throw UserFacingError("keyway phone tap: \(e)")
+            } catch {
+                throw UserFacingError("keyway phone tap: GATT exchange with \(lock) failed: \(error)")
+            }
+            let ms: (Duration) -> Double = { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 }
+            let connectMS = ms(connected - started), setupMS = ms(outcome.timing.setup), exchangeMS = ms(outcome.timing.exchange)
+            let totalMS = ms(ContinuousClock.now - started)
+            let r = outcome.result
+            if json {
+                var o: [String: Any] = [
+                    "result": r.granted ? "granted" : "denied", "action": act.name, "address": "\(lock)",
+                    "security": "\(connection.security)", "mtu": outcome.mtu, "open_ms": Int(r.openMilliseconds),
+                    "timing_ms": ["connect": round3(connectMS), "setup": round3(setupMS), "tap": round3(exchangeMS), "total": round3(totalMS)],
+                ]
+                o["reason"] = r.reason ?? NSNull()
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+            } else if r.granted {
+                print("granted: \(act.name) at \(lock), open \(r.openMilliseconds) ms (connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
+            } else {
+                print("denied: \(r.reason ?? "no reason given") (\(act.name) at \(lock); tap \(fmt(exchangeMS)) ms)")
+            }
+            if !r.granted { throw ExitCode(1) }
+        }
+
+        private func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+        private func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
+
+        private func readText(_ path: String, option: String) throws -> String {
+            guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("\(option) \(path): cannot read") }
+            guard data.count <= 16_384 else { throw UserFacingError("\(option) \(path): \(data.count) bytes is too large for a PEM key") }
+            return String(decoding: data, as: UTF8.self)
+        }
+
+        /// Raw COSE bytes (as `keys issue --out` writes), or their base64 (the control API's `credential`).
+        private func readCredential(_ path: String) throws -> [UInt8] {
+            let bytes = try readKeyFile(path)
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let base64Alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+            if !text.isEmpty, text.allSatisfy({ base64Alphabet.contains($0) }), let decoded = Data(base64Encoded: text) {
+                return Array(decoded)
+            }
+            return bytes
+        }
+    }
+}
