@@ -72,6 +72,9 @@ public enum GATTClientError: Error, Equatable, Sendable, CustomStringConvertible
 /// no reader task sits in between. Notifications and indications (confirmed automatically) arrive on
 /// `notifications`. Every transaction has a timeout (30 s by default, on the injected clock); after
 /// one expires the client fails and closes the bearer, as ATT prescribes.
+///
+/// The async methods are `nonisolated(nonsending)`: they run on the caller's executor (even the
+/// main actor) and, over the in-process loopback, usually complete without a single task switch.
 public final class GATTClient: Sendable {
     public struct Configuration: Sendable {
         /// ATT transaction timeout; nil disables it.
@@ -144,7 +147,7 @@ public final class GATTClient: Sendable {
 
     /// Exchange MTU (Vol 3 Part G 4.3.1). Offers min(`clientRxMTU`, link MTU); returns the new ATT_MTU.
     @discardableResult
-    public func exchangeMTU(clientRxMTU: Int = ATT.maximumMTU) async throws -> Int {
+    nonisolated(nonsending) public func exchangeMTU(clientRxMTU: Int = ATT.maximumMTU) async throws -> Int {
         let offer = UInt16(min(max(clientRxMTU, ATT.defaultMTU), bearer.linkMTU, 0xFFFF))
         let rsp = try await transact(ATTExchangeMTURequest(clientRxMTU: offer).encode(), .exchangeMTURequest,
                                      as: ATTExchangeMTUResponse.self, handle: 0)
@@ -154,7 +157,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Discover All Primary Services (4.4.1): Read By Group Type over the whole handle space.
-    public func discoverPrimaryServices() async throws -> [GATTRemoteService] {
+    nonisolated(nonsending) public func discoverPrimaryServices() async throws -> [GATTRemoteService] {
         var services: [GATTRemoteService] = []
         var start: UInt16 = 0x0001
         while true {
@@ -177,7 +180,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Discover Primary Service by Service UUID (4.4.2): Find By Type Value.
-    public func discoverPrimaryServices(uuid: BluetoothUUID) async throws -> [GATTRemoteService] {
+    nonisolated(nonsending) public func discoverPrimaryServices(uuid: BluetoothUUID) async throws -> [GATTRemoteService] {
         var services: [GATTRemoteService] = []
         var start: UInt16 = 0x0001
         while true {
@@ -199,7 +202,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Discover All Characteristics of a Service (4.6.1): Read By Type 0x2803 over its range.
-    public func discoverCharacteristics(of service: GATTRemoteService) async throws -> [GATTRemoteCharacteristic] {
+    nonisolated(nonsending) public func discoverCharacteristics(of service: GATTRemoteService) async throws -> [GATTRemoteCharacteristic] {
         var found: [(uuid: BluetoothUUID, props: UInt8, decl: UInt16, value: UInt16)] = []
         var start = service.handles.start
         while start <= service.handles.end {
@@ -228,7 +231,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Discover All Characteristic Descriptors (4.7.1): Find Information after the value handle.
-    public func discoverDescriptors(of characteristic: GATTRemoteCharacteristic) async throws -> [GATTRemoteDescriptor] {
+    nonisolated(nonsending) public func discoverDescriptors(of characteristic: GATTRemoteCharacteristic) async throws -> [GATTRemoteDescriptor] {
         var out: [GATTRemoteDescriptor] = []
         guard characteristic.valueHandle < characteristic.endHandle else { return out }
         var start = characteristic.valueHandle + 1
@@ -251,7 +254,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Primary services with their characteristics and descriptors.
-    public func discoverAll() async throws -> [GATTRemoteService] {
+    nonisolated(nonsending) public func discoverAll() async throws -> [GATTRemoteService] {
         var services = try await discoverPrimaryServices()
         for i in services.indices {
             var chars = try await discoverCharacteristics(of: services[i])
@@ -264,7 +267,7 @@ public final class GATTClient: Sendable {
     }
 
     /// Read Long Characteristic Value (4.8.3): Read, then Read Blob while responses come back full.
-    public func read(_ handle: UInt16) async throws -> [UInt8] {
+    nonisolated(nonsending) public func read(_ handle: UInt16) async throws -> [UInt8] {
         var value = try await transact(ATTReadRequest(handle: handle).encode(), .readRequest,
                                        as: ATTReadResponse.self, handle: handle).value
         var chunk = mtu - 1
@@ -289,7 +292,7 @@ public final class GATTClient: Sendable {
 
     /// Write Characteristic Value (4.9.3), or Write Long Characteristic Values (4.9.4) with Prepare
     /// and Execute Write when the value does not fit one Write Request (ATT_MTU-3 bytes).
-    public func write(_ handle: UInt16, _ value: [UInt8]) async throws {
+    nonisolated(nonsending) public func write(_ handle: UInt16, _ value: [UInt8]) async throws {
         guard value.count <= ATT.maximumAttributeValueLength else {
             throw GATTClientError.valueTooLong(length: value.count, maximum: ATT.maximumAttributeValueLength)
         }
@@ -336,25 +339,25 @@ public final class GATTClient: Sendable {
 
     /// Enables notifications (or indications) by writing the characteristic's CCCD. Discovers the
     /// descriptors first if `characteristic.descriptors` is empty.
-    public func subscribe(_ characteristic: GATTRemoteCharacteristic, indications: Bool = false) async throws {
+    nonisolated(nonsending) public func subscribe(_ characteristic: GATTRemoteCharacteristic, indications: Bool = false) async throws {
         try await writeCCCD(characteristic, indications ? 0x0002 : 0x0001)
     }
 
     /// Disables notifications and indications (writes 0x0000 to the CCCD).
-    public func unsubscribe(_ characteristic: GATTRemoteCharacteristic) async throws {
+    nonisolated(nonsending) public func unsubscribe(_ characteristic: GATTRemoteCharacteristic) async throws {
         try await writeCCCD(characteristic, 0x0000)
     }
 
     /// Sends one raw ATT request PDU and returns the raw response PDU (including an Error
     /// Response, which is not thrown). For tests and procedures this client does not implement.
-    public func rawRequest(_ pdu: [UInt8]) async throws -> [UInt8] {
+    nonisolated(nonsending) public func rawRequest(_ pdu: [UInt8]) async throws -> [UInt8] {
         guard let first = pdu.first, let op = ATTOpcode(rawValue: first), op.isRequest else {
             throw GATTClientError.invalidResponse("not an ATT request PDU")
         }
         return try await transact(pdu, op)
     }
 
-    private func writeCCCD(_ characteristic: GATTRemoteCharacteristic, _ bits: UInt16) async throws {
+    nonisolated(nonsending) private func writeCCCD(_ characteristic: GATTRemoteCharacteristic, _ bits: UInt16) async throws {
         var descriptors = characteristic.descriptors
         if descriptors.isEmpty { descriptors = try await discoverDescriptors(of: characteristic) }
         guard let cccd = descriptors.first(where: { $0.uuid == .clientCharacteristicConfiguration }) else {
@@ -370,7 +373,7 @@ public final class GATTClient: Sendable {
     // MARK: Transactions
 
     /// Sends a request and decodes its response, turning an Error Response into `.attError`.
-    private func transact<R: ATTPDUCodable>(_ pdu: [UInt8], _ request: ATTOpcode, as: R.Type, handle: UInt16) async throws -> R {
+    nonisolated(nonsending) private func transact<R: ATTPDUCodable>(_ pdu: [UInt8], _ request: ATTOpcode, as: R.Type, handle: UInt16) async throws -> R {
         let rsp = try await transact(pdu, request)
         if rsp.first == ATTOpcode.errorResponse.rawValue {
             guard let e = try? ATTErrorResponse.decode(rsp) else { throw GATTClientError.invalidResponse("malformed Error Response") }
@@ -379,9 +382,9 @@ public final class GATTClient: Sendable {
         do { return try R.decode(rsp) } catch { throw GATTClientError.invalidResponse(error.description) }
     }
 
-    private enum Admission { case fail(GATTClientError), send(CheckedContinuation<Void, Never>?, startWatchdog: Bool), queued }
+    private enum Admission { case fail(GATTClientError), send(startWatchdog: Bool), queued }
 
-    private func transact(_ pdu: [UInt8], _ request: ATTOpcode) async throws -> [UInt8] {
+    nonisolated(nonsending) private func transact(_ pdu: [UInt8], _ request: ATTOpcode) async throws -> [UInt8] {
         guard let response = request.responseOpcode else { throw GATTClientError.invalidResponse("\(request) has no response") }
         let now = timeout == nil ? .zero : clock.now()
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], Error>) in
@@ -399,16 +402,14 @@ public final class GATTClient: Sendable {
                 s.inFlight = p
                 var startWatchdog = false
                 if timeout != nil && !s.watchdogStarted { s.watchdogStarted = true; startWatchdog = true }
-                defer { s.watchdogParked = nil }
-                return .send(s.watchdogParked, startWatchdog: startWatchdog)
+                return .send(startWatchdog: startWatchdog)
             }
             switch admission {
             case .fail(let e):
                 c.resume(throwing: e)
             case .queued:
                 break
-            case .send(let parked, let startWatchdog):
-                parked?.resume()
+            case .send(let startWatchdog):
                 if startWatchdog { launchWatchdog() }
                 transmit(pdu, sequence: seq)
             }
@@ -419,6 +420,14 @@ public final class GATTClient: Sendable {
     private func transmit(_ pdu: [UInt8], sequence: UInt64) {
         do {
             try bearer.send(pdu)
+            // Wake an idle watchdog only for a request still outstanding now: over the in-process
+            // loopback most answers arrive inside `send`, and those need no timer (nor a thread hop).
+            let parked: CheckedContinuation<Void, Never>? = state.withLock { s in
+                guard s.inFlight?.sequence == sequence, let w = s.watchdogParked else { return nil }
+                s.watchdogParked = nil
+                return w
+            }
+            parked?.resume()
         } catch {
             let reason: ATTBearerCloseReason
             if case ATTBearerError.closed(let r) = error { reason = r } else { reason = .failure("\(error)") }
@@ -448,8 +457,9 @@ public final class GATTClient: Sendable {
         }
     }
 
-    /// Times out the in-flight request. Sleeps until its deadline; parks while idle. In a steady
-    /// stream of requests it wakes once per timeout period, not once per request.
+    /// Times out the in-flight request. Sleeps until its deadline; parks while idle and is woken
+    /// only by a request that is still outstanding after it was sent. In a steady stream of requests
+    /// it wakes once per timeout period, not once per request.
     private func watch() async {
         guard let timeout else { return }
         while !Task.isCancelled {
@@ -507,7 +517,7 @@ public final class GATTClient: Sendable {
             notificationSink.finish()
 
         case .pdu(let pdu):
-            let raw = pdu[0]
+            guard let raw = pdu.first else { return }  // bearers never deliver empty PDUs; be safe anyway
             switch raw {
             case ATTOpcode.handleValueNotification.rawValue:
                 if let n = try? ATTHandleValueNotification.decode(pdu) {

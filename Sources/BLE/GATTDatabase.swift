@@ -44,13 +44,18 @@ public struct GATTRequestContext: Sendable {
 ///
 /// A long read (Read then Read Blob) calls the handler once, at offset 0, and serves the following
 /// Read Blob requests from that snapshot, so a client reading in pieces sees one consistent value.
-public typealias GATTReadHandler = @Sendable (GATTRequestContext) async throws -> [UInt8]
+///
+/// `nonisolated(nonsending)`: the handler starts on the server's delivering thread, so one that
+/// completes without suspending answers with no thread hop. Awaiting an actor inside is fine (it
+/// hops there and back). Plain closures and `@Sendable` async functions convert to this type.
+public typealias GATTReadHandler = nonisolated(nonsending) @Sendable (GATTRequestContext) async throws -> [UInt8]
 
 /// Receives a complete written value (at most 512 bytes): from a Write Request, a Write Command, or
 /// the whole reassembled value of a long write when the client executes it. Throw an `ATTErrorCode`
 /// to answer with that error (e.g. `.application(0x80)`, `.writeRequestRejected`); any other error is
 /// answered as Unlikely Error. Errors of Write Commands are not reported (ATT has no response).
-public typealias GATTWriteHandler = @Sendable (GATTRequestContext, [UInt8]) async throws -> Void
+/// Runs like `GATTReadHandler` (starts on the delivering thread).
+public typealias GATTWriteHandler = nonisolated(nonsending) @Sendable (GATTRequestContext, [UInt8]) async throws -> Void
 
 /// Where a characteristic's value comes from.
 public enum GATTCharacteristicValue: Sendable {

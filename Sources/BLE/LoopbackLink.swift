@@ -43,6 +43,8 @@ final class LoopbackBearer: ATTBearer {
     let linkMTU: Int
     let inbox = BearerInbox()
     let shared: LoopbackShared
+    /// Why this end is closed (what `send` reports afterwards).
+    let closeReason = Locked<ATTBearerCloseReason?>(nil)
     // The two ends reference each other; the cycle is cut when the link closes.
     let peer = Mutex<LoopbackBearer?>(nil)
 
@@ -58,7 +60,7 @@ final class LoopbackBearer: ATTBearer {
     func send(_ pdu: [UInt8]) throws {
         try validateOutbound(pdu)
         guard !shared.closed.load(ordering: .acquiring), let p = peer.withLock({ $0 }) else {
-            throw ATTBearerError.closed(inbox.isClosed ? .local : .remote)
+            throw ATTBearerError.closed(closeReason.withLock { $0 } ?? .remote)
         }
         if !p.inbox.deliver(.pdu(pdu)) {
             // The peer's receiver cannot keep up (or never started): the link fails, as a real
@@ -71,6 +73,8 @@ final class LoopbackBearer: ATTBearer {
         guard shared.closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let p = peer.withLock { v -> LoopbackBearer? in defer { v = nil }; return v }
         p?.peer.withLock { $0 = nil }
+        closeReason.withLock { $0 = .local }
+        p?.closeReason.withLock { $0 = .remote }
         inbox.deliver(.closed(.local))
         p?.inbox.deliver(.closed(.remote))
     }
@@ -79,6 +83,8 @@ final class LoopbackBearer: ATTBearer {
         guard shared.closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let p = peer.withLock { v -> LoopbackBearer? in defer { v = nil }; return v }
         p?.peer.withLock { $0 = nil }
+        closeReason.withLock { $0 = .failure(why) }
+        p?.closeReason.withLock { $0 = .failure(why) }
         inbox.deliver(.closed(.failure(why)))
         p?.inbox.deliver(.closed(.failure(why)))
     }

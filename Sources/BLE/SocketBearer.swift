@@ -18,7 +18,8 @@ import Synchronization
 /// I/O: the descriptor is made non-blocking; `send` writes directly from the caller's thread and
 /// only queues (bounded) what the kernel will not take yet. One dedicated thread per bearer blocks in
 /// poll(2) on the socket and a wake-up pipe — it reads, flushes queued output, and delivers events;
-/// nothing sleeps or polls on a timer.
+/// nothing sleeps or polls on a timer. The thread (and the descriptor) live until the link closes:
+/// call `close()` when done with a bearer.
 public final class SocketBearer: ATTBearer, CustomStringConvertible {
     public enum Framing: Sendable, Equatable {
         /// Stream socket carrying L2CAP basic frames on CID 0x0004.

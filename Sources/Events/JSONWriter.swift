@@ -28,8 +28,6 @@ struct JSONWriter {
     mutating func int(_ value: Int64) { separator(); bytes.append(contentsOf: Array(String(value).utf8)) }
     mutating func bool(_ value: Bool) { separator(); bytes.append(contentsOf: Array((value ? "true" : "false").utf8)) }
     mutating func null() { separator(); bytes.append(contentsOf: Array("null".utf8)) }
-    /// Inserts an already-serialised JSON value verbatim (used for stored fragments written by this writer).
-    mutating func raw(_ json: [UInt8]) { separator(); bytes.append(contentsOf: json) }
 
     mutating func member(_ name: String, _ value: String?) { if let value { key(name); string(value) } }
     mutating func member(_ name: String, _ value: Int64?) { if let value { key(name); int(value) } }

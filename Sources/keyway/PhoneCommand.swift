@@ -82,9 +82,9 @@ struct PhoneCommand: AsyncParsableCommand {
                 o["reason"] = r.reason ?? NSNull()
                 print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             } else if r.granted {
-                print("granted: \(act.name) at \(lock), open \(r.openMilliseconds) ms (connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
+                print("granted: \(act.name) at \(lock), unlocked for \(r.openMilliseconds) ms (connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
             } else {
-                print("denied: \(r.reason ?? "no reason given") (\(act.name) at \(lock); tap \(fmt(exchangeMS)) ms)")
+                print("denied: \(r.reason ?? "no reason given") (action \(act.name) at \(lock); connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms)")
             }
             if !r.granted { throw ExitCode(1) }
         }

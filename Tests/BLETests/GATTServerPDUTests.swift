@@ -350,6 +350,27 @@ final class GATTServerPDUTests: XCTestCase {
         ])])) { XCTAssertEqual($0 as? GATTDatabaseError, .missingReadHandler(characteristic: BluetoothUUID(0xFFF1))) }
     }
 
+    /// The handle table of docs/PROTOCOL-ble.md ("The standard lock database").
+    func testStandardLockDatabaseLayout() throws {
+        let db = try KeywayLockService.database(deviceName: "Lock", handlers: .init(
+            readerHello: { _ in [] }, presentation: { _, _ in }, lockInfo: { _ in [] }))
+        XCTAssertEqual(db.services.map(\.handles), [ATTHandleRange(start: 0x01, end: 0x05), ATTHandleRange(start: 0x06, end: 0x09),
+                                                    ATTHandleRange(start: 0x0A, end: 0x18)])
+        XCTAssertEqual(db.handles(of: .deviceName, in: .genericAccessService)?.value, 0x03)
+        XCTAssertEqual(db.handles(of: .appearance, in: .genericAccessService)?.value, 0x05)
+        XCTAssertEqual(db.handles(of: .serviceChanged, in: .genericAttributeService),
+                       GATTCharacteristicHandles(declaration: 0x07, value: 0x08, cccd: 0x09, end: 0x09))
+        let s = KeywayLockService.service
+        XCTAssertEqual(db.handles(of: KeywayLockService.readerHello, in: s),
+                       GATTCharacteristicHandles(declaration: 0x0B, value: 0x0C, cccd: 0x0D, end: 0x0E))
+        XCTAssertEqual(db.handles(of: KeywayLockService.presentation, in: s),
+                       GATTCharacteristicHandles(declaration: 0x0F, value: 0x10, cccd: nil, end: 0x11))
+        XCTAssertEqual(db.handles(of: KeywayLockService.result, in: s),
+                       GATTCharacteristicHandles(declaration: 0x12, value: 0x13, cccd: 0x14, end: 0x15))
+        XCTAssertEqual(db.handles(of: KeywayLockService.lockInfo, in: s),
+                       GATTCharacteristicHandles(declaration: 0x16, value: 0x17, cccd: nil, end: 0x18))
+    }
+
     func testLockServiceHandles() throws {
         let db = try TestDatabase()
         let handles = KeywayLockService.Handles(in: db.database)
@@ -359,5 +380,83 @@ final class GATTServerPDUTests: XCTestCase {
         XCTAssertEqual(handles?.result, 0x0021)
         XCTAssertEqual(handles?.lockInfo, 0x0025)
         XCTAssertEqual(db.database.attributeCount, 0x26)
+    }
+}
+
+/// The slow path: a handler that suspends. PDUs arriving meanwhile must be answered afterwards, in
+/// arrival order, and confirmations must still get through.
+final class GATTServerSuspendingHandlerTests: XCTestCase {
+    /// A one-shot gate the test opens.
+    private final class Gate: @unchecked Sendable {
+        private let lock = NSLock()
+        private var waiter: CheckedContinuation<Void, Never>?
+        private var open = false
+        private(set) var entered = false
+        func wait() async {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now: Bool = lock.withLock {
+                    entered = true
+                    if open { return true }
+                    waiter = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        }
+        func release() {
+            let c: CheckedContinuation<Void, Never>? = lock.withLock { open = true; defer { waiter = nil }; return waiter }
+            c?.resume()
+        }
+    }
+
+    func testRequestsQueuedBehindASuspendedHandlerAreAnsweredInOrder() async throws {
+        let gate = Gate()
+        let writes = Recorder<[UInt8]>()
+        let service = GATTService(uuid: BluetoothUUID(0xFFE0), characteristics: [
+            GATTCharacteristic(uuid: BluetoothUUID(0xFFE1), properties: [.read, .write, .writeWithoutResponse], value: .dynamic(
+                read: { _ in [0x01] },
+                write: { _, v in
+                    if v == [0x00] { await gate.wait() }          // suspends until the test opens the gate
+                    writes.append(v)
+                })),
+            GATTCharacteristic(uuid: BluetoothUUID(0xFFE2), properties: [.read], value: .constant([0x5A])),
+        ])
+        let link = LoopbackLink()
+        let server = try GATTServer(database: try GATTDatabase(services: [service]), bearer: link.peripheral)
+        let peer = try RawPeer(link.central)
+        try peer.send(hex("12 03 00 00"))                          // Write Request: the handler suspends
+        try peer.send(hex("52 03 00 07"))                          // Write Command, queued behind it
+        try peer.send(hex("0A 05 00"))                             // static Read, queued too
+        try peer.send(hex("0A 03 00"))                             // dynamic Read, queued too
+        for _ in 0..<200 where !gate.entered { try await Task.sleep(for: .milliseconds(1)) }
+        XCTAssertTrue(gate.entered)
+        XCTAssertTrue(peer.backlog.isEmpty, "nothing may be answered before the suspended write")
+        XCTAssertEqual(writes.all, [])
+        gate.release()
+        let answers = [await peer.next(), await peer.next(), await peer.next()]
+        XCTAssertEqual(answers, [hex("13"), hex("0B 5A"), hex("0B 01")])
+        XCTAssertEqual(writes.all, [[0x00], [0x07]])
+        try await Task.sleep(for: .milliseconds(2))
+        XCTAssertTrue(peer.backlog.isEmpty)
+        try peer.send(hex("0A 05 00"))                             // back on the fast path
+        let last = await peer.next()
+        XCTAssertEqual(last, hex("0B 5A"))
+        _ = server
+    }
+
+    func testAFloodBehindASuspendedHandlerClosesTheLink() async throws {
+        let gate = Gate()
+        let service = GATTService(uuid: BluetoothUUID(0xFFE0), characteristics: [
+            GATTCharacteristic(uuid: BluetoothUUID(0xFFE1), properties: [.write, .writeWithoutResponse],
+                               value: .dynamic(read: nil, write: { _, _ in await gate.wait() })),
+        ])
+        let link = LoopbackLink()
+        let server = try GATTServer(database: try GATTDatabase(services: [service]), bearer: link.peripheral)
+        let peer = try RawPeer(link.central)
+        try peer.send(hex("12 03 00 00"))
+        for _ in 0..<300 { try? peer.send(hex("52 03 00 01")) }     // a client ignoring ATT flow control
+        let reason = await server.waitUntilClosed()
+        XCTAssertEqual(reason, .local)
+        gate.release()
     }
 }

@@ -72,6 +72,15 @@ final class LinkConditionsTests: XCTestCase {
         XCTAssertThrowsError(try link.central.start { _ in }) { XCTAssertEqual($0 as? ATTBearerError, .alreadyStarted) }
     }
 
+    func testSendAfterCloseReportsWhoClosed() throws {
+        let link = LoopbackLink()
+        try link.central.start { _ in }
+        try link.peripheral.start { _ in }
+        link.peripheral.close()
+        XCTAssertThrowsError(try link.central.send([0x1E])) { XCTAssertEqual($0 as? ATTBearerError, .closed(.remote)) }
+        XCTAssertThrowsError(try link.peripheral.send([0x1E])) { XCTAssertEqual($0 as? ATTBearerError, .closed(.local)) }
+    }
+
     func testInboundStreamView() async throws {
         let link = LoopbackLink()
         let stream = try link.peripheral.makeInboundStream()
