@@ -15,6 +15,12 @@ final class BTSnoopTests: XCTestCase {
         }
     }
 
+    /// A fresh stepping clock as the writer's clock closure.
+    private func stepping() -> @Sendable () -> Date {
+        let clock = SteppingClock()
+        return { clock.now() }
+    }
+
     func testRecordLayoutIsExact() throws {
         let writer = try BTSnoopWriter(clock: { Date(timeIntervalSince1970: 1_700_000_000.5) })
         writer.recordATT(hex("0A 03 00"), direction: .sent, connectionHandle: 0x0040)
@@ -30,7 +36,7 @@ final class BTSnoopTests: XCTestCase {
     }
 
     func testFragmentationAtTheACLDataSize() throws {
-        let writer = try BTSnoopWriter(clock: SteppingClock().now)
+        let writer = try BTSnoopWriter(clock: stepping())
         let pdu = [0x0B] + Array(UInt8(0)..<UInt8(99))                  // 100-byte Read Response
         writer.recordATT(pdu, direction: .received, connectionHandle: 0x0041)
         writer.recordATT(pdu, direction: .sent, connectionHandle: 0x0041)
@@ -40,15 +46,15 @@ final class BTSnoopTests: XCTestCase {
         XCTAssertEqual(pbFlags, [0b10, 0b01, 0b01, 0b01, 0b00, 0b01, 0b01, 0b01])
         XCTAssertEqual(reader.records.map(\.direction), Array(repeating: .received, count: 4) + Array(repeating: .sent, count: 4))
         XCTAssertEqual(try reader.attPDUs().map(\.pdu), [pdu, pdu])
-        XCTAssertThrowsError(try BTSnoopWriter(aclDataSize: 26, clock: SteppingClock().now))
-        let big = try BTSnoopWriter(aclDataSize: 251, clock: SteppingClock().now)
+        XCTAssertThrowsError(try BTSnoopWriter(aclDataSize: 26, clock: stepping()))
+        let big = try BTSnoopWriter(aclDataSize: 251, clock: stepping())
         big.recordATT(pdu, direction: .sent, connectionHandle: 1)
         XCTAssertEqual(try BTSnoopReader(bytes: big.capturedBytes).records.count, 1)
     }
 
     func testReaderIsBoundedAndRejectsGarbage() throws {
         XCTAssertThrowsError(try BTSnoopReader(bytes: Array("not a capture at all".utf8))) { XCTAssertEqual($0 as? BTSnoopError, .notBTSnoop) }
-        let writer = try BTSnoopWriter(clock: SteppingClock().now)
+        let writer = try BTSnoopWriter(clock: stepping())
         for _ in 0..<5 { writer.recordATT([0x1E], direction: .received, connectionHandle: 1) }  // 24 + 10 bytes each
         let bytes = writer.capturedBytes
         XCTAssertThrowsError(try BTSnoopReader(bytes: Array(bytes.dropLast(2)))) { XCTAssertEqual($0 as? BTSnoopError, .truncated(offset: 16 + 4 * 34)) }
@@ -81,7 +87,7 @@ final class BTSnoopTests: XCTestCase {
     }
 
     func testCapturingBearerRecordsEveryPDUInOrder() async throws {
-        let writer = try BTSnoopWriter(clock: SteppingClock().now)
+        let writer = try BTSnoopWriter(clock: stepping())
         try await captureSession(writer: writer)
         let pdus = try BTSnoopReader(bytes: writer.capturedBytes).attPDUs()
         XCTAssertEqual(pdus.first?.pdu, hex("02 B9 00"))
@@ -108,7 +114,7 @@ final class BTSnoopTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("tap.btsnoop").path
-        let writer = try BTSnoopWriter(path: path, clock: SteppingClock().now)
+        let writer = try BTSnoopWriter(path: path, clock: stepping())
         try await captureSession(writer: writer)
         writer.close()
         XCTAssertNil(writer.writeError)
