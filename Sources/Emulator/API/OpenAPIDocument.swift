@@ -663,7 +663,7 @@ paths:
             type: array
             items:
               type: string
-              pattern: "^,*((com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote\\.open_requested)(,+(com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote\\.open_requested))*)?,*$"
+              pattern: "^,*((com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote_open\\.requested)(,+(com\\.keyway\\.)?(access\\.granted|access\\.denied|door\\.opened|door\\.closed|door\\.forced|door\\.held_open|office_mode\\.started|office_mode\\.ended|lock\\.locked|lock\\.unlocked|battery\\.low|iq\\.online|iq\\.offline|trail\\.overflow|power\\.lost|power\\.restored|revocation\\.updated|clock\\.adjusted|lock\\.uncertain|battery\\.depleted|battery\\.replaced|keypad\\.locked_out|access_list\\.updated|iq\\.activated|iq\\.activation_failed|iq\\.deactivated|trail\\.collected|remote_open\\.requested))*)?,*$"
           example: [access.granted, access.denied]
         - name: lock
           in: query
@@ -1351,7 +1351,7 @@ components:
         - com.keyway.iq.activation_failed
         - com.keyway.iq.deactivated
         - com.keyway.trail.collected
-        - com.keyway.remote.open_requested
+        - com.keyway.remote_open.requested
 
     EventData:
       type: object
