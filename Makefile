@@ -17,7 +17,7 @@ run: setup
 
 test: setup
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel
+	$(SWIFT) test --skip-build
 	$(PY) -m pytest -q Tests/peers
 
 bench: setup
