@@ -6,7 +6,9 @@ import NIOCore
 /// binary printing --help). api_taps_per_s: concurrent POST /v1/taps (baseline: GET /v1/health at the
 /// same concurrency, the HTTP floor).
 func benchAPI(_ report: BenchReport) async throws {
-    let exe = FileManager.default.fileExists(atPath: ".build/release/keyway") ? ".build/release/keyway" : ".build/debug/keyway"
+    let exe = ProcessInfo.processInfo.environment["KEYWAY_BIN"]
+        ?? (FileManager.default.fileExists(atPath: ".build/release/keyway") ? ".build/release/keyway" : ".build/debug/keyway")
+    print("  (serving with \(exe))")
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kw-bench-api-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: dir) }
     // Site keys are generated on first start; measure a second start, as a user's restart.

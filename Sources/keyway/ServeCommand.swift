@@ -78,9 +78,11 @@ struct Serve: AsyncParsableCommand {
                   data       \(o.dataDir)  (journal.sqlite, state.sqlite, keys/)
                   upstream   \(o.upstreams.isEmpty ? "none" : o.upstreams.map(\.url).joined(separator: ", "))\(o.eventsFile.map { " + NDJSON \($0)" } ?? "")
                   api        http://\(o.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(o.apiToken != nil ? ", bearer token required" : "")
+                  live view  http://\(o.listenHost):\(port)/
                 ready in \(ms) ms. Try:
                   curl -s -XPOST localhost:\(port)/v1/keys -d '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}'
                   curl -s -XPOST localhost:\(port)/v1/taps -d '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}'
+                  keyway tap \(emu.config.locks.first?.id ?? "lock") --user \(emu.config.users.first?.id ?? "u-1") --server http://127.0.0.1:\(port)
                 """)
                 fflush(stdout)
             }

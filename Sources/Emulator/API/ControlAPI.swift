@@ -18,7 +18,7 @@ public enum ControlAPI {
         ("/v1/controllers/:id/power", ["POST"]), ("/v1/doors/:id/sensor", ["POST"]), ("/v1/doors/:id/exit", ["POST"]),
         ("/v1/keys", ["GET", "POST"]), ("/v1/keys/:id", ["DELETE"]), ("/v1/taps", ["POST"]), ("/v1/clock", ["GET"]),
         ("/v1/clock/advance", ["POST"]), ("/v1/clock/set", ["POST"]), ("/v1/events", ["GET"]), ("/v1/events/stream", ["GET"]),
-        ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]),
+        ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]), ("/", ["GET"]), ("/live", ["GET"]),
     ]
 
     static func allowedMethods(for path: String) -> [String]? {
@@ -43,6 +43,9 @@ public enum ControlAPI {
             let text = OpenAPIDocument.yaml
             return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
+        // The live view (LiveView.swift): one self-contained page, a client of the routes below.
+        router.get("/") { _, _ in liveView() }
+        router.get("/live") { _, _ in liveView() }
         router.get("/v1/site") { _, _ in json(await emu.siteJSON()) }
         router.get("/v1/locks") { _, _ in json(await emu.locksJSON()) }
         router.get("/v1/locks/:id") { _, ctx in json(try await emu.lockJSON(id: try param(ctx, "id"))) }
@@ -147,6 +150,11 @@ public enum ControlAPI {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.date(from: s)
     }
+}
+
+func liveView() -> Response {
+    Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+             body: .init(byteBuffer: ByteBuffer(string: LiveView.html)))
 }
 
 func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {

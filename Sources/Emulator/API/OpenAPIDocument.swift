@@ -82,6 +82,37 @@ paths:
               schema: { type: object, required: [openapi, info, paths] }
         "401": { $ref: "#/components/responses/Unauthorized" }
 
+  /:
+    get:
+      tags: [service]
+      operationId: getLiveView
+      summary: The live view (an HTML page)
+      description: >-
+        One self-contained HTML page (no external assets) showing every door: lock state, LED and beep,
+        door sensor and controller alarm, office mode, IQ reach. It refreshes from GET /v1/locks and
+        GET /v1/controllers on every event of GET /v1/events/stream, and has a user selector and a Tap
+        button per lock (POST /v1/taps).
+      responses:
+        "200":
+          description: The live view page.
+          content:
+            text/html:
+              schema: { type: string }
+        "401": { $ref: "#/components/responses/Unauthorized" }
+
+  /live:
+    get:
+      tags: [service]
+      operationId: getLiveViewAlias
+      summary: The live view (same page as GET /)
+      responses:
+        "200":
+          description: The live view page.
+          content:
+            text/html:
+              schema: { type: string }
+        "401": { $ref: "#/components/responses/Unauthorized" }
+
   /v1/site:
     get:
       tags: [site]

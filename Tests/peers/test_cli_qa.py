@@ -1,0 +1,130 @@
+"""The QA command line (`keyway tap`, `door`, `iq`, `clock`) against a live `keyway serve`.
+
+Each test runs the real `keyway` binary as a subprocess pointed at a server started by conftest's
+start_keyway (loopback, simulated clock), and checks both what the command prints / its exit code and
+what the server's API says afterwards.
+"""
+import json
+import subprocess
+
+import pytest
+
+from conftest import KEYWAY
+
+
+def run(srv, *args, check_exit=None):
+    r = subprocess.run([str(KEYWAY), *args, "--server", srv.base], capture_output=True, text=True, timeout=60)
+    if check_exit is not None:
+        assert r.returncode == check_exit, f"keyway {' '.join(args)} → exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r
+
+
+@pytest.fixture
+def srv(start_keyway):
+    return start_keyway()
+
+
+def test_tap_granted_prints_phone_reader_and_event(srv):
+    srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    r = run(srv, "tap", "main-entrance", "--user", "u-ada", check_exit=0)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("phone:  granted"), r.stdout
+    assert "LED green" in lines[1] and "lock unlocked" in lines[1] and "open " in lines[1], r.stdout
+    event_id = lines[2].split()[-1]
+    assert lines[2].startswith("event:") and event_id != "-", r.stdout
+    assert srv.ok("GET", "/v1/locks/main-entrance")["state"] == "unlocked"
+    ids = [e["id"] for e in srv.ok("GET", "/v1/events?all=true")]
+    assert event_id in ids, (event_id, ids)
+
+
+def test_tap_denied_exits_1_with_reason(srv):
+    r = run(srv, "tap", "main-entrance", "--tag", "04A1B2C3", check_exit=1)
+    assert r.stdout.startswith("phone:  denied — "), r.stdout
+    assert "LED red" in r.stdout, r.stdout
+    assert srv.ok("GET", "/v1/locks/main-entrance")["state"] == "locked"
+
+
+def test_tap_json_and_key_id(srv):
+    key = srv.ok("POST", "/v1/keys", {"user": "u-grace", "locks": ["office-101"]}, status=201)
+    r = run(srv, "tap", "office-101", "--key-id", key["key_id"], "--distance", "0.3", "--json", check_exit=0)
+    out = json.loads(r.stdout)
+    assert out["tap"]["result"] == "granted" and out["tap"]["key_id"] == key["key_id"], out
+    assert out["lock"]["id"] == "office-101" and out["lock"]["state"] == "unlocked", out
+    assert out["lock"]["feedback"]["led"] == "green", out
+
+
+def test_tap_usage_errors_exit_2(srv):
+    r = run(srv, "tap", "main-entrance", check_exit=2)
+    assert "exactly one of --user" in r.stderr, r.stderr
+    r = run(srv, "tap", "main-entrance", "--user", "u-ada", "--pin", "1234", check_exit=2)
+    r = run(srv, "tap", "main-entrance", "--user", "u-ada", "--action", "fly", check_exit=2)
+
+
+def test_tap_api_error_exits_1_naming_the_problem(srv):
+    r = run(srv, "tap", "no-such-lock", "--user", "u-ada", check_exit=1)
+    assert "HTTP 404" in r.stderr and "no-such-lock" in r.stderr, r.stderr
+    r = run(srv, "tap", "main-entrance", "--user", "u-ada", check_exit=1)  # holds no key
+    assert "HTTP 409" in r.stderr and "no_key" in r.stderr, r.stderr
+
+
+def test_unreachable_server_is_a_clear_error(srv):
+    r = subprocess.run([str(KEYWAY), "clock", "--server", "http://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot reach keyway serve" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_clock_print_advance_set(srv):
+    r = run(srv, "clock", check_exit=0)
+    assert r.stdout.startswith("2026-11-23T17:00:00") and "simulated clock" in r.stdout, r.stdout
+    r = run(srv, "clock", "--advance", "90", check_exit=0)
+    assert r.stdout.startswith("2026-11-23T17:01:30"), r.stdout
+    assert srv.ok("GET", "/v1/clock")["now"].startswith("2026-11-23T17:01:30")
+    r = run(srv, "clock", "--set", "2026-11-24T09:00:00Z", "--json", check_exit=0)
+    assert json.loads(r.stdout)["now"].startswith("2026-11-24T09:00:00"), r.stdout
+    run(srv, "clock", "--advance", "5", "--set", "2026-11-24T09:00:00Z", check_exit=2)
+    run(srv, "clock", "--set", "tomorrow", check_exit=2)
+
+
+def test_tap_then_clock_relocks(srv):
+    srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    run(srv, "tap", "main-entrance", "--user", "u-ada", check_exit=0)
+    run(srv, "clock", "--advance", "60", check_exit=0)
+    assert srv.ok("GET", "/v1/locks/main-entrance")["state"] == "locked"
+
+
+def test_door_sensor_and_exit(srv):
+    r = run(srv, "door", "ctl-back-door", "--exit", check_exit=0)
+    assert "result=granted" in r.stdout, r.stdout
+    r = run(srv, "door", "back-door", "--open", "--json", check_exit=0)  # a lock id with a controller works too
+    assert json.loads(r.stdout)["door_open"] is True, r.stdout
+    r = run(srv, "door", "ctl-back-door", "--closed", check_exit=0)
+    assert "door_open=false" in r.stdout, r.stdout
+    assert next(c for c in srv.ok("GET", "/v1/controllers") if c["id"] == "ctl-back-door")["door_open"] is False
+    run(srv, "door", "ctl-back-door", check_exit=2)
+    run(srv, "door", "ctl-back-door", "--open", "--closed", check_exit=2)
+    r = run(srv, "door", "main-entrance", "--exit", check_exit=1)  # no controller on that lock
+    assert "HTTP 404" in r.stderr, r.stderr
+
+
+def test_iq_offline_online_sync_move(srv):
+    r = run(srv, "iq", "iq-lobby", "--offline", check_exit=0)
+    assert "online=false" in r.stdout, r.stdout
+    assert next(q for q in srv.ok("GET", "/v1/iqs") if q["id"] == "iq-lobby")["online"] is False
+    run(srv, "iq", "iq-lobby", "--online", check_exit=0)
+    assert next(q for q in srv.ok("GET", "/v1/iqs") if q["id"] == "iq-lobby")["online"] is True
+    r = run(srv, "iq", "iq-lobby", "--sync", "--json", check_exit=0)
+    assert json.loads(r.stdout)["iq"] == "iq-lobby", r.stdout
+    r = run(srv, "iq", "iq-lobby", "--move", "500,500", "--json", check_exit=0)
+    moved = json.loads(r.stdout)
+    assert moved["position"]["x"] == 500 and moved["position"]["y"] == 500 and moved["locks_in_reach"] == [], moved
+    run(srv, "iq", "iq-lobby", "--move", "1;2", check_exit=2)
+    run(srv, "iq", "iq-lobby", "--online", "--sync", check_exit=2)
+    r = run(srv, "iq", "iq-nowhere", "--sync", check_exit=1)
+    assert "HTTP 404" in r.stderr, r.stderr
+
+
+def test_token_is_sent(start_keyway):
+    srv = start_keyway(api_token="s3cret-token")
+    r = subprocess.run([str(KEYWAY), "clock", "--server", srv.base], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "HTTP 401" in r.stderr, (r.returncode, r.stderr)
+    r = subprocess.run([str(KEYWAY), "clock", "--server", srv.base, "--token", "s3cret-token"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "simulated clock" in r.stdout, (r.returncode, r.stdout, r.stderr)
