@@ -91,12 +91,15 @@ func printJSON(_ o: Any) {
 
 /// `key=value` pairs, sorted, for one-line human output of an API object.
 func describeFields(_ o: [String: Any]) -> String {
-    o.keys.sorted().map { k -> String in
-        let v = o[k]!
+    o.sorted { $0.key < $1.key }.map { k, v -> String in
         if v is NSNull { return "\(k)=-" }
         if let d = v as? [String: Any] { return "\(k)={\(describeFields(d))}" }
         if let a = v as? [Any] { return "\(k)=[\(a.map { "\($0)" }.joined(separator: ","))]" }
-        if let n = v as? NSNumber, CFGetTypeID(n) == CFBooleanGetTypeID() { return "\(k)=\(n.boolValue)" }
+        // JSON booleans arrive as NSNumber of ObjC type "c" (char); print them as true/false, not 1/0.
+        if let n = v as? NSNumber {
+            return String(cString: n.objCType) == "c" ? "\(k)=\(n.boolValue)" : "\(k)=\(n)"
+        }
+        if let b = v as? Bool { return "\(k)=\(b)" }
         return "\(k)=\(v)"
     }.joined(separator: " ")
 }

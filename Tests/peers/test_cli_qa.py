@@ -46,7 +46,9 @@ def test_tap_denied_exits_1_with_reason(srv):
 
 def test_tap_json_and_key_id(srv):
     key = srv.ok("POST", "/v1/keys", {"user": "u-grace", "locks": ["office-101"]}, status=201)
-    r = run(srv, "tap", "office-101", "--key-id", key["key_id"], "--distance", "0.3", "--json", check_exit=0)
+    r = run(srv, "tap", "office-101", "--key-id", key["key_id"], "--distance", "5", check_exit=1)
+    assert "out_of_reach" in r.stderr and "distance_m" in r.stderr, r.stderr  # the server's typed error, named
+    r = run(srv, "tap", "office-101", "--key-id", key["key_id"], "--distance", "0.02", "--json", check_exit=0)
     out = json.loads(r.stdout)
     assert out["tap"]["result"] == "granted" and out["tap"]["key_id"] == key["key_id"], out
     assert out["lock"]["id"] == "office-101" and out["lock"]["state"] == "unlocked", out
