@@ -23,7 +23,6 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
     @Flag(help: "BlueZ: start even though bluetoothd runs (only if it does not serve this adapter).") var allowBluetoothd = false
-    @Option(help: "Unix socket where external phones connect over L2CAP-framed ATT.") var phoneSocket: String?
 
     func run() async throws {
         var o = EmulatorOptions(sitePath: site)
@@ -56,7 +55,6 @@ struct Serve: AsyncParsableCommand {
         guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
         o.bleSecurity = level
         o.allowBluetoothd = allowBluetoothd
-        o.phoneSocket = phoneSocket
         if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
 
         let started = Date()

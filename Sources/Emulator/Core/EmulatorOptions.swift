@@ -35,8 +35,6 @@ public struct EmulatorOptions: Sendable {
     public var bleSecurity: BlueZSecurityLevel = .low
     /// BlueZ: start even though a bluetoothd process runs (only if it does not serve this adapter).
     public var allowBluetoothd: Bool = false
-    /// Cross-process loopback: a Unix socket where external phones connect (L2CAP basic frames).
-    public var phoneSocket: String?
 
     public init(sitePath: String) { self.sitePath = sitePath }
 
