@@ -99,13 +99,18 @@ public struct JSONBody {
 
     public func date(_ k: String, required: Bool = false) throws -> Date? {
         guard let s = try string(k, required: required, maxLength: 64) else { return nil }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        throw APIError.badRequest(k, "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z")
+        guard let d = parseRFC3339(s) else { throw APIError.badRequest(k, "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z") }
+        return d
     }
+}
+
+/// RFC 3339 with or without fractional seconds; nil if neither form matches.
+func parseRFC3339(_ s: String) -> Date? {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime]
+    if let d = f.date(from: s) { return d }
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.date(from: s)
 }
 
 public func rfc3339(_ d: Date) -> String {

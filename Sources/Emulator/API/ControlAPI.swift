@@ -89,7 +89,7 @@ public enum ControlAPI {
             let limit = try intQuery(q.get("limit"), "limit", 1...10_000) ?? 100
             let after = try intQuery(q.get("after"), "after", 0...Int.max).map(Int64.init)
             let since = try q.get("since").map { s -> Date in
-                guard let d = parseDate(s) else { throw APIError.badRequest("since", "must be an RFC 3339 date-time") }
+                guard let d = parseRFC3339(s) else { throw APIError.badRequest("since", "must be an RFC 3339 date-time") }
                 return d
             }
             let types = q.getAll("type").flatMap { $0.split(separator: ",").map(String.init) }
@@ -143,13 +143,6 @@ public enum ControlAPI {
         return v
     }
 
-    static func parseDate(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: s)
-    }
 }
 
 func liveView() -> Response {

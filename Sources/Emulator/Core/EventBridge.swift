@@ -119,13 +119,13 @@ public final class EventBridge: @unchecked Sendable {
 
     private func write(_ records: [AuditRecord]) async {
         var events: [KeywayEvent] = []
-        var keys: [String] = []
+        var mapped: [(record: AuditRecord, key: String)] = []
         var markers: [String] = []
         for r in records {
             if r.isFlushMarker { markers.append(Self.key(r)); continue }
             do {
                 events.append(try EventMapping.event(for: r, siteID: siteID))
-                keys.append(Self.key(r))
+                mapped.append((r, Self.key(r)))
             } catch {
                 // A record the journal cannot express is a bug; count it and answer its waiter.
                 failures += 1
@@ -142,13 +142,13 @@ public final class EventBridge: @unchecked Sendable {
                 }
             }
         }
-        for (k, e) in zip(keys, results) {
-            if let r = records.first(where: { Self.key($0) == k }), r.deviceKind == .lock {
-                lock.lock(); journalSequence[r.deviceID, default: []].append((r.sequence, e.sequence)); lock.unlock()
+        for ((r, k), e) in zip(mapped, results) {
+            if r.deviceKind == .lock {
+                lock.withLock { journalSequence[r.deviceID, default: []].append((r.sequence, e.sequence)) }
             }
             resolve(k, e.id)
         }
-        if results.isEmpty { for k in keys { resolve(k, nil) } }
+        if results.isEmpty { for (_, k) in mapped { resolve(k, nil) } }
         for m in markers { resolve(m, "flush") }
     }
 

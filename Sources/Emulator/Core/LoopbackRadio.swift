@@ -14,7 +14,7 @@ final class LoopbackRadio: @unchecked Sendable {
     init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
         var locks: [String: LockGATT] = [:]
         for l in site.locks {
-            locks[l.id] = try LockGATT(lock: l, deviceName: site.config.locks.first { $0.id == l.id }?.name ?? l.id)
+            locks[l.id] = try LockGATT(lock: l, deviceName: site.config.lockIndex[l.id].map { site.config.locks[$0].name } ?? l.id)
         }
         self.locks = locks
         capture = try capturePath.map { try BTSnoopWriter(path: $0, clock: BTSnoopWriter.systemClock) }
