@@ -3,7 +3,7 @@ SWIFT ?= swift
 SITE ?= Fixtures/sites/coworking.yaml
 PY := .venv/bin/python
 
-.PHONY: setup build run test test-swift test-peers bench hil fuzz tsan clean
+.PHONY: setup build run test bench hil clean
 
 setup:
 	@tools/setup

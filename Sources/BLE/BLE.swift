@@ -1,6 +1,6 @@
 // The BLE module: the radio path of a Keyway lock, byte-exact.
 //
-// Layers, bottom up (docs/PROTOCOL-ble.md has the wire details):
+// Layers, bottom up (docs/PROTOCOL.md, "GATT, ATT, L2CAP framing", has the wire details):
 //   ATTBearer            — one ATT channel (L2CAP CID 0x0004 or an equivalent); transports implement it:
 //                          LoopbackLink (in-process), SocketBearer (Unix/TCP stream with L2CAP basic
 //                          frames, or any SOCK_SEQPACKET fd with bare ATT PDUs), decorators

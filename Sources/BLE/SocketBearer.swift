@@ -10,7 +10,7 @@ import Synchronization
 /// Framing:
 /// - `.l2capFramedStream` — a byte stream (Unix-domain or TCP socket) carrying L2CAP basic frames:
 ///   2-byte length (LE), 2-byte CID 0x0004, the ATT PDU. Lets a test peer in another process or
-///   language be the phone (see docs/PROTOCOL-ble.md and Tests/peers/ble_phone.py).
+///   language be the phone (see docs/PROTOCOL.md, "Bearers and the cross-process loopback link" and Tests/peers/ble_phone.py).
 /// - `.seqpacket` — a SOCK_SEQPACKET descriptor where every packet is one bare ATT PDU: a BlueZ
 ///   L2CAP LE socket connected on the ATT CID (the kernel adds and strips the L2CAP header), or a
 ///   Unix SOCK_SEQPACKET pair.
