@@ -58,12 +58,18 @@ let package = Package(
 
         .executableTarget(name: "keyway-hil-peer", dependencies: ["BLE"]),  // tools/hil: BlueZ test peer
 
+        // Fuzz targets (one per parser of outside bytes) and their driver; tools/fuzz builds the driver
+        // with libFuzzer, `swift build` builds it as a replay/seed tool.
+        .target(name: "KeywayFuzz", dependencies: ["Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware"]),
+        .executableTarget(name: "keyway-fuzz", dependencies: ["KeywayFuzz"]),
+
         .testTarget(name: "KeywayCryptoTests", dependencies: ["KeywayCrypto"]),
         .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey"]),
+        .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -21,6 +21,34 @@ public enum ControlAPI {
         ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]), ("/", ["GET"]), ("/live", ["GET"]),
     ]
 
+    /// A route that takes a JSON body: its allow-listed fields and the operation. One table for the
+    /// router and for the fuzz target that feeds the same operations hostile bodies (KeywayFuzz).
+    public struct BodyOperation: Sendable {
+        public let path: String
+        public let allowed: Set<String>
+        /// 201 Created instead of 200.
+        public let created: Bool
+        /// Runs the operation; the `String?` is the path's `:id`.
+        public let run: @Sendable (Emulator, String?, JSONBody) async throws -> [String: Any]
+    }
+
+    public static let bodyOperations: [BodyOperation] = [
+        BodyOperation(path: "/v1/locks/:id/open", allowed: ["action", "user", "iq"], created: false) { try await $0.remoteOpen(try pathID($1), $2) },
+        BodyOperation(path: "/v1/iqs/:id/online", allowed: ["online"], created: false) { try await $0.iqOnline(try pathID($1), $2) },
+        BodyOperation(path: "/v1/iqs/:id/position", allowed: ["x", "y", "z", "range_m"], created: false) { try await $0.iqPosition(try pathID($1), $2) },
+        BodyOperation(path: "/v1/controllers/:id/power", allowed: ["on"], created: false) { try await $0.controllerPower(try pathID($1), $2) },
+        BodyOperation(path: "/v1/doors/:id/sensor", allowed: ["open"], created: false) { try await $0.doorSensor(try pathID($1), $2) },
+        BodyOperation(path: "/v1/keys", allowed: Emulator.keyFields, created: true) { emu, _, body in try await emu.issueKey(body) },
+        BodyOperation(path: "/v1/taps", allowed: Emulator.tapFields, created: false) { emu, _, body in try await emu.tap(body) },
+        BodyOperation(path: "/v1/clock/advance", allowed: ["seconds"], created: false) { emu, _, body in try await emu.advanceClock(body) },
+        BodyOperation(path: "/v1/clock/set", allowed: ["time"], created: false) { emu, _, body in try await emu.setClock(body) },
+    ]
+
+    static func pathID(_ id: String?) throws -> String {
+        guard let id else { throw APIError.badRequest("id", "missing") }
+        return id
+    }
+
     static func allowedMethods(for path: String) -> [String]? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         for r in routes {
@@ -49,40 +77,24 @@ public enum ControlAPI {
         router.get("/v1/site") { _, _ in json(await emu.siteJSON()) }
         router.get("/v1/locks") { _, _ in json(await emu.locksJSON()) }
         router.get("/v1/locks/:id") { _, ctx in json(try await emu.lockJSON(id: try param(ctx, "id"))) }
-        router.post("/v1/locks/:id/open") { req, ctx in
-            let body = try await parse(req, allowed: ["action", "user", "iq"])
-            return json(try await emu.remoteOpen(try param(ctx, "id"), body))
+        for op in bodyOperations {
+            router.post(RouterPath(op.path)) { req, ctx in
+                let id = op.path.contains(":id") ? try param(ctx, "id") : nil
+                return json(try await op.run(emu, id, try await parse(req, allowed: op.allowed)), status: op.created ? .created : .ok)
+            }
         }
         router.get("/v1/iqs") { _, _ in json(await emu.iqsJSON()) }
-        router.post("/v1/iqs/:id/online") { req, ctx in
-            json(try await emu.iqOnline(try param(ctx, "id"), try await parse(req, allowed: ["online"])))
-        }
-        router.post("/v1/iqs/:id/position") { req, ctx in
-            json(try await emu.iqPosition(try param(ctx, "id"), try await parse(req, allowed: ["x", "y", "z", "range_m"])))
-        }
         router.post("/v1/iqs/:id/sync") { _, ctx in json(try await emu.iqSync(try param(ctx, "id"))) }
         router.get("/v1/controllers") { _, _ in json(await emu.controllersJSON()) }
-        router.post("/v1/controllers/:id/power") { req, ctx in
-            json(try await emu.controllerPower(try param(ctx, "id"), try await parse(req, allowed: ["on"])))
-        }
-        router.post("/v1/doors/:id/sensor") { req, ctx in
-            json(try await emu.doorSensor(try param(ctx, "id"), try await parse(req, allowed: ["open"])))
-        }
         router.post("/v1/doors/:id/exit") { req, ctx in
             _ = try await parse(req, allowed: [])
             return json(try await emu.doorExit(try param(ctx, "id")))
         }
 
         router.get("/v1/keys") { req, _ in json(try emu.keysJSON(user: req.uri.queryParameters.get("user"))) }
-        router.post("/v1/keys") { req, _ in
-            json(try await emu.issueKey(try await parse(req, allowed: Emulator.keyFields)), status: .created)
-        }
         router.delete("/v1/keys/:id") { _, ctx in json(try await emu.revokeKey(try param(ctx, "id"))) }
-        router.post("/v1/taps") { req, _ in json(try await emu.tap(try await parse(req, allowed: Emulator.tapFields))) }
 
         router.get("/v1/clock") { _, _ in json(emu.clockJSON()) }
-        router.post("/v1/clock/advance") { req, _ in json(try await emu.advanceClock(try await parse(req, allowed: ["seconds"]))) }
-        router.post("/v1/clock/set") { req, _ in json(try await emu.setClock(try await parse(req, allowed: ["time"]))) }
 
         router.get("/v1/events") { req, _ in
             let q = req.uri.queryParameters

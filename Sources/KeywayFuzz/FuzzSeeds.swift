@@ -1,0 +1,185 @@
+import BLE
+import Emulator
+import Foundation
+import KeywayCrypto
+import MobileKey
+
+/// Builds the seed corpora of Fixtures/fuzz/ from real traffic: the credential vectors, objects the
+/// fixture issuer signs, a real tap between the fixture phone and lock, and a btsnoop capture of taps
+/// through a running emulator (its ATT PDUs seed the ATT server and L2CAP targets).
+/// Run with `keyway-fuzz seeds` (rewrites the seed-* files; libFuzzer's own finds stay out of git).
+public enum FuzzSeeds {
+    public static func generate() async throws -> [String: [[UInt8]]] {
+        let f = FuzzFixture.shared
+        var seeds: [String: [[UInt8]]] = [:]
+
+        // Signed objects: every credential vector (one per verdict), the vectors' list and certificate,
+        // and the fixture's own.
+        let vectors = try JSONSerialization.jsonObject(with: Data(contentsOf: FuzzPaths.vectors.appendingPathComponent("credentials.json"))) as? [String: Any] ?? [:]
+        let credentials = (vectors["vectors"] as? [[String: Any]] ?? []).compactMap { ($0["credential"] as? String).flatMap(hexBytes) }
+        let vectorList = ((vectors["revocation_list"] as? [String: Any])?["signed"] as? String).flatMap(hexBytes)
+        let vectorCert = ((vectors["lock_certificate"] as? [String: Any])?["signed"] as? String).flatMap(hexBytes)
+        let list = try f.issuer.sign(try f.revocations.revoking([Array(repeating: 0xCD, count: 16)], issuedAt: f.now))
+        let objects = credentials + [f.credential, list, f.certificate] + [vectorList, vectorCert].compactMap { $0 }
+        seeds["cbor"] = objects + [PresentationPayload(credential: f.credential, action: .open, proof: []).encoded()]
+        seeds["cose-sign1"] = objects
+        seeds["credential"] = credentials + [f.credential]
+        seeds["revocation-list"] = [list] + [vectorList].compactMap { $0 }
+        seeds["lock-certificate"] = [f.certificate] + [vectorCert].compactMap { $0 }
+
+        // One real tap per action between the fixture phone and lock.
+        var hellos: [[UInt8]] = [], presentations: [[UInt8]] = [], results: [[UInt8]] = [], fragments: [[UInt8]] = []
+        for action in TapAction.allCases {
+            let session = try f.lockIdentity().startSession(now: f.now)
+            let pending = try f.phone().present(hello: session.helloBytes, action: action, at: f.now)
+            let evaluation = session.evaluate(pending.presentation, now: f.now, revocations: f.revocations)
+            hellos.append(session.helloBytes)
+            presentations.append(pending.presentation)
+            var granted = false
+            if case .accepted = evaluation { granted = true }
+            results.append(session.resultMessage(granted: granted, reason: evaluation.denial?.code, openMilliseconds: granted ? 7000 : 0))
+            for size in [TapFragments.maxFragmentPayload, 100] {
+                fragments.append(FuzzInput.encodeRecords(TapFragments.split(pending.presentation, payload: size)))
+            }
+        }
+        seeds["tap-hello"] = hellos
+        seeds["tap-presentation"] = presentations
+        seeds["tap-result"] = results + [ResultExchange.shared.genuineBytes]
+        seeds["tap-fragments"] = fragments
+        // Empty proofs: the target signs a genuine one, so these reach the grant path.
+        seeds["tap-payload"] = TapAction.allCases.map { PresentationPayload(credential: f.credential, action: $0, proof: []).encoded() }
+            + credentials.prefix(4).map { PresentationPayload(credential: $0, action: .open, proof: []).encoded() }
+
+        // Taps through a running emulator, captured.
+        let capture = try await captureEmulatorTaps()
+        seeds["btsnoop"] = [capture]
+        let pdus = try BTSnoopReader(bytes: capture).attPDUs()
+        // The capture is the lock's: what it received is what the phone sent.
+        let fromPhone = pdus.filter { $0.direction == .received }.map(\.pdu)
+        let connections = Dictionary(grouping: pdus.filter { $0.direction == .received }, by: \.connectionHandle)
+        seeds["att-server"] = connections.keys.sorted().map { FuzzInput.encodeRecords(connections[$0]!.map(\.pdu)) }
+            + [FuzzInput.encodeRecords(attProbe)]
+        seeds["l2cap-stream"] = [
+            FuzzInput.encodeRecords([fromPhone.flatMap { L2CAPBasicFrame(payload: $0).encode() }]),
+            FuzzInput.encodeRecords(fromPhone.prefix(8).map { L2CAPBasicFrame(payload: $0).encode() }),
+        ]
+
+        // The bundled site, and a small one with every section.
+        let coworking = try [UInt8](Data(contentsOf: FuzzPaths.repositoryRoot.appendingPathComponent("Fixtures/sites/coworking.yaml")))
+        seeds["site-file"] = [coworking, Array(smallSite.utf8)]
+
+        // One realistic body per operation (the first bytes pick the operation and the id).
+        seeds["api-json"] = apiBodies()
+        return seeds
+    }
+
+    /// Writes the seeds as Fixtures/fuzz/<target>/seed-NNN, replacing earlier seed files.
+    public static func write(_ seeds: [String: [[UInt8]]], to root: URL) throws {
+        let fm = FileManager.default
+        for (target, inputs) in seeds {
+            let dir = root.appendingPathComponent(target)
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+            for name in try fm.contentsOfDirectory(atPath: dir.path) where name.hasPrefix("seed-") {
+                try fm.removeItem(at: dir.appendingPathComponent(name))
+            }
+            for (i, input) in inputs.enumerated() {
+                try Data(input).write(to: dir.appendingPathComponent(String(format: "seed-%03d", i)))
+            }
+        }
+    }
+
+    /// Discovery and reads a scanner does before anything else (the first ATT exchange of any phone).
+    static let attProbe: [[UInt8]] = [
+        [0x02, 0x05, 0x02],                                   // Exchange MTU, 517
+        [0x10, 0x01, 0x00, 0xFF, 0xFF, 0x00, 0x28],           // Read By Group Type, primary services
+        [0x08, 0x01, 0x00, 0xFF, 0xFF, 0x03, 0x28],           // Read By Type, characteristics
+        [0x04, 0x01, 0x00, 0xFF, 0xFF],                       // Find Information
+        [0x0A, 0x03, 0x00],                                   // Read, device name
+        [0x0C, 0x03, 0x00, 0x02, 0x00],                       // Read Blob
+        [0x16, 0x0A, 0x00, 0x00, 0x00, 0x00, 0x00, 0x41],     // Prepare Write
+        [0x18, 0x01],                                         // Execute Write
+        [0x52, 0x0A, 0x00, 0x01],                             // Write Command
+        [0x1E],                                               // Handle Value Confirmation
+    ]
+
+    static func captureEmulatorTaps() async throws -> [UInt8] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyway-fuzz-seeds-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = EmulatorOptions(sitePath: FuzzPaths.repositoryRoot.appendingPathComponent("Fixtures/sites/coworking.yaml").path)
+        options.dataDir = dir.path
+        options.clock = .simulated
+        options.clockStart = Date(timeIntervalSince1970: 1_795_420_800)
+        options.capturePath = dir.appendingPathComponent("taps.btsnoop").path
+        let emu = try await Emulator.start(options)
+        func body(_ object: [String: Any], _ allowed: Set<String>) throws -> JSONBody {
+            try JSONBody(JSONSerialization.data(withJSONObject: object), allowed: allowed)
+        }
+        _ = try await emu.issueKey(try body(["user": "u-ada", "locks": ["main-entrance", "office-101"], "office_mode": true], Emulator.keyFields))
+        _ = try await emu.tap(try body(["lock": "main-entrance", "user": "u-ada"], Emulator.tapFields))
+        _ = try await emu.tap(try body(["lock": "office-101", "user": "u-ada", "action": "office_mode_on"], Emulator.tapFields))
+        _ = try? await emu.tap(try body(["lock": "room-dolores", "user": "u-ada"], Emulator.tapFields))
+        await emu.shutdown()
+        return try [UInt8](Data(contentsOf: URL(fileURLWithPath: options.capturePath!)))
+    }
+
+    static func apiBodies() -> [[UInt8]] {
+        let ops = ControlAPI.bodyOperations
+        let examples: [String: String] = [
+            "/v1/locks/:id/open": #"{"action":"open","user":"u-ada","iq":"iq-lobby"}"#,
+            "/v1/iqs/:id/online": #"{"online":false}"#,
+            "/v1/iqs/:id/position": #"{"x":4.5,"y":-2,"z":1,"range_m":9.1}"#,
+            "/v1/controllers/:id/power": #"{"on":false}"#,
+            "/v1/doors/:id/sensor": #"{"open":true}"#,
+            "/v1/keys": #"{"user":"u-ada","locks":["main-entrance","office-101"],"not_before":"2026-11-23T08:00:00Z","not_after":"2026-11-24T08:00:00Z","office_mode":true,"schedule":["mon-fri 08:00-18:00"],"grace_before_s":300}"#,
+            "/v1/taps": #"{"lock":"main-entrance","user":"u-ada","action":"open","distance_m":0.03}"#,
+            "/v1/clock/advance": #"{"seconds":7.5}"#,
+            "/v1/clock/set": #"{"time":"2026-11-23T09:00:00Z"}"#,
+        ]
+        return ops.indices.compactMap { i in
+            examples[ops[i].path].map { [UInt8(i), 0] + Array($0.utf8) }
+        } + [[5, 0] + Array(#"{"user":"u-grace","group":"members"}"#.utf8), [6, 0] + Array(#"{"lock":"office-101","pin":"4321"}"#.utf8)]
+    }
+
+    static let smallSite = """
+    version: 1
+    organisation: Fuzz Labs
+    site:
+      id: fuzz-site
+      name: Fuzz
+      time_zone: Europe/Amsterdam
+    locks:
+      - id: front
+        name: Front door
+        kind: wall_reader
+        position: {x: 0, y: 0}
+        keypad: true
+    iqs:
+      - id: iq-1
+        name: IQ
+        position: {x: 1, y: 1, z: 2.5}
+        range_m: 9.144
+    access_groups:
+      - id: all
+        name: Everyone
+        locks: [front]
+        schedule: 24/7
+    users:
+      - id: u-1
+        name: One
+        tags: ["04:A1:B2:C3:D4:E5"]
+        pin: "1234"
+        groups: [all]
+    """
+
+    static func hexBytes(_ s: String) -> [UInt8]? {
+        guard s.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        var i = s.startIndex
+        while i < s.endIndex {
+            let j = s.index(i, offsetBy: 2)
+            guard let b = UInt8(s[i..<j], radix: 16) else { return nil }
+            out.append(b); i = j
+        }
+        return out
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import KeywayCrypto
+import MobileKey
+
+/// The tap protocol's parsers on both sides: what a phone reads from a reader (hello, result) and
+/// what a lock reads from a phone (fragments, presentation, and the sealed payload inside it).
+enum TapFuzz {
+    /// Phone side: a hello from whatever answers as a lock. The phone must build a presentation only
+    /// for a hello that is genuinely from a certified lock of its site (it reveals nothing otherwise).
+    static let hello = FuzzTarget("tap-hello", maxLength: 1024,
+        "TapPhone.present(hello:); a presentation may be built only for a hello that checks out independently") { input, check in
+        let f = FuzzFixture.shared
+        guard let pending = try? f.phone(cache: helloCache).present(hello: input, action: .open, at: f.now) else { return }
+        guard let hello = try? ReaderHello(decoding: input),
+              let cert = try? LockCertificate(verifying: hello.certificate, issuers: f.issuers, siteID: f.siteID, at: f.now),
+              cert.lockID == hello.lockID,
+              ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else {
+            throw check.fail("the phone answered a hello that is not from a certified lock")
+        }
+        guard !pending.presentation.isEmpty, pending.lockID == hello.lockID else {
+            throw check.fail("presentation empty or for another lock")
+        }
+    }
+    /// The phone's certificate cache, as an app keeps it (keyed by exact bytes, so it cannot vouch for
+    /// a mutated certificate).
+    static let helloCache = LockCertificateCache()
+
+    /// Lock side: raw presentation bytes on a fresh session. Nothing here was sealed to the session's
+    /// keys, so nothing may be accepted.
+    static let presentation = FuzzTarget("tap-presentation", maxLength: 4096,
+        "TapLockSession.evaluate on raw bytes (outer framing, replay guard, nonce, decryption); must never accept") { input, check in
+        let f = FuzzFixture.shared
+        let session = try f.lockIdentity().startSession(now: f.now)
+        if case .accepted = session.evaluate(input, now: f.now, revocations: f.revocations) {
+            throw check.fail("accepted a presentation not sealed to this session")
+        }
+        _ = try? Presentation(decoding: input)
+    }
+
+    /// Lock side, past the encryption: the input is the payload a genuine phone seals to the session
+    /// (credential, action, proof). An input whose proof is empty gets a genuine proof by the fixture
+    /// holder, so the grant path and the action checks are reachable too.
+    static let payload = FuzzTarget("tap-payload", maxLength: 4096,
+        "payload sealed to a real session, then TapLockSession.evaluate; a grant must pass every check independently") { input, check in
+        let f = FuzzFixture.shared
+        let session = try f.lockIdentity().startSession(now: f.now)
+        let phoneEphemeral = try P256.PrivateKey()
+        let phoneKey = phoneEphemeral.publicKey.uncompressed
+        let lockKey = try P256.PublicKey(uncompressed: session.hello.lockEphemeralKey)
+        let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(phoneEphemeral, lockKey), helloBytes: session.helloBytes,
+                                      nonce: session.hello.nonce, phoneEphemeralKey: phoneKey)
+        let proofInput = { (action: TapAction) in
+            TapKeySchedule.proofInput(lockID: f.lockID, nonce: session.hello.nonce, lockEphemeralKey: session.hello.lockEphemeralKey,
+                                      phoneEphemeralKey: phoneKey, action: action)
+        }
+        var plain = input
+        if var decoded = try? PresentationPayload(decoding: input), decoded.proof.isEmpty {
+            decoded.proof = try ECDSA.sign(proofInput(decoded.action), with: f.holderKey)
+            plain = decoded.encoded()
+        }
+        let sealed = try AESGCM.seal(plain, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
+        let bytes = Presentation(phoneEphemeralKey: phoneKey, sealed: sealed).encoded()
+        guard case .accepted(let credential, let action) = session.evaluate(bytes, now: f.now, revocations: f.revocations) else { return }
+        guard let decoded = try? PresentationPayload(decoding: plain), decoded.action == action,
+              case .granted(let verified) = f.verifier.verify(decoded.credential, at: f.now, revocations: f.revocations),
+              verified.keyID == credential.keyID,
+              ECDSA.verify(decoded.proof, of: proofInput(action), by: verified.holderKey) else {
+            throw check.fail("accepted a payload that does not pass the checks independently")
+        }
+        if action != .open, !verified.officeMode { throw check.fail("office-mode action without the right") }
+    }
+
+    /// Phone side: the lock's result notification, checked against the MAC keyed by the session.
+    /// Only the genuine result (same fields) may authenticate.
+    static let result = FuzzTarget("tap-result", maxLength: 256,
+        "TapPhone.Pending.result(_:) after a real exchange; only a result with the genuine fields authenticates") { input, check in
+        let exchange = ResultExchange.shared
+        guard let message = try? exchange.pending.result(input) else { return }
+        guard message.granted == exchange.genuine.granted, message.reason == exchange.genuine.reason,
+              message.openMilliseconds == exchange.genuine.openMilliseconds else {
+            throw check.fail("a forged result authenticated: \(message)")
+        }
+    }
+
+    /// Lock side: presentation fragments as GATT writes deliver them. Input: [length (2 bytes, big-endian), bytes…]*.
+    static let fragments = FuzzTarget("tap-fragments", maxLength: 8192,
+        "TapReassembler.add over a sequence of fragments; a completed message is the in-order chunks, within 4096 bytes") { input, check in
+        var reassembler = TapReassembler()
+        var expected: [UInt8] = []
+        var next = 0
+        for fragment in FuzzInput.records(input) {
+            switch try? reassembler.add(fragment) {
+            case .none:
+                expected = []; next = 0
+            case .needMore?:
+                guard fragment[0] == UInt8(next) else { throw check.fail("fragment \(fragment[0]) accepted, expected \(next)") }
+                expected += fragment[2...]; next += 1
+            case .complete(let message)?:
+                expected += fragment[2...]
+                guard message == expected, message.count <= TapProtocol.maxPresentationSize else {
+                    throw check.fail("reassembled \(message.count) bytes differ from the chunks written")
+                }
+                expected = []; next = 0
+            }
+        }
+    }
+}
+
+/// One real exchange between the fixture phone and lock, kept for the result target.
+final class ResultExchange: Sendable {
+    static let shared: ResultExchange = {
+        do { return try ResultExchange() } catch { fatalError("fuzz fixture: tap exchange failed: \(error)") }
+    }()
+    let pending: TapPhone.Pending
+    let genuine: TapResultMessage
+    let genuineBytes: [UInt8]
+
+    init() throws {
+        let f = FuzzFixture.shared
+        let session = try f.lockIdentity().startSession(now: f.now)
+        pending = try f.phone().present(hello: session.helloBytes, action: .open, at: f.now)
+        _ = session.evaluate(pending.presentation, now: f.now, revocations: f.revocations)
+        genuineBytes = session.resultMessage(granted: true, reason: nil, openMilliseconds: 7000)
+        genuine = try TapResultMessage(decoding: genuineBytes)
+    }
+}
+
+/// Splits fuzz input into records: each record is a 2-byte big-endian length and that many bytes
+/// (the last is cut short if the input ends). Empty records are skipped.
+enum FuzzInput {
+    static func records(_ input: [UInt8]) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var i = 0
+        while i + 1 < input.count {
+            let n = Int(input[i]) << 8 | Int(input[i + 1]); i += 2
+            let end = min(i + n, input.count)
+            if end > i { out.append(Array(input[i..<end])) }
+            i = end
+        }
+        return out
+    }
+
+    /// The inverse, for seeds.
+    static func encodeRecords(_ records: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for r in records { out += [UInt8(truncatingIfNeeded: r.count >> 8), UInt8(truncatingIfNeeded: r.count)]; out += r.prefix(0xFFFF) }
+        return out
+    }
+}
