@@ -254,6 +254,11 @@ public actor Lock {
     private var batteryLowReported = false
     private var clockOffset: TimeInterval = 0
     private var wrongPINs: UInt8 = 0
+    /// The latest lock time at which this lock made a decision (or an IQ set its clock). A clock set
+    /// back must not bring an expired key, fob or PIN back to life: validity and schedules are judged
+    /// at no earlier time than this (records still carry the lock's own time). Only an IQ time sync,
+    /// which is trusted, moves it back.
+    private var decisionFloor: Date?
     private var keypadLockedUntil: Date?
     private var feedback = ReaderFeedback.idle
     private var position: Position
@@ -376,7 +381,7 @@ public actor Lock {
         let now = lockTime()
         let key = uid.description
         let entry = accessList.entry(forTag: uid)
-        if let denial = check(entry, unknown: .unknownTag, at: now) {
+        if let denial = check(entry, unknown: .unknownTag, at: validityTime(now)) {
             return deny(denial, method: .tag, action: action, userID: entry?.userID, keyID: key)
         }
         // `check` returned nil, so the entry exists.
@@ -418,10 +423,16 @@ public actor Lock {
             return decision
         }
         wrongPINs = 0
-        if let denial = check(entry, unknown: .wrongPIN, at: now) {
+        if let denial = check(entry, unknown: .wrongPIN, at: validityTime(now)) {
             return deny(denial, method: .pin, action: action, userID: entry.userID, keyID: nil)
         }
         return perform(action, officeRight: entry.officeMode, method: .pin, userID: entry.userID, keyID: nil)
+    }
+
+    /// The instant validity is judged at: the lock's time, or the latest decision if the clock went back.
+    private func validityTime(_ now: Date) -> Date {
+        guard let floor = decisionFloor, floor > now else { return now }
+        return floor
     }
 
     private func check(_ entry: AccessEntry?, unknown: Reason, at now: Date) -> Reason? {
@@ -472,6 +483,13 @@ public actor Lock {
             return deny(Reason(rawValue: denial.code), method: .mobile, action: action ?? .open,
                         userID: credential?.userID, keyID: credential.map { Hex.encode($0.keyID) })
         case let .accepted(credential, action):
+            // The tap protocol judged the credential at the lock's time; if that clock was set back
+            // since the last decision, judge it again at the later time (nonces keep the lock's time).
+            let now = lockTime()
+            if let identity = tapIdentity, validityTime(now) > now,
+               case .denied(let reason) = identity.verifier.decide(credential, at: validityTime(now), revocations: revocations) {
+                return deny(Reason(reason), method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
+            }
             return perform(action, officeRight: credential.officeMode, method: .mobile, userID: credential.userID,
                            keyID: Hex.encode(credential.keyID))
         }
@@ -511,6 +529,7 @@ public actor Lock {
     private func perform(_ action: TapAction, officeRight: Bool, method: AccessMethod, userID: String?,
                          keyID: String?, iqID: String? = nil, forceUnlock: Bool = false) -> Decision {
         let now = lockTime()
+        decisionFloor = validityTime(now)
         let easyWindow = !config.easyOfficeMode.windows.isEmpty && config.easyOfficeMode.contains(zone.local(now))
         var outcome: Decision.Outcome
         var next = command
@@ -582,6 +601,7 @@ public actor Lock {
     private func deny(_ reason: Reason, method: AccessMethod, action: TapAction, userID: String?, keyID: String?,
                       iqID: String? = nil) -> Decision {
         let now = lockTime()
+        decisionFloor = validityTime(now)
         let record = audit.write(.accessDenied, at: now) {
             $0.method = method
             $0.action = action
@@ -806,6 +826,7 @@ public actor Lock {
         try checkPowered()
         let before = lockTime()
         clockOffset = time.timeIntervalSince(clock.now())
+        decisionFloor = time
         let correction = time.timeIntervalSince(before)
         if abs(correction) >= 1 {
             audit.write(.timeSynced, at: time) {

@@ -226,20 +226,31 @@ public enum TapFragments {
 }
 
 /// Lock-side reassembly: in order, bounded, and reset on any error so a half-written presentation
-/// never lingers into the next tap.
+/// never lingers into the next tap. A refused message fails once: the fragments that follow the
+/// failure, up to its last one, are dropped silently (a phone keeps writing the rest of a message the
+/// lock already refused); a fragment 0 starts a new message.
 public struct TapReassembler: Sendable {
     public enum Outcome: Equatable, Sendable { case needMore, complete([UInt8]) }
     public enum Failure: Error, Equatable, Sendable { case outOfOrder, tooLarge, empty }
     private var buffer: [UInt8] = []
     private var next: UInt8 = 0
+    private var discarding = false
     private let limit: Int
 
     public init(limit: Int = TapProtocol.maxPresentationSize) { self.limit = limit }
 
     public mutating func add(_ fragment: [UInt8]) throws(Failure) -> Outcome {
-        guard fragment.count >= 2 else { reset(); throw .empty }
-        guard fragment[0] == next, Int(next) < TapFragments.maxFragments else { reset(); throw .outOfOrder }
-        guard buffer.count + fragment.count - 2 <= limit else { reset(); throw .tooLarge }
+        if discarding {
+            // The rest of a refused message: nothing to reassemble, and nothing new to report.
+            guard fragment.count >= 2, fragment[0] == 0 else {
+                if fragment.count >= 2, fragment[1] & 1 == 1 { discarding = false }
+                return .needMore
+            }
+            discarding = false
+        }
+        guard fragment.count >= 2 else { fail(fragment); throw .empty }
+        guard fragment[0] == next, Int(next) < TapFragments.maxFragments else { fail(fragment); throw .outOfOrder }
+        guard buffer.count + fragment.count - 2 <= limit else { fail(fragment); throw .tooLarge }
         buffer.append(contentsOf: fragment[2...])
         if fragment[1] & 1 == 1 {
             let done = buffer
@@ -250,5 +261,11 @@ public struct TapReassembler: Sendable {
         return .needMore
     }
 
-    public mutating func reset() { buffer = []; next = 0 }
+    public mutating func reset() { buffer = []; next = 0; discarding = false }
+
+    /// Resets, and drops what follows unless the failing fragment was its message's last.
+    private mutating func fail(_ fragment: [UInt8]) {
+        reset()
+        discarding = !(fragment.count >= 2 && fragment[1] & 1 == 1)
+    }
 }

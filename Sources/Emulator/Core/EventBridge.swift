@@ -26,7 +26,9 @@ public final class EventBridge: @unchecked Sendable {
     private var journalSequence: [String: [(device: UInt64, journal: Int64)]] = [:]
     private var consumer: Task<Void, Never>?
     private var stopped = false
-    public private(set) var failures = 0
+    /// Records the journal could not take. Written by the consumer, read by anyone: under `lock`.
+    private var _failures = 0
+    public var failures: Int { lock.withLock { _failures } }
 
     public init(journal: EventJournal, siteID: String) {
         self.journal = journal
@@ -52,7 +54,7 @@ public final class EventBridge: @unchecked Sendable {
         let k = Self.key(record)
         return await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
             lock.lock()
-            if let id = recorded[k] { lock.unlock(); c.resume(returning: id); return }
+            if let id = recorded[k] { lock.unlock(); c.resume(returning: id.isEmpty ? nil : id); return }
             waiters[k, default: []].append(c)
             lock.unlock()
         }
@@ -67,7 +69,7 @@ public final class EventBridge: @unchecked Sendable {
 
     public func stop() async {
         await flush()
-        lock.lock(); stopped = true; let w = wake; wake = nil; lock.unlock()
+        let w = lock.withLock { () -> CheckedContinuation<Void, Never>? in stopped = true; defer { wake = nil }; return wake }
         w?.resume()
         await consumer?.value
     }
@@ -124,11 +126,15 @@ public final class EventBridge: @unchecked Sendable {
         for r in records {
             if r.isFlushMarker { markers.append(Self.key(r)); continue }
             do {
-                events.append(try EventMapping.event(for: r, siteID: siteID))
+                let e = try EventMapping.event(for: r, siteID: siteID)
+                // Checked one by one: the journal refuses a whole batch for one bad event, and one record
+                // must never take the others of its batch down with it.
+                try e.validate()
+                events.append(e)
                 mapped.append((r, Self.key(r)))
             } catch {
                 // A record the journal cannot express is a bug; count it and answer its waiter.
-                failures += 1
+                lock.withLock { _failures += 1 }
                 resolve(Self.key(r), nil)
             }
         }
@@ -137,7 +143,7 @@ public final class EventBridge: @unchecked Sendable {
             // Retry: losing an event is worse than blocking devices for a moment.
             for attempt in 0..<50 {
                 do { results = try await journal.record(events); break } catch {
-                    if attempt == 49 { failures += events.count }
+                    if attempt == 49 { lock.withLock { _failures += events.count } }
                     try? await Task.sleep(for: .milliseconds(20))
                 }
             }
@@ -153,12 +159,13 @@ public final class EventBridge: @unchecked Sendable {
     }
 
     private func collect(iq: String, lock lockID: String, through deviceSeq: UInt64) async {
-        lock.lock()
-        var pairs = journalSequence[lockID] ?? []
-        let covered = pairs.filter { $0.device <= deviceSeq }
-        pairs.removeAll { $0.device <= deviceSeq }
-        journalSequence[lockID] = pairs
-        lock.unlock()
+        let covered = lock.withLock { () -> [(device: UInt64, journal: Int64)] in
+            var pairs = journalSequence[lockID] ?? []
+            let covered = pairs.filter { $0.device <= deviceSeq }
+            pairs.removeAll { $0.device <= deviceSeq }
+            journalSequence[lockID] = pairs
+            return covered
+        }
         guard let through = covered.map(\.journal).max(), let source = try? EventSource.lock(site: siteID, id: lockID) else { return }
         _ = try? await journal.markCollected(source: source, through: through, by: iq)
     }
@@ -166,13 +173,13 @@ public final class EventBridge: @unchecked Sendable {
     private func resolve(_ key: String, _ id: String?) {
         lock.lock()
         let w = waiters.removeValue(forKey: key) ?? []
-        if let id {
-            recorded[key] = id
-            recordedOrder.append(key)
-            if recordedOrder.count > 20_000 {
-                for old in recordedOrder.prefix(10_000) { recorded.removeValue(forKey: old) }
-                recordedOrder.removeFirst(10_000)
-            }
+        // A refused record is remembered too (as ""): a caller that asks only after the refusal must
+        // get its nil answer, not wait for ever.
+        recorded[key] = id ?? ""
+        recordedOrder.append(key)
+        if recordedOrder.count > 20_000 {
+            for old in recordedOrder.prefix(10_000) { recorded.removeValue(forKey: old) }
+            recordedOrder.removeFirst(10_000)
         }
         lock.unlock()
         for c in w { c.resume(returning: id) }

@@ -49,6 +49,14 @@ enum EventMapping {
         return AccessAction(rawValue: a.name)
     }
 
+    /// `key_id` is hex (docs/EVENTS.md). A credential's key id already is; a tag's UID is written by
+    /// the lock as `04:A2:3B:1C` and goes upstream without its separators (`04A23B1C`) — with them the
+    /// journal refuses the event, and a fob tap would never reach the access core.
+    static func keyID(_ r: AuditRecord) -> String? {
+        guard let k = r.keyID else { return nil }
+        return r.method == .tag ? k.replacingOccurrences(of: ":", with: "") : k
+    }
+
     static func event(for r: AuditRecord, siteID: String) throws -> KeywayEvent {
         let source: EventSource
         switch r.deviceKind {
@@ -68,7 +76,7 @@ enum EventMapping {
         if r.deviceKind != .lock, let l = r.lockID { attrs["lock_id"] = .string(l) }
         return KeywayEvent(type: type(r.kind), source: source, time: r.time,
                            door: r.deviceKind == .lock ? nil : r.lockID,
-                           iq: r.iqID, user: r.userID, keyID: r.keyID,
+                           iq: r.iqID, user: r.userID, keyID: keyID(r),
                            method: method(r.method), action: action(r.action), reason: r.reason?.rawValue,
                            revocationVersion: r.revocationListVersion.map { Int64(clamping: $0) },
                            attributes: attrs)
