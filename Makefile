@@ -1,9 +1,13 @@
 # Keyway — front door. Every target runs tools/setup first (idempotent, quiet when nothing is missing).
 SWIFT ?= swift
 SITE ?= Fixtures/sites/coworking.yaml
+# Seconds per fuzz target: `make fuzz FUZZ_SECONDS=600` (optimised build); `make test` runs each target
+# briefly (debug build).
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 3
 PY := .venv/bin/python
 
-.PHONY: setup build run test bench hil clean
+.PHONY: setup build run test bench hil clean tsan fuzz
 
 setup:
 	@tools/setup
@@ -19,15 +23,28 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(PY) -m pytest -q Tests/peers
+	tools/fuzz --seconds $(FUZZ_TEST_SECONDS)
 
 bench: setup
 	$(SWIFT) build -c release --product keyway-bench
 	$(SWIFT) build -c release --product keyway
 	.build/release/keyway-bench
 
+fuzz: setup
+	tools/fuzz --release --seconds $(FUZZ_SECONDS) $(TARGETS)
+
 hil: setup
 	@tools/setup hil
 	tools/hil/run
 
+# Thread sanitizer: the whole Swift suite, then the Python peers against the TSAN-built keyway. Any
+# report fails the run (halt_on_error); tools/tsan.supp holds only documented third-party false positives.
+TSAN_SCRATCH ?= .build-tsan
+TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tools/tsan.supp"
+tsan: setup
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	$(TSAN_RUN) $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	$(TSAN_RUN) KEYWAY_BIN=$(CURDIR)/$(TSAN_SCRATCH)/debug/keyway $(PY) -m pytest -q Tests/peers
+
 clean:
-	rm -rf .build .bench
+	rm -rf .build .build-fuzz .build-tsan .bench .fuzz

@@ -1,6 +1,7 @@
 import Dispatch
 import Emulator
 import Foundation
+import Hardware
 
 /// The control API's JSON bodies, fed to the same operations the router calls (one table:
 /// `ControlAPI.bodyOperations`) on a running emulator of the bundled coworking site with simulated
@@ -15,10 +16,12 @@ enum ControlAPIFuzz {
         let ids = harness.ids
         let id = ids[Int(input[1]) % ids.count]
         let data = Data(input[2...])
+        let started = ContinuousClock.now
         let outcome: Result<[String: Any], Error> = harness.blocking {
             let body = try JSONBody(data, allowed: operation.allowed)
             return try await operation.run(harness.emulator, id, body)
         }
+        if harness.verbose { print("\(operation.path) \(id ?? "-") [\(ContinuousClock.now - started)]: \(outcome)") }
         switch outcome {
         case .success(let object):
             guard JSONSerialization.isValidJSONObject(object) else {
@@ -45,6 +48,8 @@ final class APIHarness: @unchecked Sendable {
     let emulator: Emulator
     let ids: [String?]
     let dataDir: String
+    /// KEYWAY_FUZZ_VERBOSE=1 prints each operation's outcome (to see where seeds go).
+    let verbose = ProcessInfo.processInfo.environment["KEYWAY_FUZZ_VERBOSE"] != nil
     /// Executions since start (the target resets the emulator now and then so state stays bounded).
     var count = 0
 
@@ -66,10 +71,14 @@ final class APIHarness: @unchecked Sendable {
         emulator = try box.result!.get()
         APIHarness.cleanupPath = dataDir
         atexit { if let p = APIHarness.cleanupPath { try? FileManager.default.removeItem(atPath: p) } }
-        // Real ids of every kind, plus ones that exist nowhere and one that is not a valid id at all.
-        let config = emulator.config
-        ids = config.locks.prefix(6).map(\.id) + config.iqs.prefix(3).map(\.id) + config.doorControllers.prefix(3).map(\.id)
-            + ["no-such-device", "../../etc/passwd", nil]
+        ids = Self.deviceIDs(emulator.config)
+    }
+
+    /// The ids the second input byte picks from: real ids of every kind, ones that exist nowhere, one
+    /// that is not a valid id at all, and none.
+    static func deviceIDs(_ config: SiteConfig) -> [String?] {
+        config.locks.prefix(6).map(\.id) + config.iqs.prefix(3).map(\.id) + config.doorControllers.prefix(3).map(\.id)
+            + ["back-door", "no-such-device", "../../etc/passwd", nil]
     }
 
     nonisolated(unsafe) static var cleanupPath: String?

@@ -2,6 +2,7 @@ import BLE
 import Emulator
 import Foundation
 import KeywayCrypto
+import Hardware
 import MobileKey
 
 /// Builds the seed corpora of Fixtures/fuzz/ from real traffic: the credential vectors, objects the
@@ -69,7 +70,8 @@ public enum FuzzSeeds {
         seeds["site-file"] = [coworking, Array(smallSite.utf8)]
 
         // One realistic body per operation (the first bytes pick the operation and the id).
-        seeds["api-json"] = apiBodies()
+        let site = try SiteFile.load(path: FuzzPaths.repositoryRoot.appendingPathComponent("Fixtures/sites/coworking.yaml").path)
+        seeds["api-json"] = apiBodies(ids: APIHarness.deviceIDs(site))
         return seeds
     }
 
@@ -122,22 +124,27 @@ public enum FuzzSeeds {
         return try [UInt8](Data(contentsOf: URL(fileURLWithPath: options.capturePath!)))
     }
 
-    static func apiBodies() -> [[UInt8]] {
+    static func apiBodies(ids: [String?]) -> [[UInt8]] {
         let ops = ControlAPI.bodyOperations
-        let examples: [String: String] = [
-            "/v1/locks/:id/open": #"{"action":"open","user":"u-ada","iq":"iq-lobby"}"#,
-            "/v1/iqs/:id/online": #"{"online":false}"#,
-            "/v1/iqs/:id/position": #"{"x":4.5,"y":-2,"z":1,"range_m":9.1}"#,
-            "/v1/controllers/:id/power": #"{"on":false}"#,
-            "/v1/doors/:id/sensor": #"{"open":true}"#,
-            "/v1/keys": #"{"user":"u-ada","locks":["main-entrance","office-101"],"not_before":"2026-11-23T08:00:00Z","not_after":"2026-11-24T08:00:00Z","office_mode":true,"schedule":["mon-fri 08:00-18:00"],"grace_before_s":300}"#,
-            "/v1/taps": #"{"lock":"main-entrance","user":"u-ada","action":"open","distance_m":0.03}"#,
-            "/v1/clock/advance": #"{"seconds":7.5}"#,
-            "/v1/clock/set": #"{"time":"2026-11-23T09:00:00Z"}"#,
+        // (path, id, body): ids as a client would send them.
+        let examples: [(String, String?, String)] = [
+            ("/v1/locks/:id/open", "main-entrance", #"{"action":"open","user":"u-ada","iq":"iq-lobby"}"#),
+            ("/v1/iqs/:id/online", "iq-lobby", #"{"online":false}"#),
+            ("/v1/iqs/:id/position", "iq-lounge", #"{"x":4.5,"y":-2,"z":1,"range_m":9.1}"#),
+            ("/v1/controllers/:id/power", "ctl-back-door", #"{"on":false}"#),
+            ("/v1/doors/:id/sensor", "back-door", #"{"open":true}"#),
+            ("/v1/keys", nil, #"{"user":"u-ada","locks":["main-entrance","office-101"],"not_before":"2026-11-23T08:00:00Z","not_after":"2026-11-24T08:00:00Z","office_mode":true,"schedule":["mon-fri 08:00-18:00"],"grace_before_s":300}"#),
+            ("/v1/keys", nil, #"{"user":"u-grace","group":"members"}"#),
+            ("/v1/taps", nil, #"{"lock":"main-entrance","user":"u-ada","action":"open","distance_m":0.03}"#),
+            ("/v1/taps", nil, #"{"lock":"main-entrance","pin":"4821"}"#),
+            ("/v1/taps", nil, #"{"lock":"main-entrance","tag":"04:A2:3B:1C:5D:80"}"#),
+            ("/v1/clock/advance", nil, #"{"seconds":7.5}"#),
+            ("/v1/clock/set", nil, #"{"time":"2026-11-23T09:00:00Z"}"#),
         ]
-        return ops.indices.compactMap { i in
-            examples[ops[i].path].map { [UInt8(i), 0] + Array($0.utf8) }
-        } + [[5, 0] + Array(#"{"user":"u-grace","group":"members"}"#.utf8), [6, 0] + Array(#"{"lock":"office-101","pin":"4321"}"#.utf8)]
+        return examples.compactMap { path, id, body in
+            guard let op = ops.firstIndex(where: { $0.path == path }), let i = ids.firstIndex(of: id) else { return nil }
+            return [UInt8(op), UInt8(i)] + Array(body.utf8)
+        }
     }
 
     static let smallSite = """
@@ -158,6 +165,7 @@ public enum FuzzSeeds {
         name: IQ
         position: {x: 1, y: 1, z: 2.5}
         range_m: 9.144
+        activation_pin: "123456"
     access_groups:
       - id: all
         name: Everyone

@@ -146,9 +146,11 @@ final class FuzzBearer: ATTBearer, Sendable {
     }
 
     func close() {
+        // The receiver (the server) is released once closed: it holds this bearer, as real bearers do.
         let receiver = state.withLock { s -> ATTBearerReceiver? in
             guard !s.closed else { return nil }
             s.closed = true
+            defer { s.receiver = nil }
             return s.receiver
         }
         receiver?(.closed(.local))

@@ -84,24 +84,24 @@ enum TapFuzz {
 
     /// Lock side: presentation fragments as GATT writes deliver them. Input: [length (2 bytes, big-endian), bytes…]*.
     static let fragments = FuzzTarget("tap-fragments", maxLength: 8192,
-        "TapReassembler.add over a sequence of fragments; a completed message is the in-order chunks, within 4096 bytes") { input, check in
+        "TapReassembler.add over a sequence of fragments; a completed message is exactly the last in-order run of chunks, within 4096 bytes") { input, check in
         var reassembler = TapReassembler()
-        var expected: [UInt8] = []
-        var next = 0
+        var fed: [[UInt8]] = []
         for fragment in FuzzInput.records(input) {
-            switch try? reassembler.add(fragment) {
-            case .none:
-                expected = []; next = 0
-            case .needMore?:
-                guard fragment[0] == UInt8(next) else { throw check.fail("fragment \(fragment[0]) accepted, expected \(next)") }
-                expected += fragment[2...]; next += 1
-            case .complete(let message)?:
-                expected += fragment[2...]
-                guard message == expected, message.count <= TapProtocol.maxPresentationSize else {
-                    throw check.fail("reassembled \(message.count) bytes differ from the chunks written")
-                }
-                expected = []; next = 0
+            fed.append(fragment)
+            guard case .complete(let message)? = try? reassembler.add(fragment) else { continue }
+            // A completed message is exactly the chunks of the last n+1 fragments written, numbered
+            // 0…n in order, the last one flagged: nothing of a refused or earlier message leaks in.
+            let n = Int(fragment[0])
+            guard fragment.count >= 2, fragment[1] & 1 == 1, fed.count >= n + 1 else {
+                throw check.fail("completed on fragment \(fragment.prefix(2)) after \(fed.count) writes")
             }
+            let run = fed.suffix(n + 1)
+            guard run.enumerated().allSatisfy({ $0.element.count >= 2 && Int($0.element[0]) == $0.offset }),
+                  message == run.flatMap({ $0.dropFirst(2) }), message.count <= TapProtocol.maxPresentationSize else {
+                throw check.fail("reassembled \(message.count) bytes differ from the in-order chunks written")
+            }
+            fed = []
         }
     }
 }
