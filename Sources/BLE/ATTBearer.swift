@@ -1,4 +1,3 @@
-import Synchronization
 
 // The one seam between ATT/GATT and every transport (loopback, sockets, BlueZ L2CAP, decorators).
 
@@ -134,7 +133,7 @@ final class BearerInbox: Sendable {
         var closedQueued = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Events buffered before `start`, or while a slow receiver drains; beyond this the bearer fails.
     let limit: Int
 

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Foundation
-import Synchronization
 
 // btsnoop capture files (the format of Symbian's btsnoop, read by Wireshark, btmon and Android):
 // a 16-byte file header ("btsnoop\0", version 1, datalink) then records of
@@ -86,7 +85,7 @@ public final class BTSnoopWriter: Sendable {
         var nextHandle: UInt16 = 0x0040
         var closed = false
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// A capture written to `path` (created or truncated).
     public init(path: String, aclDataSize: Int = 27, clock: @escaping @Sendable () -> Date) throws(BTSnoopError) {
@@ -95,7 +94,7 @@ public final class BTSnoopWriter: Sendable {
         guard fd >= 0 else { throw .io("open \(path): \(String(cString: strerror(errno)))") }
         self.aclDataSize = aclDataSize
         self.clock = clock
-        state = Mutex(State(fd: fd))
+        state = Locked(State(fd: fd))
         writeRaw(Self.fileHeader())
         if let e = writeError { throw e }
     }
@@ -105,7 +104,7 @@ public final class BTSnoopWriter: Sendable {
         try Self.validate(aclDataSize)
         self.aclDataSize = aclDataSize
         self.clock = clock
-        state = Mutex(State(fd: -1))
+        state = Locked(State(fd: -1))
         writeRaw(Self.fileHeader())
     }
 

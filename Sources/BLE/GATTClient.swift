@@ -1,4 +1,3 @@
-import Synchronization
 
 /// A notification or indication received by a `GATTClient`.
 public struct GATTNotification: Sendable, Equatable {
@@ -121,7 +120,7 @@ public final class GATTClient: Sendable {
         var droppedNotifications = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Creates the client and starts receiving on `bearer` at once.
     /// - Throws: `ATTBearerError.alreadyStarted` if the bearer already has a receiver.

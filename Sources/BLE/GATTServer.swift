@@ -1,4 +1,3 @@
-import Synchronization
 
 /// What a `GATTServer` reports to its owner (through `Configuration.eventHandler`).
 public enum GATTServerEvent: Sendable, Equatable {
@@ -116,7 +115,7 @@ public final class GATTServer: Sendable {
         var events: [GATTServerEvent] = []
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     enum ExecuteItem: Sendable {
         case cccd(handle: UInt16, index: Int, value: UInt16)
@@ -145,7 +144,7 @@ public final class GATTServer: Sendable {
         indicationTimeout = configuration.indicationTimeout
         clock = ErasedClock(configuration.clock)
         eventHandler = configuration.eventHandler
-        state = Mutex(State(cccd: [UInt16](repeating: 0, count: database.characteristicEntries.count)))
+        state = Locked(State(cccd: [UInt16](repeating: 0, count: database.characteristicEntries.count)))
         try bearer.start { [self] event in self.receive(event) }
     }
 

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Radio conditions a link imposes on every PDU, per direction: latency (a connection interval),
 /// jitter, and loss of link-layer transmissions — deterministic for a given seed.
@@ -106,7 +105,7 @@ final class DelayLine<Item: Sendable>: Sendable {
         var stopped = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let clock: ErasedClock
     private let release: @Sendable (Item) -> Void
     private let isTerminal: @Sendable (Item) -> Bool
@@ -196,19 +195,19 @@ public final class ConditionedBearer: ATTBearer {
     public let conditions: LinkConditions
     public var linkMTU: Int { base.linkMTU }
 
-    private let outboundRNG: Mutex<SplitMix64>
-    private let inboundRNG: Mutex<SplitMix64>
+    private let outboundRNG: Locked<SplitMix64>
+    private let inboundRNG: Locked<SplitMix64>
     private let outbound: DelayLine<[UInt8]>
     private let inbound: DelayLine<ATTBearerEvent>
     private let receiver = Locked<ATTBearerReceiver?>(nil)
-    private let closedReason = Mutex<ATTBearerCloseReason?>(nil)
+    private let closedReason = Locked<ATTBearerCloseReason?>(nil)
 
     public init(wrapping base: any ATTBearer, conditions: LinkConditions, clock: any Clock<Duration> = ContinuousClock()) {
         self.base = base
         self.conditions = conditions
         // Independent, reproducible streams per direction.
-        outboundRNG = Mutex(SplitMix64(seed: conditions.seed))
-        inboundRNG = Mutex(SplitMix64(seed: conditions.seed ^ 0xA5A5_5A5A_C3C3_3C3C))
+        outboundRNG = Locked(SplitMix64(seed: conditions.seed))
+        inboundRNG = Locked(SplitMix64(seed: conditions.seed ^ 0xA5A5_5A5A_C3C3_3C3C))
         let erased = ErasedClock(clock)
         outbound = DelayLine(clock: erased) { [base] pdu in try? base.send(pdu) }
         let receiverBox = receiver

@@ -46,7 +46,7 @@ final class LoopbackBearer: ATTBearer {
     /// Why this end is closed (what `send` reports afterwards).
     let closeReason = Locked<ATTBearerCloseReason?>(nil)
     // The two ends reference each other; the cycle is cut when the link closes.
-    let peer = Mutex<LoopbackBearer?>(nil)
+    let peer = Locked<LoopbackBearer?>(nil)
 
     init(linkMTU: Int, shared: LoopbackShared) {
         self.linkMTU = linkMTU

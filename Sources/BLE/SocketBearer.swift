@@ -48,7 +48,7 @@ public final class SocketBearer: ATTBearer, CustomStringConvertible {
         var closedReason: ATTBearerCloseReason?
         var fdsOpen = true
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Adopts a connected socket; the bearer owns it from now on (closes it on `close()`).
     /// - Parameters:

@@ -57,7 +57,9 @@ def test_generator_delimiter_cannot_clash(tmp_path):
 
 
 def _swift_routes():
-    """(METHOD, openapi path, handler text) for every router.<method>("...") in ControlAPI.swift."""
+    """(METHOD, openapi path, handler text) for every route in ControlAPI.swift: each
+    router.<method>("...") and each entry of the body-route table (BodyOperation(path: "...", ...),
+    served as POST)."""
     text = CONTROL_API.read_text(encoding="utf-8")
     matches = list(re.finditer(r'router\.(get|post|put|patch|delete)\("([^"]+)"\)', text))
     routes = []
@@ -65,6 +67,11 @@ def _swift_routes():
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         path = re.sub(r":([A-Za-z_]+)", r"{\1}", m.group(2))
         routes.append((m.group(1).upper(), path, text[m.end():end]))
+    table = list(re.finditer(r'BodyOperation\(path: "([^"]+)", (allowed: [^\n]*)', text))
+    assert table, f"no body-route table in {CONTROL_API} — has it moved?"
+    assert "for op in bodyOperations" in text and "router.post(RouterPath(op.path))" in text, "the table is no longer served as POST"
+    for m in table:
+        routes.append(("POST", re.sub(r":([A-Za-z_]+)", r"{\1}", m.group(1)), m.group(2)))
     assert routes, f"no routes found in {CONTROL_API} — has the router moved?"
     return routes
 

@@ -2,7 +2,6 @@ import BLE
 import Foundation
 import Hardware
 import MobileKey
-import Synchronization
 
 /// The lock side of the radio: one lock's GATT database, with the Keyway lock service wired to the
 /// lock's tap protocol. Transport-agnostic — the loopback link, the cross-process socket and the
@@ -20,10 +19,10 @@ public final class LockGATT: Sendable {
             var reassembler = TapReassembler()
             var lastDecision: Decision?
         }
-        let state: Mutex<State>
-        init(distance: Double) { state = Mutex(State(distance: distance)) }
+        let state: Locked<State>
+        init(distance: Double) { state = Locked(State(distance: distance)) }
     }
-    private let connections = Mutex<[ObjectIdentifier: Connection]>([:])
+    private let connections = Locked<[ObjectIdentifier: Connection]>([:])
 
     /// ATT application error codes (0x80–0x9F) the lock service answers with.
     public enum ApplicationError {

@@ -76,11 +76,16 @@ public final class KeyStore: Sendable {
     }
 
     /// Marks a key revoked and stores the new signed list in one transaction: either both or neither.
+    /// A list older than the stored one never replaces it: concurrent revocations can reach the store
+    /// out of order, and the list that survives a restart must be the newest (it includes the older).
     public func revoke(id: String, newList: RevocationList, signed: [UInt8]) throws {
         try db.write { db in
             try db.execute(sql: "UPDATE issued_keys SET revoked = 1 WHERE key_id = ?", arguments: [id])
-            try db.execute(sql: "INSERT OR REPLACE INTO revocation (site_id, version, signed_list) VALUES (?, ?, ?)",
-                           arguments: [newList.siteID, newList.version, Data(signed)])
+            try db.execute(sql: """
+                INSERT INTO revocation (site_id, version, signed_list) VALUES (?, ?, ?)
+                ON CONFLICT(site_id) DO UPDATE SET version = excluded.version, signed_list = excluded.signed_list
+                WHERE excluded.version > revocation.version
+                """, arguments: [newList.siteID, newList.version, Data(signed)])
         }
     }
 
