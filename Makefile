@@ -38,13 +38,21 @@ hil: setup
 	tools/hil/run
 
 # Thread sanitizer: the whole Swift suite, then the Python peers against the TSAN-built keyway. Any
-# report fails the run (halt_on_error); tools/tsan.supp holds only documented third-party false positives.
+# report fails the run (halt_on_error; keyway's reports under the peers also land in
+# $(TSAN_SCRATCH)/tsan-peers.<pid>, checked afterwards, so one at server shutdown counts too).
+# tools/tsan.supp holds only documented third-party false positives.
 TSAN_SCRATCH ?= .build-tsan
-TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tools/tsan.supp"
+TSAN_OPTS := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tools/tsan.supp
+TSAN_PEER_LOG := $(CURDIR)/$(TSAN_SCRATCH)/tsan-peers
 tsan: setup
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
-	$(TSAN_RUN) $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
-	$(TSAN_RUN) KEYWAY_BIN=$(CURDIR)/$(TSAN_SCRATCH)/debug/keyway $(PY) -m pytest -q Tests/peers
+	TSAN_OPTIONS="$(TSAN_OPTS)" $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	@rm -f $(TSAN_PEER_LOG).*
+	TSAN_OPTIONS="$(TSAN_OPTS) log_path=$(TSAN_PEER_LOG)" KEYWAY_BIN=$(CURDIR)/$(TSAN_SCRATCH)/debug/keyway \
+	  KEYWAY_MAX_RESPONSE_S=15 $(PY) -m pytest -q Tests/peers; status=$$?; \
+	  if ls $(TSAN_PEER_LOG).* >/dev/null 2>&1; then cat $(TSAN_PEER_LOG).*; \
+	    echo "make tsan: ThreadSanitizer reports from keyway under the Python peers (above)"; exit 1; fi; \
+	  exit $$status
 
 clean:
 	rm -rf .build .build-fuzz .build-tsan .bench .fuzz
