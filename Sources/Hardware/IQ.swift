@@ -167,8 +167,10 @@ public actor IQ {
 
     private func sync(_ lock: Lock, into report: inout IQSyncReport) async {
         do {
-            // The IQ's own time is network time: the site clock.
-            try await lock.syncTime(to: clock.now(), via: id)
+            // The IQ's own time is network time: the site clock. The lock reads it when the sync
+            // arrives (on its own actor), not when the IQ sent it: simulated time may move while the
+            // IQ waits for the lock, and a time read before the wait would set the lock behind.
+            try await lock.syncTimeToSiteClock(via: id)
             let current = await directory.accessListVersion
             if await lock.accessListVersion < current {
                 let list = await directory.accessList(for: lock.id)

@@ -821,6 +821,11 @@ public actor Lock {
 
     // MARK: - IQ services
 
+    /// An IQ's time sync as it arrives: the lock's clock becomes the site (network) clock now.
+    public func syncTimeToSiteClock(via iqID: String) throws {
+        try syncTime(to: clock.now(), via: iqID)
+    }
+
     /// Sets the lock's clock from an IQ's time. A correction over one second is recorded.
     public func syncTime(to time: Date, via iqID: String) throws {
         try checkPowered()

@@ -13,16 +13,18 @@ nonisolated(unsafe) private var selected: FuzzTarget?
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzerInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> CInt {
-    let environment = ProcessInfo.processInfo.environment
-    if environment["KEYWAY_FUZZ_LIST"] != nil {
+    // getenv, not ProcessInfo: nothing allocated here may outlive the call (LeakSanitizer checks at
+    // exit, and `_exit` below skips that check only for these two early exits).
+    if getenv("KEYWAY_FUZZ_LIST") != nil {
         // tools/fuzz asks the instrumented binary itself which targets it has, with their -max_len.
         for t in FuzzTargets.all { print("\(t.name) \(t.maxLength)") }
-        exit(0)
+        fflush(stdout)
+        _exit(0)
     }
-    let name = environment["KEYWAY_FUZZ_TARGET"] ?? ""
+    let name = getenv("KEYWAY_FUZZ_TARGET").map { String(cString: $0) } ?? ""
     guard let target = FuzzTargets.named(name) else {
-        FileHandle.standardError.write(Data("KEYWAY_FUZZ_TARGET must name one of: \(FuzzTargets.all.map(\.name).joined(separator: " "))\n".utf8))
-        exit(2)
+        fputs("KEYWAY_FUZZ_TARGET must name one of: \(FuzzTargets.all.map(\.name).joined(separator: " "))\n", stderr)
+        _exit(2)
     }
     selected = target
     return 0
