@@ -1,5 +1,13 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+// tools/fuzz sets KEYWAY_LIBFUZZER=1 for its own build folder (.build-fuzz): Keyway's Swift modules then
+// get libFuzzer's coverage counters and comparison tracing, and the dependencies do not (their
+// counters would only slow every execution down). SwiftPM's own --sanitize=fuzzer reaches only the
+// link step, where it supplies libFuzzer's main.
+let libFuzzer = ProcessInfo.processInfo.environment["KEYWAY_LIBFUZZER"] != nil
+let fuzzing: [SwiftSetting] = libFuzzer ? [.unsafeFlags(["-sanitize=fuzzer,address"]), .define("KEYWAY_LIBFUZZER")] : []
 
 // Layers mirror the stack (see ../shared/DESIGN.md): lower modules never import higher ones.
 let package = Package(
@@ -24,25 +32,25 @@ let package = Package(
         .systemLibrary(name: "CBlueZ", pkgConfig: "bluez",
                        providers: [.apt(["libbluetooth-dev"])]),
 
-        .target(name: "KeywayCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "MobileKey", dependencies: ["KeywayCrypto"]),
-        .target(name: "BLE", dependencies: ["CBlueZ"]),
+        .target(name: "KeywayCrypto", dependencies: ["COpenSSL"], swiftSettings: fuzzing),
+        .target(name: "MobileKey", dependencies: ["KeywayCrypto"], swiftSettings: fuzzing),
+        .target(name: "BLE", dependencies: ["CBlueZ"], swiftSettings: fuzzing),
         .target(name: "Hardware", dependencies: [
             "MobileKey",
             .product(name: "Yams", package: "Yams"),
-        ]),
+        ], swiftSettings: fuzzing),
         .target(name: "Events", dependencies: [
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: fuzzing),
         .target(name: "Emulator", dependencies: [
             "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
-        ]),
+        ], swiftSettings: fuzzing),
         .executableTarget(name: "keyway", dependencies: [
             "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,8 +68,9 @@ let package = Package(
 
         // Fuzz targets (one per parser of outside bytes) and their driver; tools/fuzz builds the driver
         // with libFuzzer, `swift build` builds it as a replay/seed tool.
-        .target(name: "KeywayFuzz", dependencies: ["Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware"]),
-        .executableTarget(name: "keyway-fuzz", dependencies: ["KeywayFuzz"]),
+        .target(name: "KeywayFuzz", dependencies: ["Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware"],
+                swiftSettings: fuzzing),
+        .executableTarget(name: "keyway-fuzz", dependencies: ["KeywayFuzz"], swiftSettings: fuzzing),
 
         .testTarget(name: "KeywayCryptoTests", dependencies: ["KeywayCrypto"]),
         .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
