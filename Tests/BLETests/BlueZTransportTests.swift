@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import BLE
 #if canImport(Glibc)
@@ -157,7 +158,15 @@ final class BlueZTransportTests: XCTestCase {
         defer { argv.forEach { free($0) } }
         XCTAssertEqual(posix_spawn(&pid, fake, nil, nil, &argv, environ), 0)
         defer { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
-        // posix_spawn returns after exec, so /proc/<pid>/comm already names the new image.
+        // posix_spawn returns after exec, so /proc/<pid>/comm should already name the new image; a CI
+        // run once saw the listener miss it, so wait (bounded) until the kernel shows the name.
+        var comm = ""
+        for _ in 0..<200 {
+            comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            if comm == "bluetoothd\n" { break }
+            usleep(10_000)
+        }
+        XCTAssertEqual(comm, "bluetoothd\n", "the fake daemon never showed up under its name")
         let adapter = BlueZAdapterInfo(name: "hci0", index: 0, address: .any, isUp: true)
         XCTAssertThrowsError(try BlueZL2CAPListener(adapter: adapter)) { error in
             guard case .attChannelInUse(let name, let found)? = error as? BlueZError else {
