@@ -45,7 +45,7 @@ public enum GATTServerError: Error, Equatable, Sendable, CustomStringConvertible
 ///   bytes) before the write handler gets the whole value once.
 /// - CCCDs are per connection: 2-byte values only (else Invalid Attribute Value Length); a bit the
 ///   characteristic does not support → CCCD Improperly Configured (0xFD).
-/// - Errors: Invalid PDU for malformed requests (handle 0x0000), Invalid Handle for unknown handles
+/// - Errors: Invalid PDU for malformed requests and for requests longer than ATT_MTU (handle 0x0000), Invalid Handle for unknown handles
 ///   and bad ranges, Attribute Not Found for empty ranges, Read/Write Not Permitted per properties,
 ///   Unsupported Group Type, Request Not Supported for unknown requests. Commands (opcode bit 6) and
 ///   stray responses are ignored, as are Signed Write Commands (no CSRK: Keyway does not bond).
@@ -405,6 +405,12 @@ public final class GATTServer: Sendable {
 
     private func process(_ pdu: [UInt8], _ s: inout State) -> Outcome {
         let raw = pdu[0]
+        // No PDU may exceed ATT_MTU (Core Vol 3 Part F §3.2.8). Acting on one would also answer past it:
+        // a Prepare Write Response echoes its request. (Found by the att-server fuzz target.)
+        if pdu.count > s.mtu {
+            return ATTOpcode.isCommand(raw) || ATTOpcode(rawValue: raw).map({ !$0.isRequest }) == true
+                ? .silent : error(raw, 0, .invalidPDU)
+        }
         guard let opcode = ATTOpcode(rawValue: raw) else {
             return ATTOpcode.isCommand(raw) ? .silent : error(raw, 0, .requestNotSupported)
         }

@@ -239,6 +239,20 @@ final class GATTServerPDUTests: XCTestCase {
         try await expect(h, "0E 0C 00", "01 0E 00 00 04")
     }
 
+    /// Found by the `att-server` fuzz target (Fixtures/fuzz/att-server/regression-request-longer-than-mtu):
+    /// a Prepare Write Response echoes its request, so a request longer than ATT_MTU made the server
+    /// answer past ATT_MTU. A PDU longer than ATT_MTU breaks the protocol: a request gets Invalid PDU,
+    /// a command is ignored, and nothing of it is acted on.
+    func testAPDULongerThanATTMTUIsAnInvalidPDU() async throws {
+        let h = try harness()
+        let twenty = String(repeating: "AB ", count: 20)
+        try await expect(h, "16 0E 00 00 00 " + twenty, "01 16 00 00 04")     // 25 bytes at ATT_MTU 23
+        try await expect(h, "12 13 00 " + twenty + "01", "01 12 00 00 04")     // 24 bytes
+        try await expectSilence(h, "52 13 00 " + twenty + "01")               // a command: ignored
+        try await expect(h, "16 0E 00 00 00 01 02", "17 0E 00 00 00 01 02")   // 23 bytes or fewer still work
+        try await expect(h, "18 00", "19")                                     // and the queue held only that
+    }
+
     func testInvalidHandle() async throws {
         let h = try harness()
         try await expect(h, "0A 00 00", "01 0A 00 00 01")
