@@ -7,6 +7,10 @@ import MobileKey
 /// replayed through its target (so a fixed crash stays fixed in `make test`), and checks that the
 /// seeds reach past the first parser.
 final class FuzzCorpusTests: XCTestCase {
+    func seeds(_ target: FuzzTarget) throws -> [(String, [UInt8])] {
+        try inputs(target).filter { $0.0.hasPrefix("seed-") }
+    }
+
     func inputs(_ target: FuzzTarget) throws -> [(String, [UInt8])] {
         let dir = FuzzPaths.corpusRoot.appendingPathComponent(target.name)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
@@ -34,16 +38,16 @@ final class FuzzCorpusTests: XCTestCase {
         guard case .granted = f.verifier.verify(f.credential, at: f.now, revocations: f.revocations) else {
             return XCTFail("the fixture credential must be granted at the fixture lock")
         }
-        let credentials = try inputs(FuzzTargets.named("credential")!).map(\.1)
+        let credentials = try seeds(FuzzTargets.named("credential")!).map(\.1)
         XCTAssertTrue(credentials.contains { if case .granted = f.verifier.verify($0, at: f.now, revocations: f.revocations) { return true }; return false })
-        for (name, hello) in try inputs(FuzzTargets.named("tap-hello")!) {
+        for (name, hello) in try seeds(FuzzTargets.named("tap-hello")!) {
             XCTAssertNoThrow(try f.phone().present(hello: hello, action: .open, at: f.now), "hello \(name) is accepted by the phone")
         }
-        let sites = try inputs(FuzzTargets.named("site-file")!)
+        let sites = try seeds(FuzzTargets.named("site-file")!)
         for (name, text) in sites {
             XCTAssertNoThrow(try SiteFileParse.parse(text), "site seed \(name) loads")
         }
-        let capture = try XCTUnwrap(try inputs(FuzzTargets.named("btsnoop")!).first?.1)
+        let capture = try XCTUnwrap(try seeds(FuzzTargets.named("btsnoop")!).first?.1)
         XCTAssertGreaterThan(try BTSnoopCheck.pduCount(capture), 10, "the capture holds a whole tap")
     }
 
@@ -52,6 +56,14 @@ final class FuzzCorpusTests: XCTestCase {
         XCTAssertEqual(FuzzInput.records(FuzzInput.encodeRecords(records)), records)
         XCTAssertEqual(FuzzInput.records([0, 5, 1, 2]), [[1, 2]], "a record cut short by the end of input is kept")
         XCTAssertEqual(FuzzInput.records([0, 0, 0]), [], "empty records are skipped")
+    }
+
+    /// The site-file target counts lines as YAML does: a lone CR is a line break to the parser.
+    func testYAMLLineCount() {
+        XCTAssertEqual(yamlLineCount(""), 1)
+        XCTAssertEqual(yamlLineCount("a\nb"), 2)
+        XCTAssertEqual(yamlLineCount("a\r\nb\rc\n"), 4)
+        XCTAssertEqual(yamlLineCount("a\u{2028}b\u{85}c"), 3)
     }
 
     func testAnEscapedErrorIsAViolation() {
