@@ -84,8 +84,10 @@ final class BlueZSocketHandle: @unchecked Sendable {
         }
     }
 
-    private func pauseRead() { if readActive { readActive = false; readSource.suspend() } }
-    private func pauseWrite() { if writeActive { writeActive = false; writeSource.suspend() } }
+    // Once closed, the sources stay resumed: libdispatch traps when a suspended source is released,
+    // and a cancellation's onCancel block can arrive after `close()` ran.
+    private func pauseRead() { if readActive && !closed { readActive = false; readSource.suspend() } }
+    private func pauseWrite() { if writeActive && !closed { writeActive = false; writeSource.suspend() } }
 
     /// Wakes any waiter with `BlueZError.closed` and closes the descriptor once the sources are gone.
     /// Idempotent; safe from any thread.
