@@ -32,11 +32,20 @@ public enum ATTDecodingError: Error, Equatable, Sendable, CustomStringConvertibl
 
 /// Thrown by the initialisers of response PDUs whose entries must share one shape
 /// (Find Information, Read By Type, Read By Group Type): the wire format cannot express a mix.
-public enum ATTEncodingError: Error, Equatable, Sendable {
+public enum ATTEncodingError: Error, Equatable, Sendable, CustomStringConvertible {
     case emptyList
     case mixedUUIDWidths
     case mixedValueLengths
     case entryTooLong(Int)
+
+    public var description: String {
+        switch self {
+        case .emptyList: return "ATT response list is empty"
+        case .mixedUUIDWidths: return "ATT response mixes 16-bit and 128-bit UUIDs"
+        case .mixedValueLengths: return "ATT response mixes value lengths"
+        case .entryTooLong(let n): return "ATT response entry of \(n) bytes is too long"
+        }
+    }
 }
 
 @inline(__always) func hex8(_ v: UInt8) -> String {

@@ -500,6 +500,13 @@ public actor Lock {
         tapIdentity = identity
     }
 
+    /// Presents `certificate` in reader hellos from now on; device key, verifier and replay guard stay.
+    public func replaceCertificate(_ certificate: [UInt8]) throws {
+        guard let old = tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+        tapIdentity = TapLockIdentity(lockID: old.lockID, deviceKey: old.deviceKey, certificate: certificate,
+                                      verifier: old.verifier, replayGuard: old.replayGuard)
+    }
+
     // MARK: - Remote, exit button, manual
 
     /// A remote command from the platform through an IQ (the IQ checks it is online and in reach).

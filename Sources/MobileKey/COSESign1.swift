@@ -221,8 +221,19 @@ public enum COSEKey {
         [.int(kty): .int(ktyEC2), .int(crv): .int(crvP256), .int(x): .bytes(key.x), .int(y): .bytes(key.y)]
     }
 
-    public enum DecodeError: Error, Equatable, Sendable {
+    public enum DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case notAMap, wrongKeyType, wrongCurve, badCoordinates, containsPrivateKey, notOnCurve
+
+        public var description: String {
+            switch self {
+            case .notAMap: return "COSE_Key is not a map"
+            case .wrongKeyType: return "COSE_Key kty is not EC2"
+            case .wrongCurve: return "COSE_Key crv is not P-256"
+            case .badCoordinates: return "COSE_Key x/y are not 32-byte strings"
+            case .containsPrivateKey: return "COSE_Key carries a private key (d)"
+            case .notOnCurve: return "COSE_Key point is not on P-256"
+            }
+        }
     }
 
     /// Parses an EC2/P-256 public COSE_Key with uncompressed coordinates. A key that carries `d`

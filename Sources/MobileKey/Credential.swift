@@ -78,10 +78,18 @@ public struct WeeklySchedule: Sendable, Hashable {
         }
     }
 
-    public enum ScheduleError: Error, Equatable, Sendable {
+    public enum ScheduleError: Error, Equatable, Sendable, CustomStringConvertible {
         case unknownTimeZone(String)
         case invalidWindow(String)
         case tooManyWindows(Int)
+
+        public var description: String {
+            switch self {
+            case .unknownTimeZone(let z): return "unknown time zone \"\(z)\""
+            case .invalidWindow(let why): return "invalid schedule window: \(why)"
+            case .tooManyWindows(let n): return "\(n) schedule windows (at most \(WeeklySchedule.maxWindows))"
+            }
+        }
     }
 
     public static let maxWindows = 64

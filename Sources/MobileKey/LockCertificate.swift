@@ -23,6 +23,20 @@ public enum LockCertificateError: Error, Equatable, Sendable, CustomStringConver
         case .expired: return "lock certificate expired"
         }
     }
+
+    /// Machine-readable, stable: what the control API reports when the phone refuses a lock.
+    public var code: String {
+        switch self {
+        case .malformed: return "lock_certificate_malformed"
+        case .unsupportedAlgorithm: return "lock_certificate_unsupported_algorithm"
+        case .unknownIssuer: return "lock_certificate_unknown_issuer"
+        case .badSignature: return "lock_certificate_bad_signature"
+        case .wrongSite: return "lock_certificate_wrong_site"
+        case .wrongLock: return "lock_certificate_wrong_lock"
+        case .notYetValid: return "lock_certificate_not_yet_valid"
+        case .expired: return "lock_certificate_expired"
+        }
+    }
 }
 
 /// A lock's device key certified by the site issuer: the phone checks it during the reader hello

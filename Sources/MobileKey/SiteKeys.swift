@@ -88,6 +88,14 @@ public struct SiteKeys: Sendable {
     /// `certificateLifetime`.
     public static func create(dir: String, siteID: String, lockIDs: [String], now: Date,
                               certificateLifetime: TimeInterval = defaultCertificateLifetime) throws(SiteKeysError) -> SiteKeys {
+        try create(dir: dir, siteID: siteID, lockIDs: lockIDs,
+                   certificateValidity: ValidityWindow(notBefore: now, expires: now.addingTimeInterval(certificateLifetime)))
+    }
+
+    /// Creates a new site whose lock certificates are valid over `certificateValidity` (the
+    /// emulator's world span, so the simulated clock can go anywhere a QA user may set it).
+    public static func create(dir: String, siteID: String, lockIDs: [String],
+                              certificateValidity: ValidityWindow) throws(SiteKeysError) -> SiteKeys {
         guard isValidSiteID(siteID) else { throw .invalidSiteID(siteID) }
         for id in lockIDs where !isValidLockID(id) { throw .invalidLockID(id) }
         guard Set(lockIDs).count == lockIDs.count else { throw .invalidLockID("duplicate in \(lockIDs)") }
@@ -102,13 +110,18 @@ public struct SiteKeys: Sendable {
         try writeNew(dir + "/site-id", siteID + "\n", mode: 0o644)
 
         var site = SiteKeys(directory: dir, siteID: siteID, issuerKey: issuerKey, locks: [:])
-        for id in lockIDs { site = try site.addingLock(id, now: now, certificateLifetime: certificateLifetime) }
+        for id in lockIDs { site = try site.addingLock(id, certificateValidity: certificateValidity) }
         return site
     }
 
     /// Adds a lock to an existing site directory: device key and certificate.
     public func addingLock(_ lockID: String, now: Date,
                            certificateLifetime: TimeInterval = defaultCertificateLifetime) throws(SiteKeysError) -> SiteKeys {
+        try addingLock(lockID, certificateValidity: ValidityWindow(notBefore: now, expires: now.addingTimeInterval(certificateLifetime)))
+    }
+
+    /// Adds a lock whose certificate is valid over `certificateValidity`.
+    public func addingLock(_ lockID: String, certificateValidity validity: ValidityWindow) throws(SiteKeysError) -> SiteKeys {
         guard SiteKeys.isValidLockID(lockID) else { throw .invalidLockID(lockID) }
         let keyPath = directory + "/locks/\(lockID).key.pem"
         if locks[lockID] != nil || FileManager.default.fileExists(atPath: keyPath) { throw .alreadyExists(keyPath) }
@@ -116,13 +129,35 @@ public struct SiteKeys: Sendable {
         let deviceKey = try SiteKeys.newKey()
         let cert: LockCertificate
         do {
-            cert = try issuer.certify(lockID: lockID, deviceKey: deviceKey.publicKey, issuedAt: now,
-                                      expires: now.addingTimeInterval(certificateLifetime))
+            cert = try issuer.certify(lockID: lockID, deviceKey: deviceKey.publicKey, issuedAt: validity.notBefore,
+                                      expires: validity.expires)
         } catch { throw .issue(error) }
         try SiteKeys.writeNew(keyPath, try SiteKeys.pem(deviceKey, keyPath), mode: 0o600)
         try SiteKeys.writeNew(directory + "/locks/\(lockID).cert", cert.bytes, mode: 0o644)
         var all = locks
         all[lockID] = Lock(lockID: lockID, deviceKey: deviceKey, certificate: cert)
+        return SiteKeys(directory: directory, siteID: siteID, issuerKey: issuerKey, locks: all)
+    }
+
+    /// The same site with lock `lockID`'s device key certified anew for `validity`. With `persist`, the
+    /// new certificate replaces `locks/<id>.cert` atomically (a crash leaves the old or the new one,
+    /// never half of either); without it, only this value changes (a fault injected for a test).
+    public func recertifying(_ lockID: String, validity: ValidityWindow, persist: Bool) throws(SiteKeysError) -> SiteKeys {
+        guard let lock = locks[lockID] else { throw .missingFile(directory + "/locks/\(lockID).key.pem") }
+        let cert: LockCertificate
+        do {
+            cert = try issuer.certify(lockID: lockID, deviceKey: lock.deviceKey.publicKey, issuedAt: validity.notBefore,
+                                      expires: validity.expires)
+        } catch { throw .issue(error) }
+        if persist {
+            let path = directory + "/locks/\(lockID).cert"
+            let temp = path + ".new"
+            unlink(temp)
+            try SiteKeys.writeNew(temp, cert.bytes, mode: 0o644)
+            guard rename(temp, path) == 0 else { throw .io(path: path, reason: SiteKeys.errnoText()) }
+        }
+        var all = locks
+        all[lockID] = Lock(lockID: lockID, deviceKey: lock.deviceKey, certificate: cert)
         return SiteKeys(directory: directory, siteID: siteID, issuerKey: issuerKey, locks: all)
     }
 

@@ -37,9 +37,16 @@ public enum TapAction: UInt8, Sendable, CaseIterable, Codable {
     }
 }
 
-public enum TapMessageError: Error, Equatable, Sendable {
+public enum TapMessageError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(Int)
     case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let n): return "tap message of \(n) bytes is over the limit"
+        case .malformed(let why): return "tap message malformed: \(why)"
+        }
+    }
 }
 
 private func decodeMap(_ bytes: [UInt8], max: Int) throws(TapMessageError) -> CBOR {

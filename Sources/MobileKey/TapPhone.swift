@@ -3,12 +3,35 @@ import KeywayCrypto
 
 /// Why the phone refused to go on. The phone checks the reader before it reveals anything: a
 /// forged or foreign reader learns neither the credential nor who is holding the phone.
-public enum TapPhoneError: Error, Equatable, Sendable {
+public enum TapPhoneError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedHello(String)
-    case untrustedLock(String)      // certificate not from this site's issuer, or for another lock
+    /// The hello's certificate does not vouch for this lock now: not from this site's issuer, for
+    /// another site or lock, or outside its validity period at the phone's time.
+    case untrustedLock(LockCertificateError)
     case badHelloSignature
     case malformedResult(String)
     case resultNotAuthenticated
+
+    public var description: String {
+        switch self {
+        case .malformedHello(let why): return "the reader hello is malformed: \(why)"
+        case .untrustedLock(let e): return "the phone does not trust the lock: \(e)"
+        case .badHelloSignature: return "the reader hello's signature does not verify with the certified device key"
+        case .malformedResult(let why): return "the tap result is malformed: \(why)"
+        case .resultNotAuthenticated: return "the tap result's MAC does not verify"
+        }
+    }
+
+    /// Machine-readable, stable (docs/openapi.yaml, `TapResponse.reason` when `phone_refused`).
+    public var code: String {
+        switch self {
+        case .malformedHello: return "malformed_hello"
+        case .untrustedLock(let e): return e.code
+        case .badHelloSignature: return "bad_hello_signature"
+        case .malformedResult: return "malformed_result"
+        case .resultNotAuthenticated: return "result_not_authenticated"
+        }
+    }
 }
 
 /// The phone's side of the tap protocol (what an app would implement): a credential, the private key
@@ -53,10 +76,10 @@ public struct TapPhone: Sendable {
         } else {
             do {
                 cert = try LockCertificate(verifying: hello.certificate, issuers: trustedIssuers, siteID: siteID, at: now)
-            } catch { throw TapPhoneError.untrustedLock("\(error)") }
+            } catch { throw TapPhoneError.untrustedLock(error) }
             certificateCache?.store(cert)
         }
-        guard cert.lockID == hello.lockID else { throw TapPhoneError.untrustedLock("certificate for lock \(cert.lockID)") }
+        guard cert.lockID == hello.lockID else { throw TapPhoneError.untrustedLock(.wrongLock(cert.lockID)) }
         guard ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else { throw TapPhoneError.badHelloSignature }
         let lockEphemeral: P256.PublicKey
         do { lockEphemeral = try P256.PublicKey(uncompressed: hello.lockEphemeralKey) } catch { throw TapPhoneError.malformedHello("ephemeral key") }

@@ -225,9 +225,16 @@ public struct LEAdvertisingPayload: Equatable, Sendable {
     }
 }
 
-public enum HCIDecodingError: Error, Equatable, Sendable {
+public enum HCIDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
     case truncated(what: String, need: Int, have: Int)
     case notAnEvent(UInt8)
+
+    public var description: String {
+        switch self {
+        case .truncated(let what, let need, let have): return "HCI \(what) truncated: needs \(need) bytes, has \(have)"
+        case .notAnEvent(let indicator): return "HCI packet indicator 0x\(hex8(indicator)) is not an event"
+        }
+    }
 }
 
 /// The HCI events the transport acts on; everything else is kept as `.other`.

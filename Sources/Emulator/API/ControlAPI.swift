@@ -13,7 +13,7 @@ public enum ControlAPI {
     /// so the error middleware uses this table to answer 405 with `Allow` instead.
     static let routes: [(pattern: String, methods: [String])] = [
         ("/v1/health", ["GET"]), ("/openapi.yaml", ["GET"]), ("/v1/site", ["GET"]), ("/v1/locks", ["GET"]),
-        ("/v1/locks/:id", ["GET"]), ("/v1/locks/:id/open", ["POST"]), ("/v1/iqs", ["GET"]), ("/v1/iqs/:id/online", ["POST"]),
+        ("/v1/locks/:id", ["GET"]), ("/v1/locks/:id/open", ["POST"]), ("/v1/locks/:id/certificate", ["POST"]), ("/v1/iqs", ["GET"]), ("/v1/iqs/:id/online", ["POST"]),
         ("/v1/iqs/:id/position", ["POST"]), ("/v1/iqs/:id/sync", ["POST"]), ("/v1/controllers", ["GET"]),
         ("/v1/controllers/:id/power", ["POST"]), ("/v1/doors/:id/sensor", ["POST"]), ("/v1/doors/:id/exit", ["POST"]),
         ("/v1/keys", ["GET", "POST"]), ("/v1/keys/:id", ["DELETE"]), ("/v1/taps", ["POST"]), ("/v1/clock", ["GET"]),
@@ -34,6 +34,9 @@ public enum ControlAPI {
 
     public static let bodyOperations: [BodyOperation] = [
         BodyOperation(path: "/v1/locks/:id/open", allowed: ["action", "user", "iq"], created: false) { try await $0.remoteOpen(try pathID($1), $2) },
+        BodyOperation(path: "/v1/locks/:id/certificate", allowed: Emulator.certificateFields, created: false) {
+            try await $0.setLockCertificate(try pathID($1), $2)
+        },
         BodyOperation(path: "/v1/iqs/:id/online", allowed: ["online"], created: false) { try await $0.iqOnline(try pathID($1), $2) },
         BodyOperation(path: "/v1/iqs/:id/position", allowed: ["x", "y", "z", "range_m"], created: false) { try await $0.iqPosition(try pathID($1), $2) },
         BodyOperation(path: "/v1/controllers/:id/power", allowed: ["on"], created: false) { try await $0.controllerPower(try pathID($1), $2) },

@@ -9,6 +9,9 @@ extension Emulator {
         guard let key = try store.key(id: keyID) else { throw APIError.notFound("key", keyID) }
         let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance, siteID: config.siteID,
                                           issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
-        return outcome.decision
+        switch outcome {
+        case .decided(let decision, _): return decision
+        case .phoneRefused(let why): throw APIError(409, "phone_refused", why.description)
+        }
     }
 }

@@ -26,11 +26,22 @@ public final class Emulator: @unchecked Sendable {
     private var delivery: WebhookDelivery?
     /// Journal position when the site was last reset: `GET /v1/events` starts after it by default.
     private var _resetPosition: Int64 = 0
+    /// Lock certificates replaced by the fault API (`POST /v1/locks/{id}/certificate`), until reset.
+    private var _certificateOverrides: [String: LockCertificate] = [:]
     let certificateCache = LockCertificateCache()
 
     public var site: Site { stateLock.withLock { _site } }
     var radio: LoopbackRadio { stateLock.withLock { _radio } }
     public var resetPosition: Int64 { stateLock.withLock { _resetPosition } }
+
+    /// The certificate lock `id` presents in its reader hello now.
+    public func lockCertificate(_ id: String) -> LockCertificate? {
+        stateLock.withLock { _certificateOverrides[id] } ?? keys.locks[id]?.certificate
+    }
+
+    func overrideCertificate(_ id: String, _ certificate: LockCertificate?) {
+        stateLock.withLock { _certificateOverrides[id] = certificate }
+    }
 
     /// Loads the site, creates or loads its keys in `dataDir`, opens the journal, starts devices.
     public static func start(_ options: EmulatorOptions, logger: Logger = Logger(label: "keyway")) async throws -> Emulator {
@@ -45,14 +56,25 @@ public final class Emulator: @unchecked Sendable {
             guard keys.siteID == config.siteID else {
                 throw EmulatorError.site("\(keysDir) holds keys of site '\(keys.siteID)', the site file is '\(config.siteID)' — use another --data directory")
             }
-            for l in config.locks where keys.locks[l.id] == nil { keys = try keys.addingLock(l.id, now: Date()) }
+            for l in config.locks where keys.locks[l.id] == nil {
+                keys = try keys.addingLock(l.id, certificateValidity: EmulatedWorld.certificateValidity)
+            }
+            // Data directories from before the world span held certificates for five years from the
+            // day they were made: re-issue them (same device keys), so no date breaks a tap.
+            for l in config.locks where !EmulatedWorld.coversSpan(keys.locks[l.id]!.certificate) {
+                keys = try keys.recertifying(l.id, validity: EmulatedWorld.certificateValidity, persist: true)
+            }
         } else {
-            keys = try SiteKeys.create(dir: keysDir, siteID: config.siteID, lockIDs: config.locks.map(\.id), now: Date())
+            keys = try SiteKeys.create(dir: keysDir, siteID: config.siteID, lockIDs: config.locks.map(\.id),
+                                       certificateValidity: EmulatedWorld.certificateValidity)
         }
 
         let clock: any KeywayClock
         var simulated: SimulatedClock? = nil
         let start = options.clockStart ?? Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        if options.clock == .simulated, !EmulatedWorld.span.contains(start) {
+            throw EmulatorError.site("the simulated clock must start between 2000 and 2100")
+        }
         switch options.clock {
         case .real: clock = RealClock()
         case .simulated:
@@ -143,6 +165,7 @@ public final class Emulator: @unchecked Sendable {
             let r = _radio
             _site = fresh
             _radio = newRadio
+            _certificateOverrides = [:]
             return r
         }
         oldRadio.close()

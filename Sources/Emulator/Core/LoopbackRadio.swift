@@ -22,9 +22,11 @@ final class LoopbackRadio: @unchecked Sendable {
 
     func close() { capture?.close() }
 
-    struct Outcome {
-        let decision: Decision
-        let phoneResult: TapResultMessage?
+    /// How a tap by the built-in phone ended: the lock decided, or the phone refused the lock after
+    /// reading its hello (it revealed nothing, so the lock never decided and recorded nothing).
+    enum Outcome {
+        case decided(Decision, phoneResult: TapResultMessage?)
+        case phoneRefused(TapPhoneError)
     }
 
     /// One whole tap by the built-in phone holding `key`: connect, MTU, discovery, subscribe, read
@@ -50,7 +52,10 @@ final class LoopbackRadio: @unchecked Sendable {
         } catch let e as PhoneTapError {
             switch e {
             case .helloRefused(let g): throw Self.apiError(g, lockID: lockID, distance: distance)
-            case .phoneRefusedLock: throw APIError(502, "phone_refused", "\(e)")
+            case .phoneRefusedLock(let inner):
+                // A refusal is a result of the tap; only a failure of the phone's own crypto is not.
+                guard let refusal = inner as? TapPhoneError else { throw APIError(500, "internal", "the built-in phone failed") }
+                return .phoneRefused(refusal)
             case .lockServiceNotFound, .lockServiceIncomplete: throw APIError(500, "radio", "\(e)")
             // The lock decided, but its result did not authenticate (or never came): the API reports the
             // lock's decision, and that the phone could not confirm it.
@@ -58,7 +63,7 @@ final class LoopbackRadio: @unchecked Sendable {
             }
         }
         guard let decision = gatt.lastDecision(on: server) else { throw APIError(500, "radio", "the lock made no decision") }
-        return Outcome(decision: decision, phoneResult: phoneResult)
+        return .decided(decision, phoneResult: phoneResult)
     }
 
     static func apiError(_ e: GATTClientError, lockID: String, distance: Double) -> APIError {

@@ -44,6 +44,7 @@ extension Emulator {
         ]
         if let b = s.batteryLevel { o["battery_level"] = Int(b) }
         if let u = s.unlockedUntil { o["unlocked_until"] = rfc3339(u) }
+        if let c = certificateJSON(s.id) { o["certificate"] = c }
         return o
     }
 
@@ -84,12 +85,62 @@ extension Emulator {
         return out
     }
 
+    // MARK: - Lock certificate faults
+
+    public static let certificateFields: Set<String> = ["fault", "not_before", "not_after"]
+
+    /// Re-certifies lock `id`'s device key for a window of the test's choosing (until reset): a
+    /// deliberate fault, since the emulator's own certificates are valid over the whole world span.
+    public func setLockCertificate(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
+        guard let lock = site.lock(id) else { throw APIError.notFound("lock", id) }
+        let fault = try body.string("fault", maxLength: 32)
+        let dated = body.has("not_before") || body.has("not_after")
+        let validity: ValidityWindow
+        if let fault {
+            guard !dated else { throw APIError.badRequest("fault", "give either fault or not_before/not_after") }
+            guard let f = EmulatedWorld.CertificateFault(rawValue: fault) else {
+                throw APIError.badRequest("fault", "one of \(EmulatedWorld.CertificateFault.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            validity = f.validity
+        } else {
+            let whole = EmulatedWorld.certificateValidity
+            let from = try body.date("not_before") ?? whole.notBefore
+            let until = try body.date("not_after") ?? whole.expires
+            // CWT NumericDate in whole seconds; years 1970–9999 keep every reader's date code happy.
+            let representable = Date(timeIntervalSince1970: 0)...Date(timeIntervalSince1970: 253_402_300_799)
+            guard representable.contains(from) else { throw APIError.badRequest("not_before", "must be between 1970 and 9999") }
+            guard representable.contains(until) else { throw APIError.badRequest("not_after", "must be between 1970 and 9999") }
+            guard until.timeIntervalSince1970.rounded(.down) > from.timeIntervalSince1970.rounded(.down) else {
+                throw APIError.badRequest("not_after", "must be at least a second after not_before")
+            }
+            validity = ValidityWindow(notBefore: from, expires: until)
+        }
+        let certificate: LockCertificate
+        do {
+            guard let c = try keys.recertifying(id, validity: validity, persist: false).locks[id]?.certificate else {
+                throw APIError(409, "not_provisioned", "lock '\(id)' has no site keys")
+            }
+            certificate = c
+        } catch let e as SiteKeysError {
+            throw APIError(409, "not_provisioned", "lock '\(id)' cannot be re-certified: \(e)")
+        }
+        do { try await lock.replaceCertificate(certificate.bytes) } catch let e as HardwareError { throw APIError.hardware(e) }
+        overrideCertificate(id, certificate)
+        return await lockJSON(lock)
+    }
+
+    func certificateJSON(_ id: String) -> [String: Any]? {
+        guard let c = lockCertificate(id) else { return nil }
+        let now = clock.now().timeIntervalSince1970, skew = Verifier.defaultClockSkewTolerance
+        let state = now + skew < c.issuedAt.timeIntervalSince1970 ? "not_yet_valid"
+            : now - skew >= c.expires.timeIntervalSince1970 ? "expired" : "valid"
+        return ["not_before": rfc3339(c.issuedAt), "not_after": rfc3339(c.expires), "state": state]
+    }
+
     // MARK: - Keys
 
     public static let keyFields: Set<String> = ["user", "locks", "group", "not_before", "not_after", "grace_before_s", "grace_after_s",
                                           "office_mode", "holder_public_key", "schedule"]
-    /// Credentials outside this span are refused: a typo'd year must not mint a key valid until 9999.
-    static let validDates = Date(timeIntervalSince1970: 946_684_800)...Date(timeIntervalSince1970: 4_102_444_800) // 2000…2100
     /// One clock call moves simulated time at most this far: every timer in between fires in order,
     /// and a year of 60-second IQ syncs would keep the emulator busy for a long time.
     static let maxClockStep: Double = 31 * 86_400
@@ -116,8 +167,8 @@ extension Emulator {
         let now = clock.now()
         let notBefore = try body.date("not_before") ?? now
         let notAfter = try body.date("not_after") ?? notBefore.addingTimeInterval(86_400)
-        guard Emulator.validDates.contains(notBefore) else { throw APIError.badRequest("not_before", "must be between 2000 and 2100") }
-        guard Emulator.validDates.contains(notAfter) else { throw APIError.badRequest("not_after", "must be between 2000 and 2100") }
+        guard EmulatedWorld.span.contains(notBefore) else { throw APIError.badRequest("not_before", "must be between 2000 and 2100") }
+        guard EmulatedWorld.span.contains(notAfter) else { throw APIError.badRequest("not_after", "must be between 2000 and 2100") }
         guard notAfter > notBefore else { throw APIError.badRequest("not_after", "must be after not_before") }
         if let windows = try body.strings("schedule", maxCount: 32) {
             var parsed: [WeeklyWindow] = []
@@ -240,8 +291,18 @@ extension Emulator {
                 extra["key_id"] = key.keyID
                 let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
                                                   siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
-                decision = outcome.decision
-                if let r = outcome.phoneResult { extra["phone_verified_result"] = r.granted == decision.granted }
+                switch outcome {
+                case .decided(let d, let phoneResult):
+                    decision = d
+                    if let r = phoneResult { extra["phone_verified_result"] = r.granted == decision.granted }
+                case .phoneRefused(let why):
+                    // The phone walked away after the hello: nothing was presented, the lock decided
+                    // nothing and recorded nothing, and its state is unchanged.
+                    let state = await lock.status.state
+                    return ["result": "phone_refused", "lock": lockID, "action": action.name, "method": "mobile",
+                            "state": state.rawValue, "open_ms": 0, "reason": why.code, "message": why.description,
+                            "event_id": NSNull(), "key_id": key.keyID, "user": key.userID]
+                }
             }
         } catch let e as HardwareError {
             throw APIError.hardware(e)

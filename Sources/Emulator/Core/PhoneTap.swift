@@ -12,7 +12,8 @@ public enum PhoneTapError: Error, CustomStringConvertible {
     /// Reading the reader hello failed; the lock answers its refusals (out of reach, unpowered, not
     /// provisioned) with ATT application errors, decoded in the description.
     case helloRefused(GATTClientError)
-    /// The phone checked the reader's hello and refused to reveal its credential to it.
+    /// The phone checked the reader's hello and refused to reveal its credential to it (a
+    /// `TapPhoneError`, or the phone's own crypto failing).
     case phoneRefusedLock(Error)
     /// No result notification before the connection closed or the timeout passed.
     case noResult(String)
