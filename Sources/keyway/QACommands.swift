@@ -109,7 +109,7 @@ func describeFields(_ o: [String: Any]) -> String {
 struct TapCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tap",
-        abstract: "Tap a lock through a running `keyway serve`: phone key, tag or PIN. Exit 0 granted, 1 denied.")
+        abstract: "Tap a lock through a running `keyway serve`: phone key, tag or PIN. Exit 0 granted, 1 denied or refused by the phone.")
 
     enum Action: String, ExpressibleByArgument, CaseIterable {
         case open, officeOn = "office-on", officeOff = "office-off"
@@ -149,7 +149,8 @@ struct TapCLI: AsyncParsableCommand {
         let tap = try await api.object("POST", "/v1/taps", body)
         // The reader's side: the LED and beep the lock shows right after the decision.
         let state = try await api.object("GET", "/v1/locks/\(percentPath(lock))")
-        let granted = (tap["result"] as? String) == "granted"
+        let result = tap["result"] as? String ?? "?"
+        let granted = result == "granted"
         if json {
             printJSON(["tap": tap, "lock": state])
         } else {
@@ -157,7 +158,12 @@ struct TapCLI: AsyncParsableCommand {
             let openMS = tap["open_ms"] as? Int ?? 0
             let who = [tap["user"] as? String, tap["key_id"] as? String].compactMap { $0 }.joined(separator: ", key ")
             let method = tap["method"] as? String ?? "?"
-            print("phone:  \(granted ? "granted" : "denied")\(reason.map { " — \($0)" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+            if result == "phone_refused" {
+                // The phone stopped at the hello: it revealed nothing, the lock decided nothing.
+                print("phone:  refused the lock — \(reason ?? "?")\((tap["message"] as? String).map { " (\($0))" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+            } else {
+                print("phone:  \(granted ? "granted" : "denied")\(reason.map { " — \($0)" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+            }
             let feedback = state["feedback"] as? [String: Any] ?? [:]
             let led = feedback["led"] as? String ?? "?", beep = feedback["beep"] as? String ?? "?"
             var reader = "reader: LED \(led), beep \(beep), lock \(state["state"] as? String ?? "?")"

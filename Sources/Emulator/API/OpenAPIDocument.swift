@@ -218,6 +218,42 @@ paths:
         "413": { $ref: "#/components/responses/TooLarge" }
         "422": { $ref: "#/components/responses/Unprocessable" }
 
+  /v1/locks/{id}/certificate:
+    post:
+      tags: [locks]
+      operationId: setLockCertificate
+      summary: Re-certify a lock's device key for another window (a deliberate fault, until reset)
+      description: |
+        The lock goes on signing its hello with the same device key; only the certificate it presents
+        changes. With an expired or not-yet-valid certificate the built-in phone refuses the lock, and
+        `POST /v1/taps` answers `"result": "phone_refused"` with `reason` `lock_certificate_expired` or
+        `lock_certificate_not_yet_valid`. Nothing is written to the data directory.
+      parameters:
+        - $ref: "#/components/parameters/LockID"
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: { $ref: "#/components/schemas/LockCertificateRequest" }
+            examples:
+              expired:
+                summary: Every phone refuses this lock
+                value: { fault: expired }
+              window:
+                summary: Valid until a set instant
+                value: { not_after: "2026-11-22T10:00:00Z" }
+      responses:
+        "200":
+          description: The lock, with the certificate it now presents.
+          content:
+            application/json:
+              schema: { $ref: "#/components/schemas/Lock" }
+        "400": { $ref: "#/components/responses/BadRequest" }
+        "401": { $ref: "#/components/responses/Unauthorized" }
+        "404": { $ref: "#/components/responses/NotFound" }
+        "409": { $ref: "#/components/responses/Conflict" }
+        "413": { $ref: "#/components/responses/TooLarge" }
+
   /v1/iqs:
     get:
       tags: [iqs]
@@ -546,6 +582,14 @@ paths:
         Give exactly one of `user`, `key_id`, `tag`, `pin`.
 
         A denial is a normal answer (200 with `"result": "denied"` and the `reason`), not an error.
+        So is the phone refusing the lock after reading its hello (200 with `"result": "phone_refused"`):
+        the lock's certificate is expired, not yet valid, of another site or lock, or the hello's
+        signature does not verify. The phone revealed nothing, so the lock decided nothing and
+        recorded no event (`event_id` null); `reason` says why (`lock_certificate_expired`,
+        `lock_certificate_not_yet_valid`, `lock_certificate_unknown_issuer`,
+        `lock_certificate_bad_signature`, `lock_certificate_wrong_site`, `lock_certificate_wrong_lock`,
+        `lock_certificate_malformed`, `lock_certificate_unsupported_algorithm`, `bad_hello_signature`,
+        `malformed_hello`) and `message` says it in words.
         Errors are for taps that could not happen: unknown lock or key (404), a user without any key
         (409 `no_key`), a phone too far away (422 `out_of_reach`), a PIN at a lock without keypad
         (422 `no_keypad`), an unpowered door controller (409).
@@ -584,6 +628,20 @@ paths:
                     user: u-ada
                     key_id: 7d1f0c2a9b8e4f3a6c5d4e3f2a1b0c9d
                     phone_verified_result: true
+                phoneRefused:
+                  summary: The lock presents an expired certificate (see POST /v1/locks/{id}/certificate)
+                  value:
+                    result: phone_refused
+                    reason: lock_certificate_expired
+                    message: "the phone does not trust the lock: lock certificate expired"
+                    lock: main-entrance
+                    action: open
+                    method: mobile
+                    state: locked
+                    open_ms: 0
+                    event_id: null
+                    user: u-ada
+                    key_id: 7d1f0c2a9b8e4f3a6c5d4e3f2a1b0c9d
                 denied:
                   value:
                     result: denied
@@ -1066,6 +1124,33 @@ components:
         lock_time: { $ref: "#/components/schemas/DateTime" }
         unlocked_until: { $ref: "#/components/schemas/DateTime" }
         door_controller: { type: boolean, description: A door controller drives this lock's door. }
+        certificate: { $ref: "#/components/schemas/LockCertificateState" }
+
+    LockCertificateState:
+      type: object
+      additionalProperties: false
+      required: [not_before, not_after, state]
+      description: |
+        The certificate the lock presents in its reader hello. The emulator issues its own site's lock
+        certificates for 1999-12-31 to 2100-01-02, so the simulated clock can go anywhere from 2000 to
+        2100; anything else is a fault set with POST /v1/locks/{id}/certificate.
+      properties:
+        not_before: { $ref: "#/components/schemas/DateTime" }
+        not_after: { $ref: "#/components/schemas/DateTime" }
+        state: { type: string, enum: [valid, expired, not_yet_valid], description: At the emulator's clock, with the phone's 60-second skew tolerance. }
+
+    LockCertificateRequest:
+      type: object
+      additionalProperties: false
+      description: |
+        Either `fault` or a window. `fault: expired` ends the certificate before 2000 and `not_yet_valid`
+        starts it after 2100 (so the phone refuses at any clock the API allows); `none` restores the
+        normal one. A window re-certifies for exactly those dates (a missing side keeps the normal edge),
+        e.g. to let a certificate expire an hour from now and advance the clock past it. Reset restores.
+      properties:
+        fault: { type: string, enum: [none, expired, not_yet_valid] }
+        not_before: { type: string, format: date-time, maxLength: 64, description: "Between 1970 and 9999." }
+        not_after: { type: string, format: date-time, maxLength: 64, description: "After `not_before`; between 1970 and 9999." }
 
     IQ:
       type: object
@@ -1286,8 +1371,14 @@ components:
       additionalProperties: false
       required: [result, reason, lock, action, method, state, open_ms, event_id]
       properties:
-        result: { $ref: "#/components/schemas/Result" }
-        reason: { $ref: "#/components/schemas/Reason" }
+        result:
+          type: string
+          enum: [granted, denied, phone_refused]
+          description: The lock's decision, or `phone_refused` when the phone would not present to the lock.
+        reason:
+          type: [string, "null"]
+          description: Null when granted; a denial `Reason`; or, for `phone_refused`, the phone's reason (see the operation).
+        message: { type: string, description: "`phone_refused` only: the phone's reason in words." }
         lock: { type: string }
         action: { $ref: "#/components/schemas/Action" }
         method: { type: string, enum: [mobile, tag, pin, remote, exit_button, manual] }
