@@ -295,21 +295,34 @@ public final class EventJournal: @unchecked Sendable {
 
     /// The highest journal position so far (0 when empty).
     public func lastPosition() async throws -> Int64 {
-        try await dbPool.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(position), 0) FROM events") ?? 0 }
+        try await dbPool.read { db in try Self.lastPosition(db) }
+    }
+
+    static func lastPosition(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(position), 0) FROM events") ?? 0
     }
 
     /// New events matching `query` as they are recorded — by this process (immediately) or another one
-    /// (within `followPollInterval`). Starts after `query.after`, or after the current end of the journal.
-    /// Stage filters apply to the stage an event has when the follower reads it.
+    /// (within `followPollInterval`). Starts after `query.after`, or after the end of the journal as it is
+    /// when `follow` is called: every event recorded after `follow` returns is delivered, even if nobody
+    /// iterates the stream yet. Stage filters apply to the stage an event has when the follower reads it.
     public func follow(_ query: EventQuery = EventQuery()) -> AsyncThrowingStream<RecordedEvent, Error> {
-        AsyncThrowingStream { continuation in
+        // The start is fixed here, synchronously (one indexed read). Reading it in the task below let an
+        // event recorded right after `follow` returned (or right after an SSE client got its response
+        // headers) commit before the task ran, and the follower then started after it and skipped it.
+        let start: Result<Int64, Error>
+        if let after = query.after {
+            start = .success(after)
+        } else {
+            start = Result { try dbPool.read { db in try Self.lastPosition(db) } }
+        }
+        return AsyncThrowingStream { continuation in
             let bell = Doorbell()
             let token = self.addListener { _ in bell.ring() }
             let poll = configuration.followPollInterval
             let task = Task {
                 do {
-                    var cursor: Int64
-                    if let after = query.after { cursor = after } else { cursor = try await self.lastPosition() }
+                    var cursor = try start.get()
                     while !Task.isCancelled {
                         let horizon = try await self.lastPosition()
                         while cursor < horizon {

@@ -40,8 +40,17 @@ public final class ClockTimer: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
     private var onCancel: (@Sendable () -> Void)?
+    private var _task: Task<Void, Never>?
 
     init() {}
+
+    /// The task behind a `RealClock` timer; it ends once the timer has fired or been cancelled (nil for a
+    /// `SimulatedClock` timer). Tests await it to know a cancelled timer settled, instead of sleeping past
+    /// its deadline.
+    var task: Task<Void, Never>? {
+        get { lock.lock(); defer { lock.unlock() }; return _task }
+        set { lock.lock(); _task = newValue; lock.unlock() }
+    }
 
     public var isCancelled: Bool {
         lock.lock(); defer { lock.unlock() }
@@ -91,6 +100,7 @@ public final class RealClock: KeywayClock {
             if timer.isCancelled || Task.isCancelled { return }
             await action()
         }
+        timer.task = task
         timer.setOnCancel { task.cancel() }
         return timer
     }

@@ -168,8 +168,7 @@ final class GATTClientServerTests: XCTestCase {
         let p = try pair(conditions: LinkConditions(lossProbability: 1.0), clock: clock, timeout: .seconds(30))
         let read = Task { try await p.client.read(0x0C) }
         await clock.waitForSleepers(1)                                 // the client's transaction timer
-        clock.advance(by: .seconds(29))
-        try await Task.sleep(for: .milliseconds(2))
+        clock.advance(by: .seconds(29))                                // wakes due sleepers synchronously
         XCTAssertEqual(clock.sleeperCount, 1, "no timeout before 30 s")
         clock.advance(by: .seconds(1))
         do {

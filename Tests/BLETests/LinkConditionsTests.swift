@@ -44,7 +44,7 @@ final class LinkConditionsTests: XCTestCase {
         for i in 0..<20 { try link.central.send([0x52, UInt8(i), 0x00]) }
         await clock.waitForSleepers(1)
         clock.advance(by: .milliseconds(13))
-        for _ in 0..<200 where received.all.count < 20 { try await Task.sleep(for: .milliseconds(1)) }
+        for _ in 0..<30_000 where received.all.count < 20 { try await Task.sleep(for: .milliseconds(1)) }   // bound only
         XCTAssertEqual(received.all.map { $0[1] }, (0..<20).map(UInt8.init))
         _ = peer
     }

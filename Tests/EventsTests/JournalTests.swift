@@ -259,6 +259,18 @@ final class JournalTests: XCTestCase {
         XCTAssertThrowsError(try open(JournalConfiguration(defaultTrailCapacity: 0), name: "bad.db"))
     }
 
+    /// Records events on `lock` until cancelled. A follower that started too late — the race the follow
+    /// tests guard against — still gets events then, and fails its assertion instead of waiting forever.
+    func keepRecording(_ j: EventJournal, lock: String) -> Task<Void, Error> {
+        Task {
+            var n = 0
+            while !Task.isCancelled {
+                n += 1
+                try await j.record(try lockEvent("hq", lock, n))
+            }
+        }
+    }
+
     func testFollowStreamsNewEventsInOrder() async throws {
         let j = try open()
         try await j.record(try lockEvent("hq", "a", 0))   // before following: not replayed
@@ -271,9 +283,12 @@ final class JournalTests: XCTestCase {
             }
             return got
         }
-        try await Task.sleep(for: .milliseconds(50))
+        // No pause before recording: `follow` fixed its start when it returned.
         for n in 1...15 { try await j.record(try lockEvent("hq", "a", n, type: n % 3 == 0 ? .doorOpened : .accessGranted)) }
+        let pump = keepRecording(j, lock: "pump")
         let got = try await reader.value
+        pump.cancel()
+        _ = await pump.result
         XCTAssertEqual(got, [2, 3, 5, 6, 8, 9, 11, 12, 14, 15].map { Int64($0) }.map { $0 }, "filtered, ordered, nothing from before")
         try await j.close()
     }
@@ -284,16 +299,39 @@ final class JournalTests: XCTestCase {
         let reader = try open(JournalConfiguration(followPollInterval: .milliseconds(20)), name: "shared.db")
         let writer = try open(name: "shared.db")
         let stream = reader.follow()
-        let task = Task { () -> Int64? in
-            for try await e in stream { return e.sequence }
+        let task = Task { () -> RecordedEvent? in
+            for try await e in stream { return e }
             return nil
         }
-        try await Task.sleep(for: .milliseconds(50))
-        try await writer.record(try lockEvent("hq", "remote", 1))
-        let seq = try await task.value
-        XCTAssertEqual(seq, 1)
+        let recorded = try await writer.record(try lockEvent("hq", "remote", 1))   // right after follow() returned
+        let pump = keepRecording(writer, lock: "pump")
+        let seen = try await task.value
+        pump.cancel()
+        _ = await pump.result
+        XCTAssertEqual(seen?.id, recorded.id)
         try await writer.close()
         try await reader.close()
+    }
+
+    /// `follow` starts at the end of the journal as it is when `follow` is called — not when its task
+    /// first runs, nor when someone starts iterating. An event recorded the moment it returns is the
+    /// first one delivered; the one recorded just before is not. Many rounds, because the old code lost
+    /// the race only sometimes.
+    func testFollowStartsWhenCalledSoAnEventRecordedRightAfterIsDelivered() async throws {
+        let j = try open(JournalConfiguration(durability: .normal))
+        for round in 0..<50 {
+            let before = try await j.record(try lockEvent("hq", "a", 2 * round))
+            let stream = j.follow()
+            let after = try await j.record(try lockEvent("hq", "a", 2 * round + 1))
+            let pump = keepRecording(j, lock: "pump-\(round)")
+            var events = stream.makeAsyncIterator()
+            let first = try await events.next()
+            pump.cancel()
+            _ = await pump.result
+            XCTAssertEqual(first?.id, after.id, "round \(round): the event recorded right after follow() returned")
+            XCTAssertNotEqual(first?.id, before.id, "round \(round): an event from before follow() is not replayed")
+        }
+        try await j.close()
     }
 
     func testStats() async throws {

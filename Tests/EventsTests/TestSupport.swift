@@ -94,8 +94,9 @@ func lockEvent(_ site: String = "hq", _ lock: String, _ n: Int = 0, type: EventT
                 user: user ?? "user-\(n)", method: .mobile, action: .open, stage: stage)
 }
 
-/// Polls `condition` until true or `timeout` seconds pass.
-func eventually(timeout: Double = 5, _ condition: () async throws -> Bool) async rethrows -> Bool {
+/// Polls `condition` until true or `timeout` seconds pass. The timeout only bounds a failure (a loaded CI
+/// machine can be slow), so it is generous; a passing test never waits for it.
+func eventually(timeout: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try await condition() { return true }

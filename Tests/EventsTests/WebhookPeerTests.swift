@@ -1,5 +1,6 @@
 @testable import Events
 import Foundation
+import GRDB
 import XCTest
 
 /// Delivery over real HTTP to an independent receiver: Python's `standardwebhooks` verifies every
@@ -149,7 +150,12 @@ final class WebhookPeerTests: XCTestCase {
         let down = try await j.deliveryStatus().first
         XCTAssertEqual(down?.delivered, 0)
         XCTAssertGreaterThan(down?.retryingSources ?? 0, 0)
-        try await Task.sleep(for: .milliseconds(200))
+        // Let it keep failing for a while — a condition, not a pause: some source has failed three attempts
+        // in a row, so delivery must recover from a real backoff, not from its first failure.
+        let retried = try await eventually {
+            try await j.dbPool.read { try Int.fetchOne($0, sql: "SELECT COALESCE(MAX(attempts), 0) FROM delivery_cursors") ?? 0 } >= 3
+        }
+        XCTAssertTrue(retried, "delivery retries while the endpoint is down")
         let receiver = try WebhookReceiver(dir: dir, secret: text, port: port)
         let idle = try await d.waitUntilIdle(timeout: .seconds(20))
         XCTAssertTrue(idle)

@@ -78,14 +78,24 @@ final class ClockTests: XCTestCase {
         }
     }
 
-    func testRealClockTimerFires() async throws {
+    /// The wall clock runs on real time, so this test waits on conditions: the live timer's action ran
+    /// (an expectation it fulfils), and the cancelled timer's task ended — had the cancel not held, that
+    /// task would have run its action before ending. The expectation's timeout only bounds a hang.
+    func testRealClockTimerFiresNotBeforeItsDeadlineAndACancelledOneNever() async throws {
         let clock = RealClock()
         let trace = Trace()
-        clock.schedule(after: 0.005) { trace.add("real") }
-        let cancelled = clock.schedule(after: 0.005) { trace.add("never") }
+        let fired = expectation(description: "the real timer fired")
+        let deadline = clock.now().addingTimeInterval(0.005)
+        clock.schedule(at: deadline) {
+            trace.add("real@\(Date() >= deadline ? "deadline" : "early")")
+            fired.fulfill()
+        }
+        let cancelled = clock.schedule(at: deadline) { trace.add("never") }
         cancelled.cancel()
-        try await Task.sleep(nanoseconds: 50_000_000)
-        XCTAssertEqual(trace.all, ["real"])
+        await fulfillment(of: [fired], timeout: 60)
+        await (try XCTUnwrap(cancelled.task, "a RealClock timer has a task")).value
+        XCTAssertTrue(cancelled.isCancelled)
+        XCTAssertEqual(trace.all, ["real@deadline"])
     }
 }
 
