@@ -31,6 +31,8 @@ MAX_RESPONSE_S = os.environ.get("KEYWAY_MAX_RESPONSE_S", "5")
 SEMANTIC = {
     # unknown lock/group ids, not_after <= not_before, a holder key that is not a P-256 point
     "issueKey": ["400"],
+    # not_after <= not_before
+    "setLockCertificate": ["400"],
     # a phone beyond BLE reach (422 out_of_reach), a PIN at a lock without keypad (422 no_keypad)
     "tap": ["422"],
     "remoteOpen": ["422"],

@@ -1140,17 +1140,26 @@ components:
         state: { type: string, enum: [valid, expired, not_yet_valid], description: At the emulator's clock, with the phone's 60-second skew tolerance. }
 
     LockCertificateRequest:
-      type: object
-      additionalProperties: false
       description: |
         Either `fault` or a window. `fault: expired` ends the certificate before 2000 and `not_yet_valid`
         starts it after 2100 (so the phone refuses at any clock the API allows); `none` restores the
         normal one. A window re-certifies for exactly those dates (a missing side keeps the normal edge),
         e.g. to let a certificate expire an hour from now and advance the clock past it. Reset restores.
+      type: object
+      additionalProperties: false
       properties:
-        fault: { type: string, enum: [none, expired, not_yet_valid] }
-        not_before: { type: string, format: date-time, maxLength: 64, description: "Between 1970 and 9999." }
-        not_after: { type: string, format: date-time, maxLength: 64, description: "After `not_before`; between 1970 and 9999." }
+        fault: { type: [string, "null"], enum: [none, expired, not_yet_valid, null] }
+        not_before: { type: [string, "null"], format: date-time, maxLength: 64, description: "Between 1970 and 9999." }
+        not_after: { type: [string, "null"], format: date-time, maxLength: 64, description: "After `not_before`; between 1970 and 9999." }
+      oneOf:
+        - required: [fault]
+          properties: { fault: { type: string }, not_before: { type: "null" }, not_after: { type: "null" } }
+        - properties: { fault: { type: "null" } }
+          anyOf:
+            - required: [not_before]
+              properties: { not_before: { type: string } }
+            - required: [not_after]
+              properties: { not_after: { type: string } }
 
     IQ:
       type: object

@@ -95,6 +95,7 @@ extension Emulator {
         guard let lock = site.lock(id) else { throw APIError.notFound("lock", id) }
         let fault = try body.string("fault", maxLength: 32)
         let dated = body.has("not_before") || body.has("not_after")
+        guard fault != nil || dated else { throw APIError.badRequest("fault", "give fault, or not_before and/or not_after") }
         let validity: ValidityWindow
         if let fault {
             guard !dated else { throw APIError.badRequest("fault", "give either fault or not_before/not_after") }
