@@ -190,6 +190,24 @@ final class EmulatedWorldTests: XCTestCase {
         XCTAssertEqual(r["result"] as? String, "granted")
     }
 
+    func testTheSimulatedClockCannotLeaveTheWorldSpan() async throws {
+        let e = try await start(at: EmulatedWorld.span.upperBound.addingTimeInterval(-3600))
+        do {
+            _ = try await e.advanceClock(try body(["seconds": 7200], allowed: ["seconds"]))
+            XCTFail("advanced past 2100")
+        } catch let err as APIError {
+            XCTAssertEqual(err.status, 409)
+            XCTAssertEqual(err.code, "clock_out_of_range")
+        }
+        do {
+            _ = try await e.setClock(try body(["time": "2100-01-02T00:00:00Z"], allowed: ["time"]))
+            XCTFail("set past 2100")
+        } catch let err as APIError { XCTAssertEqual(err.code, "clock_out_of_range") }
+        XCTAssertEqual(e.clock.now(), EmulatedWorld.span.upperBound.addingTimeInterval(-3600), "the clock did not move")
+        _ = try await e.advanceClock(try body(["seconds": 3600], allowed: ["seconds"]))
+        XCTAssertEqual(e.clock.now(), EmulatedWorld.span.upperBound, "the span's last instant is reachable")
+    }
+
     func testASimulatedClockOutsideTheWorldSpanIsRefusedAtStart() async throws {
         do {
             _ = try await start(at: Date(timeIntervalSince1970: 4_200_000_000)) // 2103

@@ -1414,14 +1414,14 @@ components:
       additionalProperties: false
       required: [seconds]
       properties:
-        seconds: { type: number, minimum: 0, maximum: 2678400, description: "Up to 31 days per call (every timer on the way fires)." }
+        seconds: { type: number, minimum: 0, maximum: 2678400, description: "Up to 31 days per call (every timer on the way fires); the clock stays before 2100-01-01 (past it: 409 clock_out_of_range)." }
 
     ClockSetRequest:
       type: object
       additionalProperties: false
       required: [time]
       properties:
-        time: { type: string, format: date-time, maxLength: 64, description: "At most 31 days from the current simulated time, either way (farther: 409 clock_step_too_large)." }
+        time: { type: string, format: date-time, maxLength: 64, description: "At most 31 days from the current simulated time, either way (farther: 409 clock_step_too_large), and between 2000-01-01 and 2100-01-01 (outside: 409 clock_out_of_range)." }
 
     Event:
       type: object

@@ -431,6 +431,7 @@ extension Emulator {
     public func advanceClock(_ body: JSONBody) async throws -> [String: Any] {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
         let seconds = try body.number("seconds", required: true, range: 0...Emulator.maxClockStep)!
+        try Emulator.requireInWorld(s.now().addingTimeInterval(seconds), field: "seconds")
         await s.advance(by: seconds)
         await settle()
         return clockJSON()
@@ -443,9 +444,17 @@ extension Emulator {
             // Valid on its own, refused because of where the clock is now: a conflict, not a bad request.
             throw APIError(409, "clock_step_too_large", "at most 31 days from the current simulated time per call", field: "time")
         }
+        try Emulator.requireInWorld(t, field: "time")
         await s.set(to: t)
         await settle()
         return clockJSON()
+    }
+
+    /// The simulated clock stays inside the world span, where the site's own PKI is valid.
+    static func requireInWorld(_ t: Date, field: String) throws {
+        guard EmulatedWorld.span.contains(t) else {
+            throw APIError(409, "clock_out_of_range", "the simulated clock stays between 2000-01-01 and 2100-01-01", field: field)
+        }
     }
 
     /// Lets timer-driven device work triggered by a control action reach the journal before answering.
