@@ -16,7 +16,36 @@ public enum ECDSA {
         guard let raw = DERSignature.toRaw(Array(der[0..<len])) else {
             throw CryptoError.openssl(function: "EVP_PKEY_sign", reason: "unexpected DER signature")
         }
-        return raw
+        // (r, s) and (r, n − s) both verify; Keyway only ever emits the low-S form, so a peer that
+        // insists on it (and the tap protocol's own checks) always accepts Keyway's signatures.
+        return lowS(raw)
+    }
+
+    /// P-256 group order n, big-endian.
+    public static let order: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                 0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51]
+    /// ⌊n / 2⌋, big-endian.
+    static let halfOrder: [UInt8] = [0x7F, 0xFF, 0xFF, 0xFF, 0x80, 0x00, 0x00, 0x00, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                     0xDE, 0x73, 0x7D, 0x56, 0xD3, 0x8B, 0xCF, 0x42, 0x79, 0xDC, 0xE5, 0x61, 0x7E, 0x31, 0x92, 0xA8]
+
+    /// Whether a raw r‖s signature has s ≤ n/2 (the canonical of the two valid forms).
+    public static func isLowS(_ signature: [UInt8]) -> Bool {
+        guard signature.count == signatureSize else { return false }
+        return !halfOrder.lexicographicallyPrecedes(signature[32..<64])
+    }
+
+    /// The low-S form of a raw signature: s replaced by n − s when s > n/2.
+    public static func lowS(_ signature: [UInt8]) -> [UInt8] {
+        guard signature.count == signatureSize, !isLowS(signature) else { return signature }
+        var s = [UInt8](repeating: 0, count: 32)
+        var borrow = 0
+        for i in stride(from: 31, through: 0, by: -1) {
+            var d = Int(order[i]) - Int(signature[32 + i]) - borrow
+            borrow = d < 0 ? 1 : 0
+            if d < 0 { d += 256 }
+            s[i] = UInt8(d)
+        }
+        return Array(signature[0..<32]) + s
     }
 
     /// True only for a valid signature by `key` over `message`. A malformed signature is simply

@@ -211,6 +211,11 @@ public struct COSESign1: Sendable, Equatable {
 public enum COSEKey {
     public static let kty: Int64 = 1
     public static let ktyEC2: Int64 = 2
+    /// Optional in a COSE_Key; when a `cnf` key names them they must fit its one use here: verifying
+    /// the phone's ES256 proof of possession.
+    public static let alg: Int64 = 3
+    public static let keyOps: Int64 = 4
+    public static let keyOpVerify: Int64 = 2
     public static let crv: Int64 = -1
     public static let crvP256: Int64 = 1
     public static let x: Int64 = -2

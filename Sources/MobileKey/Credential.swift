@@ -431,7 +431,7 @@ extension CBORParser {
         let h = try head()
         guard h.major == 5 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.notAMap)") }
         var kty: Int64?, crv: Int64?, x: [UInt8]?, y: [UInt8]?, hasD = false
-        var bad = false
+        var bad = false, badUse = false
         try forEachMapEntry(h, depth: depth) { label, p in
             switch label {
             case COSEKey.kty: kty = try p.readIntOrSkip(depth: depth + 1)
@@ -447,9 +447,17 @@ extension CBORParser {
                     bad = true
                 }
             case COSEKey.d: hasD = true; _ = try p.item(depth: depth + 1)
+            case COSEKey.alg:
+                // Present: ES256 (−7) only. A key declared for another algorithm is not this proof's key.
+                if try p.readIntOrSkip(depth: depth + 1) != -7 { badUse = true }
+            case COSEKey.keyOps:
+                // Present: an array of operation ids that includes verify.
+                guard case .array(let ops) = try p.item(depth: depth + 1),
+                      ops.contains(where: { $0.intValue == COSEKey.keyOpVerify }) else { badUse = true; break }
             default: _ = try p.item(depth: depth + 1)
             }
         }
+        guard !badUse else { throw ClaimTypeError("cnf COSE_Key: alg is not ES256 (-7) or key_ops lacks verify") }
         guard kty == COSEKey.ktyEC2 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.wrongKeyType)") }
         guard crv == COSEKey.crvP256 else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.wrongCurve)") }
         guard !hasD else { throw ClaimTypeError("cnf COSE_Key: \(COSEKey.DecodeError.containsPrivateKey)") }

@@ -110,9 +110,13 @@ public struct RevocationList: Sendable, Hashable {
         guard case .array(let items)? = m[.int(Key.revoked)] else { throw .malformed("revoked key ids missing or not an array") }
         guard items.count <= RevocationList.maxEntries else { throw .tooManyEntries(items.count) }
         var set = Set<[UInt8]>(minimumCapacity: items.count)
+        var previous: [UInt8]? = nil
         for item in items {
             guard let kid = item.bytesValue, kid.count == Credential.keyIDLength else { throw .malformed("key id not 16 bytes") }
             guard set.insert(kid).inserted else { throw .malformed("duplicate key id") }
+            // §6: ascending bytewise, as Keyway writes them; one list has one encoding.
+            if let previous, !previous.lexicographicallyPrecedes(kid) { throw .malformed("key ids not in ascending order") }
+            previous = kid
         }
         try self.init(siteID: site, version: version, issuedAt: Date(timeIntervalSince1970: TimeInterval(iat)), revokedKeyIDs: set)
     }

@@ -80,7 +80,15 @@ public final class TapReplayGuard: @unchecked Sendable {
         return (age < 0 || age > TapProtocol.nonceLifetime) ? .expired : .ok
     }
 
-    /// Records a fingerprint; returns false when it was seen before (a replay).
+    /// Whether a fingerprint was recorded (by an earlier presentation that decrypted).
+    func hasSeen(_ fingerprint: [UInt8]) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return seen.contains(fingerprint)
+    }
+
+    /// Records a fingerprint; returns false when it was seen before (a replay). Called only once
+    /// the presentation has authenticated (AES-GCM), so nobody can poison the guard with a victim's
+    /// ephemeral key sniffed from the air.
     func firstSighting(_ fingerprint: [UInt8], at now: Date) -> Bool {
         lock.lock(); defer { lock.unlock() }
         guard seen.insert(fingerprint).inserted else { return false }
@@ -140,17 +148,18 @@ public final class TapLockSession: @unchecked Sendable {
         self.identity = identity; self.ephemeral = ephemeral; self.hello = hello; self.helloBytes = helloBytes
     }
 
-    /// Runs every check in a fixed order — cheapest first, and never using a field before what
-    /// authenticates it has been checked. `revocations` is the list the lock holds right now.
+    /// Runs every check in a fixed order, never using a field before what authenticates it has been
+    /// checked: the session (AES-GCM), then the credential's issuer signature, then the phone's proof
+    /// of possession, and only then any claim. `revocations` is the list the lock holds right now.
     public func evaluate(_ bytes: [UInt8], now: Date, revocations: RevocationList) -> TapEvaluation {
-        guard identity.replayGuard.firstSighting(SHA256.hash(bytes), at: now) else {
-            return .denied(.replayed, credential: nil, action: nil)
-        }
         guard let outer = try? Presentation(decoding: bytes),
               let phoneKey = try? P256.PublicKey(uncompressed: outer.phoneEphemeralKey) else {
             return .denied(.malformedPresentation, credential: nil, action: nil)
         }
-        guard identity.replayGuard.firstSighting(outer.phoneEphemeralKey, at: now) else {
+        // A presentation (or phone ephemeral key) that already decrypted once is a replay. Only
+        // looked up here; recorded after AES-GCM below.
+        let fingerprint = SHA256.hash(bytes)
+        if identity.replayGuard.hasSeen(fingerprint) || identity.replayGuard.hasSeen(outer.phoneEphemeralKey) {
             return .denied(.replayed, credential: nil, action: nil)
         }
         switch identity.replayGuard.consume(hello.nonce, at: now) {
@@ -169,24 +178,33 @@ public final class TapLockSession: @unchecked Sendable {
                                            associatedData: schedule.transcriptHash) else {
             return .denied(.decryptionFailed, credential: nil, action: nil)
         }
+        // Two copies racing past the look-up above: the second to record is the replay.
+        guard identity.replayGuard.firstSighting(fingerprint, at: now),
+              identity.replayGuard.firstSighting(outer.phoneEphemeralKey, at: now) else {
+            return .denied(.replayed, credential: nil, action: nil)
+        }
         keys = schedule
         guard let payload = try? PresentationPayload(decoding: plain) else {
             return .denied(.malformedPresentation, credential: nil, action: nil)
         }
-        let credential: Credential
-        switch identity.verifier.verify(payload.credential, at: now, revocations: revocations) {
-        case .denied(let reason):
-            // Past the signature check the claims are authentic, so the event may name user and key.
-            let authentic = ![.malformed, .unsupportedAlgorithm, .unknownIssuer, .badSignature].contains(reason)
-            let parsed = authentic ? (try? Credential.inspect(payload.credential))?.credential : nil
-            return .denied(.credential(reason), credential: parsed, action: payload.action)
-        case .granted(let c):
-            credential = c
+        // Issuer signature, then proof of possession, then claims: until the phone has proved it
+        // holds the `cnf` key, the credential may be a copy, so nothing about it is judged, named
+        // in the event, or revealed in the (MACed) result.
+        let authentic: Credential
+        switch identity.verifier.authenticate(payload.credential) {
+        case .failure(let reason): return .denied(.credential(reason), credential: nil, action: payload.action)
+        case .success(let c): authentic = c
         }
         let proofInput = TapKeySchedule.proofInput(lockID: identity.lockID, nonce: hello.nonce, lockEphemeralKey: hello.lockEphemeralKey,
                                                    phoneEphemeralKey: outer.phoneEphemeralKey, action: payload.action)
-        guard ECDSA.verify(payload.proof, of: proofInput, by: credential.holderKey) else {
-            return .denied(.proofOfPossessionFailed, credential: credential, action: payload.action)
+        // The proof must be in low-S form: a conformant phone never emits the other (ECDSA.sign).
+        guard ECDSA.isLowS(payload.proof), ECDSA.verify(payload.proof, of: proofInput, by: authentic.holderKey) else {
+            return .denied(.proofOfPossessionFailed, credential: nil, action: payload.action)
+        }
+        let credential: Credential
+        switch identity.verifier.decide(authentic, at: now, revocations: revocations) {
+        case .denied(let reason): return .denied(.credential(reason), credential: authentic, action: payload.action)
+        case .granted(let c): credential = c
         }
         if payload.action != .open, !credential.officeMode {
             return .denied(.actionNotPermitted, credential: credential, action: payload.action)

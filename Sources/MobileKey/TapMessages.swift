@@ -49,12 +49,21 @@ public enum TapMessageError: Error, Equatable, Sendable, CustomStringConvertible
     }
 }
 
-private func decodeMap(_ bytes: [UInt8], max: Int) throws(TapMessageError) -> CBOR {
+/// A tap message is a map in deterministic encoding (RFC 8949 §4.2: keys sorted, shortest forms),
+/// with exactly the keys its type defines. Anything else — an unknown key, reordered keys, a
+/// non-shortest integer — is refused: a conformance tool must not be lenient, and it makes the
+/// received bytes the one encoding a MAC or signature can be over.
+private func decodeMap(_ bytes: [UInt8], max: Int, required: Set<Int64>, optional: Set<Int64> = []) throws(TapMessageError) -> CBOR {
     guard bytes.count <= max else { throw .tooLarge(bytes.count) }
     let item: CBOR
     do { item = try CBORDecoder(limits: TapProtocol.limits).decode(bytes) } catch { throw .malformed("cbor: \(error)") }
-    guard case .map = item else { throw .malformed("not a map") }
+    guard case .map(let m) = item else { throw .malformed("not a map") }
     guard item[1]?.intValue == TapProtocol.version else { throw .malformed("unsupported version") }
+    for key in m.keys {
+        guard let k = key.intValue, required.contains(k) || optional.contains(k) else { throw .malformed("unknown key") }
+    }
+    for k in required where item[k] == nil { throw .malformed("missing key \(k)") }
+    guard item.encoded() == bytes else { throw .malformed("not in deterministic encoding (key order or integer form)") }
     return item
 }
 
@@ -91,7 +100,7 @@ public struct ReaderHello: Sendable, Equatable {
     }
 
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxHelloSize)
+        let m = try decodeMap(bytes, max: TapProtocol.maxHelloSize, required: [1, 2, 3, 4, 5, 6, 7])
         guard let lock = m[2]?.textValue, !lock.isEmpty, lock.utf8.count <= 64 else { throw .malformed("lock id") }
         guard let time = m[4]?.uint64Value else { throw .malformed("lock time") }
         self.init(lockID: lock,
@@ -115,7 +124,7 @@ public struct Presentation: Sendable, Equatable {
         CBOR.map([1: .int(TapProtocol.version), 2: .bytes(phoneEphemeralKey), 3: .bytes(sealed)]).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize)
+        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2, 3])
         self.init(phoneEphemeralKey: try bytesField(m, 2, "phone ephemeral key", count: 65),
                   sealed: try bytesField(m, 3, "sealed payload"))
     }
@@ -134,7 +143,7 @@ public struct PresentationPayload: Sendable, Equatable {
         CBOR.map([1: .int(TapProtocol.version), 2: .bytes(credential), 3: .unsigned(UInt64(action.rawValue)), 4: .bytes(proof)]).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize)
+        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2, 3, 4])
         guard let a = m[3]?.uint64Value, a <= 255, let action = TapAction(rawValue: UInt8(a)) else { throw .malformed("action") }
         self.init(credential: try bytesField(m, 2, "credential"), action: action, proof: try bytesField(m, 4, "proof", count: 64))
     }
@@ -166,7 +175,7 @@ public struct TapResultMessage: Sendable, Equatable {
         return CBOR.map(m).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxResultSize)
+        let m = try decodeMap(bytes, max: TapProtocol.maxResultSize, required: [1, 2, 4], optional: [3, 5])
         guard let g = m[2]?.boolValue else { throw .malformed("granted") }
         guard let ms = m[4]?.uint64Value, ms <= UInt64(UInt32.max) else { throw .malformed("open ms") }
         let reason = m[3]?.textValue

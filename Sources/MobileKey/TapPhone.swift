@@ -71,16 +71,19 @@ public struct TapPhone: Sendable {
         let hello: ReaderHello
         do { hello = try ReaderHello(decoding: bytes) } catch { throw TapPhoneError.malformedHello("\(error)") }
         let cert: LockCertificate
-        if let cached = certificateCache?.lookup(hello.certificate, at: now) {
+        if let cached = certificateCache?.lookup(hello.certificate, siteID: siteID, issuers: trustedIssuers, at: now) {
             cert = cached
         } else {
             do {
                 cert = try LockCertificate(verifying: hello.certificate, issuers: trustedIssuers, siteID: siteID, at: now)
             } catch { throw TapPhoneError.untrustedLock(error) }
-            certificateCache?.store(cert)
+            certificateCache?.store(cert, siteID: siteID)
         }
         guard cert.lockID == hello.lockID else { throw TapPhoneError.untrustedLock(.wrongLock(cert.lockID)) }
-        guard ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else { throw TapPhoneError.badHelloSignature }
+        // Low-S only: a genuine lock signs with ECDSA.sign, which never emits the other form.
+        guard ECDSA.isLowS(hello.signature), ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else {
+            throw TapPhoneError.badHelloSignature
+        }
         let lockEphemeral: P256.PublicKey
         do { lockEphemeral = try P256.PublicKey(uncompressed: hello.lockEphemeralKey) } catch { throw TapPhoneError.malformedHello("ephemeral key") }
 
@@ -101,18 +104,24 @@ public struct TapPhone: Sendable {
 /// to the certificate's validity period.
 public final class LockCertificateCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var entries: [[UInt8]: LockCertificate] = [:]
+    /// A certificate vouches only for the site it was verified for, under an issuer key the phone
+    /// still trusts: the same bytes presented for another site, or after the issuer key was removed
+    /// from the phone's trust anchors, are verified afresh (and refused).
+    private struct Key: Hashable { let siteID: String; let bytes: [UInt8] }
+    private var entries: [Key: LockCertificate] = [:]
     private let capacity: Int
     public init(capacity: Int = 256) { self.capacity = capacity }
 
-    func lookup(_ bytes: [UInt8], at now: Date) -> LockCertificate? {
+    public func lookup(_ bytes: [UInt8], siteID: String, issuers: TrustedIssuers, at now: Date) -> LockCertificate? {
         lock.lock(); defer { lock.unlock() }
-        guard let c = entries[bytes], now < c.expires, now >= c.issuedAt - Verifier.defaultClockSkewTolerance else { return nil }
+        guard let c = entries[Key(siteID: siteID, bytes: bytes)], issuers.key(for: c.issuerKeyID) != nil,
+              now.timeIntervalSince1970 - Verifier.defaultClockSkewTolerance < c.expires.timeIntervalSince1970,
+              now.timeIntervalSince1970 + Verifier.defaultClockSkewTolerance >= c.issuedAt.timeIntervalSince1970 else { return nil }
         return c
     }
-    func store(_ c: LockCertificate) {
+    func store(_ c: LockCertificate, siteID: String) {
         lock.lock(); defer { lock.unlock() }
         if entries.count >= capacity { entries.removeAll() }
-        entries[c.bytes] = c
+        entries[Key(siteID: siteID, bytes: c.bytes)] = c
     }
 }

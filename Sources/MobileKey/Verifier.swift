@@ -5,7 +5,7 @@ import KeywayCrypto
 /// events, the control API and the tap protocol's result carry them, so never rename one — add a
 /// new case instead. (Reasons that belong to the tap exchange itself — replay, tampering, proof of
 /// possession, action rights — are `TapDenial`'s.)
-public enum DenialReason: String, CaseIterable, Sendable, Codable {
+public enum DenialReason: String, CaseIterable, Sendable, Codable, Error {
     /// Not a well-formed Keyway credential (bad CBOR, wrong COSE structure, missing or mistyped
     /// claims, unknown Keyway claim, crit header, content type of another Keyway object).
     case malformed = "malformed"
@@ -105,24 +105,31 @@ public struct Verifier: Sendable {
     }
 
     public func verify(_ bytes: [UInt8], at instant: Date, revocations: RevocationList) -> Verdict {
+        switch authenticate(bytes) {
+        case .success(let credential): return decide(credential, at: instant, revocations: revocations)
+        case .failure(let reason): return .denied(reason)
+        }
+    }
+
+    /// Steps 1–4 only: the credential is a well-formed COSE_Sign1 signed by a trusted issuer. Its
+    /// claims are authentic but not yet judged — the tap session proves possession of the `cnf` key
+    /// before any claim is checked, so a copied credential is never judged (or attributed) at all.
+    public func authenticate(_ bytes: [UInt8]) -> Result<Credential, DenialReason> {
         let message: COSESign1
         do {
             message = try COSESign1(decoding: bytes, limits: Credential.messageLimits)
         } catch {
-            if case .unsupportedAlgorithm = error { return .denied(.unsupportedAlgorithm) }
-            return .denied(.malformed)
+            if case .unsupportedAlgorithm = error { return .failure(.unsupportedAlgorithm) }
+            return .failure(.malformed)
         }
-        guard let kid = message.keyID, let issuerKey = issuers.key(for: kid) else { return .denied(.unknownIssuer) }
-        guard message.verify(with: issuerKey) else { return .denied(.badSignature) }
-        guard Verifier.isCredentialContentType(message.contentType) else { return .denied(.malformed) }
-
-        let credential: Credential
+        guard let kid = message.keyID, let issuerKey = issuers.key(for: kid) else { return .failure(.unknownIssuer) }
+        guard message.verify(with: issuerKey) else { return .failure(.badSignature) }
+        guard Verifier.isCredentialContentType(message.contentType) else { return .failure(.malformed) }
         do {
-            credential = try Credential(payload: message.payload)
+            return .success(try Credential(payload: message.payload))
         } catch {
-            return .denied(error == .missingProofKey ? .missingProofKey : .malformed)
+            return .failure(error == .missingProofKey ? .missingProofKey : .malformed)
         }
-        return decide(credential, at: instant, revocations: revocations)
     }
 
     /// The claim checks (steps 5–9) on an already authenticated credential. Exposed for the tap

@@ -73,10 +73,20 @@ final class TapReplayGuardTests: XCTestCase {
         let second = try phone.present(hello: session.helloBytes, action: .open, at: t0).presentation
         XCTAssertEqual(session.evaluate(second, now: t0, revocations: none).denial, .nonceUnknown, "one presentation per nonce")
 
+        // Junk never reaches the guard (fingerprints are recorded only after AES-GCM): a flood of it
+        // evicts nothing, and the sniffed presentation is still named a replay.
+        for i in 0..<32 {
+            let junk = try lock.startSession(now: t0)
+            XCTAssertEqual(junk.evaluate([0xA0, 0, UInt8(i)], now: t0, revocations: none).denial, .malformedPresentation)
+        }
+        XCTAssertEqual(session.evaluate(sniffed, now: t0, revocations: none).denial, .replayed, "junk evicted nothing")
+
+        // Genuine taps by other phones do fill the bounded guard and evict it.
         func flood(_ round: UInt8) throws {
-            for i in 0..<32 {
-                let junk = try lock.startSession(now: t0)
-                XCTAssertEqual(junk.evaluate([0xA0, round, UInt8(i)], now: t0, revocations: none).denial, .malformedPresentation)
+            for _ in 0..<32 {
+                let other = try lock.startSession(now: t0)
+                let p = try phone.present(hello: other.helloBytes, action: .open, at: t0).presentation
+                guard case .accepted = other.evaluate(p, now: t0, revocations: none) else { return XCTFail("round \(round)") }
             }
         }
         try flood(0)
