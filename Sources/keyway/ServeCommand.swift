@@ -19,6 +19,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Append every event as NDJSON to FILE ('-' for stdout).") var eventsFile: String?
     @Option(help: "Write a btsnoop capture of every link to FILE.") var capture: String?
     @Option(help: "Bearer token required on every request (mandatory off loopback). Prefer KEYWAY_API_TOKEN.") var apiToken: String?
+    @Option(help: ArgumentHelp("A host name the control API answers to besides its listen address and localhost (repeatable); any other Host header gets 421.",
+                               valueName: "name")) var allowHost: [String] = []
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
@@ -47,6 +49,19 @@ struct Serve: AsyncParsableCommand {
         o.eventsFile = eventsFile
         o.capturePath = capture
         o.apiToken = apiToken ?? env["KEYWAY_API_TOKEN"]
+        if let token = o.apiToken {
+            // An empty token would admit "Bearer " — refuse it rather than guess (never echo the value).
+            guard !token.isEmpty else {
+                throw ValidationError("\(apiToken != nil ? "--api-token" : "KEYWAY_API_TOKEN") is empty: give a token, or leave it unset on loopback")
+            }
+            guard token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+                throw ValidationError("\(apiToken != nil ? "--api-token" : "KEYWAY_API_TOKEN") must be printable ASCII without spaces")
+            }
+        }
+        for name in allowHost where name.isEmpty || name.contains(where: { $0 == " " || $0 == "/" || $0 == "," }) {
+            throw ValidationError("--allow-host \"\(name)\": one host name per option, without scheme or path")
+        }
+        o.allowedHosts = allowHost
         if !o.isLoopbackBind && o.apiToken == nil {
             throw ValidationError("--listen \(listen) is not loopback: set --api-token or KEYWAY_API_TOKEN")
         }
@@ -66,20 +81,21 @@ struct Serve: AsyncParsableCommand {
             throw UserFacingError("keyway serve: \(error)")
         }
 
+        let opts = o
         let server = Task {
             try await ControlServer.run(emu) { port in
                 let ms = Int(Date().timeIntervalSince(started) * 1000)
                 print("""
                 keyway serve — site \(emu.config.siteID) (\(emu.config.name)), \(emu.config.locks.count) locks, \(emu.config.iqs.count) IQs, \(emu.config.doorControllers.count) door controllers
-                  transport  \(o.transport.rawValue)\(bluez.map { " on \($0.summary)" } ?? "")
-                  clock      \(o.clock.rawValue) (\(formatISO8601(emu.clock.now())))
-                  data       \(o.dataDir)  (journal.sqlite, state.sqlite, keys/)
-                  upstream   \(o.upstreams.isEmpty ? "none" : o.upstreams.map(\.url).joined(separator: ", "))\(o.eventsFile.map { " + NDJSON \($0)" } ?? "")
-                  api        http://\(o.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(o.apiToken != nil ? ", bearer token required" : "")
-                  live view  http://\(o.listenHost):\(port)/
+                  transport  \(opts.transport.rawValue)\(bluez.map { " on \($0.summary)" } ?? "")
+                  clock      \(opts.clock.rawValue) (\(formatISO8601(emu.clock.now())))
+                  data       \(opts.dataDir)  (journal.sqlite, state.sqlite, keys/)
+                  upstream   \(opts.upstreams.isEmpty ? "none" : opts.upstreams.map(\.url).joined(separator: ", "))\(opts.eventsFile.map { " + NDJSON \($0)" } ?? "")
+                  api        http://\(opts.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(opts.apiToken != nil ? ", bearer token required" : "")
+                  live view  http://\(opts.listenHost):\(port)/
                 ready in \(ms) ms. Try:
-                  curl -s -XPOST localhost:\(port)/v1/keys -d '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}'
-                  curl -s -XPOST localhost:\(port)/v1/taps -d '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}'
+                  curl -s -H 'content-type: application/json' localhost:\(port)/v1/keys -d '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}'
+                  curl -s -H 'content-type: application/json' localhost:\(port)/v1/taps -d '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}'
                   keyway tap \(emu.config.locks.first?.id ?? "lock") --user \(emu.config.users.first?.id ?? "u-1") --server http://127.0.0.1:\(port)
                 """)
                 fflush(stdout)

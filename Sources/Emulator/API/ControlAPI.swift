@@ -18,7 +18,7 @@ public enum ControlAPI {
         ("/v1/controllers/:id/power", ["POST"]), ("/v1/doors/:id/sensor", ["POST"]), ("/v1/doors/:id/exit", ["POST"]),
         ("/v1/keys", ["GET", "POST"]), ("/v1/keys/:id", ["DELETE"]), ("/v1/taps", ["POST"]), ("/v1/clock", ["GET"]),
         ("/v1/clock/advance", ["POST"]), ("/v1/clock/set", ["POST"]), ("/v1/events", ["GET"]), ("/v1/events/stream", ["GET"]),
-        ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]), ("/", ["GET"]), ("/live", ["GET"]),
+        ("/v1/deliveries", ["GET"]), ("/v1/reset", ["POST"]), ("/", ["GET"]), ("/live", ["GET"]), ("/v1/login", ["POST"]),
     ]
 
     /// A route that takes a JSON body: its allow-listed fields and the operation. One table for the
@@ -65,8 +65,12 @@ public enum ControlAPI {
     public static func router(_ emu: Emulator) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorMiddleware())
-        if let token = emu.options.apiToken {
-            router.add(middleware: BearerTokenMiddleware(token: token))
+        // Host, Origin and Content-Type checks (RequestGuard.swift), before the token: no web page
+        // drives the API, loopback or not.
+        router.add(middleware: RequestGuardMiddleware(listenHost: emu.options.listenHost, allowedHosts: emu.options.allowedHosts))
+        let session = emu.options.apiToken.map { LiveViewSession(token: $0) }
+        if let token = emu.options.apiToken, let session {
+            router.add(middleware: BearerTokenMiddleware(token: token, session: session))
         }
 
         router.get("/v1/health") { _, _ in json(await emu.healthJSON()) }
@@ -77,6 +81,17 @@ public enum ControlAPI {
         // The live view (LiveView.swift): one self-contained page, a client of the routes below.
         router.get("/") { _, _ in liveView() }
         router.get("/live") { _, _ in liveView() }
+        // The live view's login: the token in a JSON body, answered with an HttpOnly, SameSite=Strict
+        // session cookie (RequestGuard.swift, LiveViewSession), so the token never sits in a URL.
+        router.post("/v1/login") { req, _ in
+            let body = try await parse(req, allowed: ["token"])
+            let presented = try body.string("token", required: true, maxLength: 4096)!
+            guard let token = emu.options.apiToken, let session else { return json(["token_required": false]) }
+            guard constantTimeEquals(presented, token) else { throw APIError(401, "unauthorized", "wrong token", field: "token") }
+            var r = json(["token_required": true])
+            r.setCookie(session.cookie())
+            return r
+        }
         router.get("/v1/site") { _, _ in json(await emu.siteJSON()) }
         router.get("/v1/locks") { _, _ in json(await emu.locksJSON()) }
         router.get("/v1/locks/:id") { _, ctx in json(try await emu.lockJSON(id: try param(ctx, "id"))) }
@@ -203,18 +218,38 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Off loopback, every request needs `Authorization: Bearer <token>`; compared in constant time.
+/// With a token (mandatory off loopback), every request needs `Authorization: Bearer <token>` (scheme
+/// case-insensitive, RFC 9110 §11.1) or the live view's session cookie; both compared in constant time.
+/// The live view page itself (`GET /`, `/live`: static HTML, no data) and `POST /v1/login` (which checks
+/// the token itself) are open, so a browser can reach the login form.
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let token: String
+    let session: LiveViewSession
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization] else {
-            return json(APIError(401, "unauthorized", "missing Authorization: Bearer token").json, status: .unauthorized)
+        let path = request.uri.path
+        if ((request.method == .get || request.method == .head) && (path == "/" || path == "/live"))
+            || (request.method == .post && path == "/v1/login") {
+            return try await next(request, context)
         }
-        let presented = Array(header.utf8), want = Array("Bearer \(token)".utf8)
-        var diff = UInt8(presented.count == want.count ? 0 : 1)
-        for i in 0..<min(presented.count, want.count) { diff |= presented[i] ^ want[i] }
-        guard diff == 0 else { return json(APIError(401, "unauthorized", "wrong bearer token").json, status: .unauthorized) }
-        return try await next(request, context)
+        if let header = request.headers[.authorization] {
+            let trimmed = header.trimmingCharacters(in: .whitespaces)
+            let scheme = trimmed.prefix { $0 != " " }
+            guard scheme.lowercased() == "bearer" else {
+                return json(APIError(401, "unauthorized", "use Authorization: Bearer <token>").json, status: .unauthorized)
+            }
+            let presented = trimmed.dropFirst(scheme.count).trimmingCharacters(in: .whitespaces)
+            guard constantTimeEquals(presented, token) else {
+                return json(APIError(401, "unauthorized", "wrong bearer token").json, status: .unauthorized)
+            }
+            return try await next(request, context)
+        }
+        if let cookie = request.cookies[LiveViewSession.cookieName] {
+            guard session.matches(cookie.value) else {
+                return json(APIError(401, "unauthorized", "session expired: log in again").json, status: .unauthorized)
+            }
+            return try await next(request, context)
+        }
+        return json(APIError(401, "unauthorized", "missing Authorization: Bearer token").json, status: .unauthorized)
     }
 }

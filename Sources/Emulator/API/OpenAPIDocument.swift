@@ -24,7 +24,14 @@ info:
     - Lists return JSON arrays of objects with an `id`.
     - Times are RFC 3339 in UTC (`2026-11-22T09:00:00.000Z`); requests also accept offsets.
     - Bound to anything but loopback (`--listen 0.0.0.0:8080 --api-token T`), every request — this document
-      included — needs `Authorization: Bearer T`; on loopback no authentication is asked for.
+      included — needs `Authorization: Bearer T` (the scheme name in any case) or the live view's session
+      cookie from `POST /v1/login`; on loopback no authentication is asked for unless a token is given.
+      The live view page itself (`GET /`, `GET /live`) and `POST /v1/login` are open.
+    - No web page can drive the API, on loopback or not: a request body must be `Content-Type:
+      application/json` (415 `unsupported_media_type` otherwise, also for any other declared type); a
+      `Host` that is not the listen address, `localhost` or a name given with `--allow-host` gets 421
+      `misdirected_request`; an `Origin` other than the API's own, or `Sec-Fetch-Site: cross-site` on
+      anything but a navigation, gets 403 `forbidden_origin`.
 
     This document is `docs/openapi.yaml` in the source tree and is served at `/openapi.yaml`.
   license:
@@ -36,6 +43,7 @@ servers:
 security:
   - {}
   - bearerAuth: []
+  - cookieAuth: []
 tags:
   - name: service
   - name: site
@@ -88,30 +96,67 @@ paths:
       operationId: getLiveView
       summary: The live view (an HTML page)
       description: >-
-        One self-contained HTML page (no external assets) showing every door: lock state, LED and beep,
-        door sensor and controller alarm, office mode, IQ reach. It refreshes from GET /v1/locks and
-        GET /v1/controllers on every event of GET /v1/events/stream, and has a user selector and a Tap
-        button per lock (POST /v1/taps).
+        One self-contained HTML page (no external assets), a client of the routes of this document only:
+        an SVG site map (each IQ's reach circle, locks coloured by state with LED and battery, doors and
+        controller power, locks out of every IQ's reach marked), a table of locks, and an event feed
+        (GET /v1/events, refreshed on every event of GET /v1/events/stream) with filters. It taps (as a
+        user's phone key, a tag or a PIN), moves IQs (drag), switches IQs, controller power and door
+        sensors, presses exit buttons and moves the simulated clock. Served without authentication (it
+        holds no data); with a token it shows a login form that calls POST /v1/login.
+      security: [{}]
       responses:
         "200":
           description: The live view page.
           content:
             text/html:
               schema: { type: string }
-        "401": { $ref: "#/components/responses/Unauthorized" }
 
   /live:
     get:
       tags: [service]
       operationId: getLiveViewAlias
       summary: The live view (same page as GET /)
+      security: [{}]
       responses:
         "200":
           description: The live view page.
           content:
             text/html:
               schema: { type: string }
+
+  /v1/login:
+    post:
+      tags: [service]
+      operationId: login
+      summary: The live view's login — the API token in, an HttpOnly session cookie out
+      description: |
+        A browser cannot add `Authorization: Bearer`, and a token in a URL ends up in logs and history.
+        The live view's login form sends the token once, in this body; a right token is answered with
+        `Set-Cookie: keyway_session=…; HttpOnly; SameSite=Strict; Path=/`. The cookie holds an HMAC of
+        the token under a per-process random key, never the token itself, and stops working when the
+        server restarts. Without `--api-token` there is nothing to log in to: any token is answered with
+        `token_required: false` and no cookie.
+      security: [{}]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: { $ref: "#/components/schemas/LoginRequest" }
+            example: { token: "s3cret-token" }
+      responses:
+        "200":
+          description: Logged in (with a `Set-Cookie`), or no token is needed.
+          headers:
+            Set-Cookie:
+              description: "`keyway_session=<hex>; HttpOnly; SameSite=Strict; Path=/` (only when a token is configured)."
+              schema: { type: string }
+          content:
+            application/json:
+              schema: { $ref: "#/components/schemas/LoginResult" }
+              example: { token_required: true }
+        "400": { $ref: "#/components/responses/BadRequest" }
         "401": { $ref: "#/components/responses/Unauthorized" }
+        "413": { $ref: "#/components/responses/TooLarge" }
 
   /v1/site:
     get:
@@ -855,6 +900,11 @@ components:
       type: http
       scheme: bearer
       description: The `--api-token` given to `keyway serve`; required on every request when bound off loopback.
+    cookieAuth:
+      type: apiKey
+      in: cookie
+      name: keyway_session
+      description: The live view's session cookie, set by `POST /v1/login` (HttpOnly, SameSite=Strict).
 
   parameters:
     LockID:
@@ -1232,6 +1282,20 @@ components:
       required: [open]
       properties:
         open: { type: boolean }
+
+    LoginRequest:
+      type: object
+      additionalProperties: false
+      required: [token]
+      properties:
+        token: { type: string, minLength: 1, maxLength: 4096, description: "The `--api-token` (or `KEYWAY_API_TOKEN`) of the server." }
+
+    LoginResult:
+      type: object
+      additionalProperties: false
+      required: [token_required]
+      properties:
+        token_required: { type: boolean, description: "`false`: the server has no token, no cookie was set." }
 
     EmptyRequest:
       type: object

@@ -28,6 +28,8 @@ public struct EmulatorOptions: Sendable {
     public var capturePath: String?
     /// Required on every request when bound to anything but loopback.
     public var apiToken: String?
+    /// Host names the control API answers to besides its listen address and localhost (`--allow-host`).
+    public var allowedHosts: [String] = []
     /// BlueZ: which adapter and which lock it exposes.
     public var adapter: String = "hci0"
     public var bleLock: String?
