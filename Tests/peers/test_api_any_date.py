@@ -134,6 +134,17 @@ def test_no_error_body_carries_a_swift_debug_description(start_keyway):
     assert srv.ok("GET", "/v1/health")["status"] == "ok"
 
 
+def test_cli_errors_carry_no_debug_description(tmp_path):
+    for args in (["serve", "--data", "/proc/keyway-no-such/data", "--listen", "127.0.0.1:0"],
+                 ["serve", "--site", str(tmp_path / "missing.yaml"), "--listen", "127.0.0.1:0"],
+                 ["keys", "inspect", "/etc/hostname"],
+                 ["tap", "main-entrance", "--user", "u-ada", "--server", "http://127.0.0.1:9"]):
+        r = subprocess.run([str(KEYWAY), *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode != 0, (args, r.stdout, r.stderr)
+        assert r.stderr.strip(), (args, "says why")
+        assert_no_dump(r.stdout + r.stderr, " ".join(args))
+
+
 def test_dump_pattern_catches_what_it_must():
     for dump in ['untrustedLock("lock certificate not yet valid")', 'Optional("x")', "Error Domain=NSCocoaErrorDomain Code=4",
                  "SiteKeysError.io(path: x)", 'malformed(reason: "x")', 'malformed("cbor")']:

@@ -47,7 +47,11 @@ public final class Emulator: @unchecked Sendable {
     public static func start(_ options: EmulatorOptions, logger: Logger = Logger(label: "keyway")) async throws -> Emulator {
         let config: SiteConfig
         do { config = try SiteFile.load(path: options.sitePath) } catch { throw EmulatorError.site("\(error)") }
-        try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
+        do { try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true) } catch {
+            // Foundation's own description is a debug dump (Error Domain=… UserInfo=…): say it in words.
+            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+            throw EmulatorError.site("--data \(options.dataDir): cannot create the data directory (\(posix ?? (error as NSError).localizedDescription))")
+        }
 
         let keysDir = options.dataDir + "/keys"
         var keys: SiteKeys
