@@ -94,8 +94,8 @@ struct Serve: AsyncParsableCommand {
                   api        http://\(opts.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(opts.apiToken != nil ? ", bearer token required" : "")
                   live view  http://\(opts.listenHost):\(port)/
                 ready in \(ms) ms. Try:
-                  curl -s -H 'content-type: application/json' localhost:\(port)/v1/keys -d '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}'
-                  curl -s -H 'content-type: application/json' localhost:\(port)/v1/taps -d '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}'
+                  curl -s --json '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}' localhost:\(port)/v1/keys
+                  curl -s --json '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}' localhost:\(port)/v1/taps
                   keyway tap \(emu.config.locks.first?.id ?? "lock") --user \(emu.config.users.first?.id ?? "u-1") --server http://127.0.0.1:\(port)
                 """)
                 fflush(stdout)

@@ -139,12 +139,15 @@ class Page:
         return self.attr("#tap-result", "data-result"), self.find("#tap-result").text
 
     def screenshot(self, name):
+        """The whole page — map, panels, feed and table — in one image: the window is made as tall as
+        the page for the shot (the map's size depends on the width only)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        size = self.d.get_window_size()
+        height = self.d.execute_script("return document.documentElement.scrollHeight")
+        self.d.set_window_size(size["width"], min(height + 160, 4000))
         self.d.execute_script("window.scrollTo(0, 0)")
         self.d.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-        self.d.execute_script("document.getElementById('feed-wrap').scrollIntoView()")
-        self.d.save_screenshot(str(ARTIFACTS / f"{name}-feed.png"))
-        self.d.execute_script("window.scrollTo(0, 0)")
+        self.d.set_window_size(size["width"], size["height"])
 
 
 @pytest.fixture

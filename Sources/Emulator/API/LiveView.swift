@@ -44,7 +44,7 @@ public enum LiveView {
   input[type=number] { width: 5em; }
   #main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(18em, 1fr); gap: 1em; align-items: start; }
   #map { width: 100%; height: auto; max-height: 74vh; border: 1px solid #ccc; background: #fcfcfa; touch-action: none; user-select: none; }
-  #panel select, #panel input:not([type=number]) { max-width: 100%; }
+  #panel select { max-width: 15em; }
   #panel section { min-width: 0; overflow-wrap: anywhere; border: 1px solid #ddd; border-radius: 4px; padding: .4em .6em; margin-bottom: .6em; }
   #panel .row { display: flex; gap: .4em; align-items: center; flex-wrap: wrap; margin: .2em 0; }
   .grid-minor { stroke: #eee; stroke-width: 1; }
@@ -252,7 +252,7 @@ function buildMap(locks, iqs) {
   const xs = [], ys = [];
   for (const l of locks) { xs.push(l.position.x); ys.push(l.position.y); }
   for (const q of iqs) { xs.push(q.position.x - q.range_m, q.position.x + q.range_m); ys.push(q.position.y - q.range_m, q.position.y + q.range_m); }
-  const minX = Math.floor(Math.min(...xs) - 2), maxX = Math.ceil(Math.max(...xs) + 2);
+  const minX = Math.floor(Math.min(...xs) - 2), maxX = Math.ceil(Math.max(...xs) + 4);  // room for labels
   const minY = Math.floor(Math.min(...ys) - 2), maxY = Math.ceil(Math.max(...ys) + 3);
   svg.setAttribute("viewBox", [sx(minX), sy(maxY), (maxX - minX) * S, (maxY - minY) * S].join(" "));
   svg.dataset.bounds = [minX, minY, maxX, maxY].join(",");
