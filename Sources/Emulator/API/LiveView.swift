@@ -191,6 +191,7 @@ const EVENT_TYPES = __EVENT_TYPES__;
 const SVGNS = "http://www.w3.org/2000/svg";
 const S = 20;            // SVG units per metre
 const FEED_MAX = 200;    // events kept in the feed
+const PAGE = 1000;       // events per GET /v1/events
 const FINAL_STAGES = new Set(["delivered", "lost"]);
 const $ = (id) => document.getElementById(id);
 const rows = new Map();          // lock id → table row
@@ -601,11 +602,16 @@ function device(ev) {
 }
 
 async function refreshFeed() {
-  const q = "/v1/events?limit=10000" + (feedFloor !== null && feedFloor > 0 ? "&after=" + feedFloor : "");
-  const events = await api("GET", q);
-  for (const e of events) feed.set(e.position, e);
-  const positions = [...feed.keys()].sort((a, b) => a - b);
-  while (positions.length > FEED_MAX) feed.delete(positions.shift());
+  // Page through everything after the floor (oldest first), keeping the newest FEED_MAX.
+  let after = feedFloor !== null && feedFloor > 0 ? feedFloor : 0, positions;
+  for (;;) {
+    const events = await api("GET", "/v1/events?limit=" + PAGE + (after > 0 ? "&after=" + after : ""));
+    for (const e of events) feed.set(e.position, e);
+    positions = [...feed.keys()].sort((a, b) => a - b);
+    while (positions.length > FEED_MAX) feed.delete(positions.shift());
+    if (events.length < PAGE) break;
+    after = events[events.length - 1].position;
+  }
   const pending = positions.filter((p) => !FINAL_STAGES.has(feed.get(p).stage));
   feedFloor = pending.length ? pending[0] - 1 : (positions.length ? positions[positions.length - 1] : 0);
   renderFeed(positions);
