@@ -80,5 +80,5 @@ let package = Package(
         .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey"]),
         .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

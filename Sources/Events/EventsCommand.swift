@@ -71,7 +71,7 @@ public enum EventsCommand {
     public static func run(journal: EventJournal, options: EventsCommandOptions, clock: any EventClock = SystemEventClock(),
                            emit: @Sendable (String) -> Void) async throws {
         let query = try query(from: options, now: clock.now())
-        let format: (RecordedEvent) -> String = options.json ? EventFormatter.jsonLine : { EventFormatter.tableRow($0) }
+        let format: (RecordedEvent) -> String = options.json ? { EventFormatter.jsonLine($0) } : { EventFormatter.tableRow($0) }
         if !options.json { emit(EventFormatter.tableHeader) }
         let horizon = try await journal.lastPosition()
         var recent = query

@@ -13,8 +13,8 @@ func benchAPI(_ report: BenchReport) async throws {
     defer { try? FileManager.default.removeItem(at: dir) }
     // Site keys are generated on first start; measure a second start, as a user's restart.
     let port = 18_000 + Int.random(in: 0..<2000)
-    let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(2), read: .seconds(10))))
-    defer { try? client.syncShutdown() }
+    // The process-wide client: nothing to shut down (each request sets its own timeout).
+    let client = HTTPClient.shared
 
     func startServe() throws -> (Process, Double) {
         let p = Process()
@@ -47,7 +47,7 @@ func benchAPI(_ report: BenchReport) async throws {
     let helpMs = (now() - h0) * 1000
     report.add("serve_ready_ms", readyMs, unit: "ms", target: "<= 500", baseline: helpMs, baselineWhat: "keyway --help process run, ms")
 
-    func post(_ path: String, _ json: String) async throws -> (Int, String) {
+    @Sendable func post(_ path: String, _ json: String) async throws -> (Int, String) {
         var req = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         req.method = .POST
         req.headers.add(name: "content-type", value: "application/json")

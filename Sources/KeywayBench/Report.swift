@@ -16,6 +16,7 @@ final class BenchReport: @unchecked Sendable {
         metrics.append(Metric(name: name, value: value, unit: unit, target: target, baseline: baseline, baselineWhat: baselineWhat))
         let b = baseline.map { "  (baseline " + String(format: "%.3f", $0) + ": \(baselineWhat))" } ?? ""
         print(pad(name, 28) + pad(String(format: "%.3f", value), 14, left: true) + " " + pad(unit, 12) + " target " + target + b)
+        fflush(nil)  // each metric shows as it is measured, even into a pipe
     }
 
     func printTable() {

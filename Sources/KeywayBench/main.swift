@@ -1,5 +1,4 @@
 import Foundation
-setvbuf(stdout, nil, _IOLBF, 0)
 
 // keyway-bench: prints a table and writes .bench/results.json (../shared/BENCH.md). Each metric is
 // measured next to a baseline taken in the same run; a metric that cannot be measured here is left out.

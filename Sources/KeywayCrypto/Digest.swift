@@ -46,10 +46,10 @@ public enum HKDF {
                 saltCopy.withUnsafeMutableBytes { s in
                     infoCopy.withUnsafeMutableBytes { i in
                         var params = [
-                            OSSL_PARAM_construct_utf8_string(ParamName.digest, d.baseAddress, 0),
-                            OSSL_PARAM_construct_octet_string(ParamName.key, k.baseAddress, ikm.count),
-                            OSSL_PARAM_construct_octet_string(ParamName.salt, s.baseAddress, salt.count),
-                            OSSL_PARAM_construct_octet_string(ParamName.info, i.baseAddress, info.count),
+                            OSSL_PARAM_construct_utf8_string(ParamName.digest.pointer, d.baseAddress, 0),
+                            OSSL_PARAM_construct_octet_string(ParamName.key.pointer, k.baseAddress, ikm.count),
+                            OSSL_PARAM_construct_octet_string(ParamName.salt.pointer, s.baseAddress, salt.count),
+                            OSSL_PARAM_construct_octet_string(ParamName.info.pointer, i.baseAddress, info.count),
                             OSSL_PARAM_construct_end(),
                         ]
                         return EVP_KDF_derive(ctx, &out, out.count, &params)
@@ -65,12 +65,18 @@ public enum HKDF {
 /// OSSL_PARAM keeps a pointer to its name, so names must outlive the call that builds the param —
 /// a Swift string literal bridged to `const char *` does not. These live for the process.
 enum ParamName {
-    static let digest = UnsafePointer(strdup("digest")!)
-    static let key = UnsafePointer(strdup("key")!)
-    static let salt = UnsafePointer(strdup("salt")!)
-    static let info = UnsafePointer(strdup("info")!)
-    static let group = UnsafePointer(strdup("group")!)
-    static let pub = UnsafePointer(strdup("pub")!)
+    static let digest = CName("digest")
+    static let key = CName("key")
+    static let salt = CName("salt")
+    static let info = CName("info")
+    static let group = CName("group")
+    static let pub = CName("pub")
+}
+
+/// A C string allocated once and never written or freed: safe to share between threads.
+struct CName: @unchecked Sendable {
+    let pointer: UnsafePointer<CChar>
+    init(_ name: String) { pointer = UnsafePointer(strdup(name)!) }
 }
 
 public enum SecureRandom {

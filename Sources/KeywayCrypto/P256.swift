@@ -62,8 +62,8 @@ enum P256Group {
         let rc: Int32 = groupName.withUnsafeMutableBufferPointer { g in
             pub.withUnsafeMutableBytes { p in
                 var params = [
-                    OSSL_PARAM_construct_utf8_string(ParamName.group, g.baseAddress, 0),
-                    OSSL_PARAM_construct_octet_string(ParamName.pub, p.baseAddress, p.count),
+                    OSSL_PARAM_construct_utf8_string(ParamName.group.pointer, g.baseAddress, 0),
+                    OSSL_PARAM_construct_octet_string(ParamName.pub.pointer, p.baseAddress, p.count),
                     OSSL_PARAM_construct_end(),
                 ]
                 // EVP_PKEY_PUBLIC_KEY = public key + all parameters (a macro Swift cannot import).

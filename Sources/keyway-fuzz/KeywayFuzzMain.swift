@@ -18,12 +18,13 @@ public func fuzzerInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeM
     if getenv("KEYWAY_FUZZ_LIST") != nil {
         // tools/fuzz asks the instrumented binary itself which targets it has, with their -max_len.
         for t in FuzzTargets.all { print("\(t.name) \(t.maxLength)") }
-        fflush(stdout)
+        fflush(nil)
         _exit(0)
     }
     let name = getenv("KEYWAY_FUZZ_TARGET").map { String(cString: $0) } ?? ""
     guard let target = FuzzTargets.named(name) else {
-        fputs("KEYWAY_FUZZ_TARGET must name one of: \(FuzzTargets.all.map(\.name).joined(separator: " "))\n", stderr)
+        let message = "KEYWAY_FUZZ_TARGET must name one of: \(FuzzTargets.all.map(\.name).joined(separator: " "))\n"
+        message.withCString { _ = write(2, $0, strlen($0)) }
         _exit(2)
     }
     selected = target

@@ -16,7 +16,7 @@
 import BLE
 import Dispatch
 #if canImport(Glibc)
-import Glibc
+@preconcurrency import Glibc  // stdout/stderr are C globals: shared, and only ever flushed
 #endif
 
 setvbuf(stdout, nil, _IOLBF, 0)

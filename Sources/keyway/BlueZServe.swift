@@ -77,7 +77,7 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
 
 private func bluezLog(_ line: String) {
     print("bluez: \(line)")
-    fflush(stdout)
+    fflush(nil)
 }
 
 final class StopSignal: @unchecked Sendable {

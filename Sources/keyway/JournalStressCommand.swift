@@ -18,7 +18,7 @@ struct JournalStressCLI: AsyncParsableCommand {
     func run() async throws {
         let options = JournalStress.Options(databasePath: db, sources: sources, count: count, concurrency: concurrency, site: site,
                                             webhookURL: webhook, webhookSecret: secret)
-        let code = try await JournalStress.run(options) { line in print(line); fflush(stdout) }
+        let code = try await JournalStress.run(options) { line in print(line); fflush(nil) }
         if code != 0 { throw ExitCode(code) }
     }
 }

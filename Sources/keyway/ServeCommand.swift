@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
                   curl -s --json '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}' localhost:\(port)/v1/taps
                   keyway tap \(emu.config.locks.first?.id ?? "lock") --user \(emu.config.users.first?.id ?? "u-1") --server http://127.0.0.1:\(port)
                 """)
-                fflush(stdout)
+                fflush(nil)
             }
         }
         await waitForTerminationSignal()
