@@ -506,20 +506,28 @@ public final class EventJournal: @unchecked Sendable {
                         cont.resume(throwing: error)
                     }
                 })
-            lock.lock()
-            if closed {
-                lock.unlock()
-                cont.resume(throwing: EventError.journalClosed)
-                return
-            }
-            pending.append(op)
-            let start = !flushing
-            flushing = true
-            lock.unlock()
-            if start {
-                Task.detached(priority: .high) { await self.drain() }
-            }
+            enqueue(op)
         }
+    }
+
+    /// Appends `op` to the queue of the next group transaction (synchronously: the order of calls is the
+    /// order of application). False, with `op` completed as `journalClosed`, once the journal is closed.
+    @discardableResult
+    func enqueue(_ op: JournalOp) -> Bool {
+        lock.lock()
+        if closed {
+            lock.unlock()
+            op.complete(.failure(EventError.journalClosed))
+            return false
+        }
+        pending.append(op)
+        let start = !flushing
+        flushing = true
+        lock.unlock()
+        if start {
+            Task.detached(priority: .high) { await self.drain() }
+        }
+        return true
     }
 
     private func drain() async {

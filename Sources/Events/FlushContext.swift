@@ -95,7 +95,14 @@ struct FlushContext {
                 s = try sourceRow(db, path)
             }
         }
-        let seq = s.lastSeq + 1
+        let seq: Int64
+        if let own = event.sequence {
+            // The device numbers its own records; a number at or below the last one would repeat a sequence.
+            guard own > s.lastSeq else { throw EventError.invalidSequence(own) }
+            seq = own
+        } else {
+            seq = s.lastSeq + 1
+        }
         let timeMs = RFC3339.milliseconds(event.time)
         let id = UUIDv7.make(milliseconds: nowMs, using: &random)
         let stmt = try db.cachedStatement(sql: JournalSchema.insertEvent)

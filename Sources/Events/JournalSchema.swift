@@ -11,6 +11,8 @@ import GRDB
 /// - `endpoints`, `delivery_cursors`: per delivery endpoint and source, the highest sequence acknowledged
 ///   (delivery is in order per source, so one number is the whole state) plus retry bookkeeping.
 /// - `dead_letters`: events an endpoint rejected with a 4xx, with the status and response body.
+/// - `device_memory`: per device (source) and part, what the device keeps in flash besides its trail —
+///   a lock's state, access list, revocation list, trail-loss bookkeeping (see `DeviceWrite`).
 enum JournalSchema {
     static func migrator() -> DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -76,6 +78,21 @@ enum JournalSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        m.registerMigration("v2-device-memory") { db in
+            // A device's own memory (a lock's state, lists, trail bookkeeping), written in the same
+            // transaction as the event that changed it: after a crash the device comes back exactly as
+            // the last durable event left it.
+            try db.execute(sql: """
+                CREATE TABLE device_memory (
+                    source TEXT NOT NULL,
+                    part TEXT NOT NULL,
+                    value BLOB NOT NULL,
+                    updated_ms INTEGER NOT NULL,
+                    PRIMARY KEY (source, part)
+                ) WITHOUT ROWID;
+                CREATE INDEX IF NOT EXISTS events_held ON events (site, source, seq) WHERE state = 0;
+                """)
+        }
         return m
     }
 
@@ -90,6 +107,7 @@ enum JournalSchema {
     static let stageExpression = """
         CASE
           WHEN EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_id = e.id AND d.state = 'dead') THEN 'dead_lettered'
+          WHEN e.state = 2 THEN 'lost'
           WHEN EXISTS (SELECT 1 FROM endpoints) AND NOT EXISTS (
                  SELECT 1 FROM endpoints p WHERE
                    NOT EXISTS (SELECT 1 FROM delivery_cursors c
@@ -97,7 +115,6 @@ enum JournalSchema {
                    OR EXISTS (SELECT 1 FROM dead_letters d
                               WHERE d.event_id = e.id AND d.endpoint = p.name AND d.state = 'requeued'))
             THEN 'delivered'
-          WHEN e.state = 2 THEN 'lost'
           WHEN e.state = 1 THEN 'collected'
           ELSE 'held'
         END

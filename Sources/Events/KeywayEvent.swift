@@ -244,6 +244,10 @@ public struct KeywayEvent: Sendable, Equatable {
     public var revocationVersion: Int64?
     public var attributes: [String: EventAttribute]
     public var stage: InitialStage
+    /// The producer's own sequence number for this event (a device numbering its records), or nil for
+    /// the journal to number it. When given it must be above every sequence of the source recorded so far:
+    /// the journal refuses a repeat.
+    public var sequence: Int64?
 
     public init(type: EventType, source: EventSource, time: Date,
                 door: String? = nil, iq: String? = nil, user: String? = nil, keyID: String? = nil,
@@ -294,6 +298,7 @@ public struct KeywayEvent: Sendable, Equatable {
         }
         if case .collected(let by?) = stage { try ident(by, "collector") }
         if let v = revocationVersion, v < 0 { throw EventError.invalidSequence(v) }
+        if let s = sequence, s < 1 { throw EventError.invalidSequence(s) }
         let ms = RFC3339.milliseconds(time)
         guard ms >= EventValidation.minMilliseconds, ms <= EventValidation.maxMilliseconds else {
             throw EventError.timeOutOfRange(field: "time")

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Where an event stands on its way upstream. Precedence when several apply: dead-lettered, delivered,
-/// lost, collected, held.
+/// Where an event stands on its way upstream. Precedence when several apply: dead-lettered, lost (a
+/// lost event stays lost when delivery cursors move past it: it was never sent), delivered, collected, held.
 public enum EventStage: String, Sendable, CaseIterable {
     /// Still only in the lock's trail: no IQ has collected it yet.
     case held

@@ -2,7 +2,7 @@ import Foundation
 import MobileKey
 
 /// What a lock knows about one user who may open it with a tag or a PIN.
-public struct AccessEntry: Sendable, Hashable {
+public struct AccessEntry: Sendable, Hashable, Codable {
     public let userID: String
     /// Union of the schedules of the user's groups that include this lock.
     public let schedule: Timetable
@@ -22,7 +22,7 @@ public struct AccessEntry: Sendable, Hashable {
 
 /// The tag and PIN list a lock checks offline, as last pushed to it by an IQ (or installed when the
 /// site was commissioned). Locks with the same groups share one list's storage.
-public struct AccessList: Sendable {
+public struct AccessList: Sendable, Codable {
     public let version: UInt64
     public let entries: [AccessEntry]
     private let tags: [TagUID: Int32]

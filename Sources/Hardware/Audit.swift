@@ -1,5 +1,6 @@
 import Foundation
 import MobileKey
+import Synchronization
 
 /// Which kind of device wrote an audit record.
 public enum DeviceKind: String, Sendable, Hashable, Codable {
@@ -189,9 +190,95 @@ public struct AuditRecord: Sendable, Hashable, Codable {
     }
 }
 
-/// Receives every record the moment a device writes it (the Emulator journals it durably).
-/// Called on the device's actor: it must be quick and must not call back into the device.
-public typealias AuditSink = @Sendable (AuditRecord) -> Void
+/// One durable write of a device: a new record (or none), the sequence numbers its trail dropped to
+/// make room for it, the trail handed to an IQ, and the device's memory after the change. The store
+/// applies it all or nothing, in the order the device made its writes — so after a crash a device
+/// comes back exactly as its last durable write left it (a lock's flash).
+public struct AuditWrite: Sendable {
+    public let deviceKind: DeviceKind
+    public let deviceID: String
+    public var record: AuditRecord?
+    /// Records the trail dropped, oldest first, before any IQ collected them: they are lost.
+    public var dropped: [UInt64]
+    /// The trail was handed to this IQ, through this sequence.
+    public var collectedBy: String?
+    public var collectedThrough: UInt64?
+    /// Named parts of the device's memory, as they are after this write.
+    public var memory: [String: [UInt8]]
+
+    public init(deviceKind: DeviceKind, deviceID: String, record: AuditRecord? = nil, dropped: [UInt64] = [],
+                collectedBy: String? = nil, collectedThrough: UInt64? = nil, memory: [String: [UInt8]] = [:]) {
+        self.deviceKind = deviceKind
+        self.deviceID = deviceID
+        self.record = record
+        self.dropped = dropped
+        self.collectedBy = collectedBy
+        self.collectedThrough = collectedThrough
+        self.memory = memory
+    }
+}
+
+/// What a device's flash held when it last ran: restored when the device is built.
+public struct SavedDevice: Sendable {
+    /// The device's last sequence number: numbering continues after it, never repeating one.
+    public var lastSequence: UInt64
+    /// The records still in its trail (not yet collected, not lost), oldest first.
+    public var trail: [AuditRecord]
+    /// Its memory parts as of its last durable write (empty: back to the site file's state).
+    public var memory: [String: [UInt8]]
+
+    public init(lastSequence: UInt64, trail: [AuditRecord] = [], memory: [String: [UInt8]] = [:]) {
+        self.lastSequence = lastSequence
+        self.trail = trail
+        self.memory = memory
+    }
+}
+
+/// Becomes the event id of a write once the store made it durable (nil if the store refused the record).
+/// Returned to whoever caused the write — a decision carries it — so the id comes back on the call chain.
+public final class AuditReceipt: Sendable, Equatable {
+    private let state = Mutex<(done: Bool, id: String?, waiters: [CheckedContinuation<String?, Never>])>((false, nil, []))
+
+    public init() {}
+
+    public static func == (a: AuditReceipt, b: AuditReceipt) -> Bool { a === b }
+
+    /// Settles the receipt (once; later calls are ignored).
+    public func resolve(_ id: String?) {
+        let waiters: [CheckedContinuation<String?, Never>] = state.withLock { s in
+            guard !s.done else { return [] }
+            s.done = true
+            s.id = id
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: id) }
+    }
+
+    /// The event id, once the write is durable.
+    public func eventID() async -> String? {
+        await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+            let now: String?? = state.withLock { s in
+                if s.done { return .some(s.id) }
+                s.waiters.append(c)
+                return nil
+            }
+            if let now { c.resume(returning: now) }
+        }
+    }
+}
+
+/// A device's durable storage — its flash (the Emulator: the event journal). Devices call it
+/// synchronously on their actor, in the order they write; it must not block.
+public protocol AuditStore: AnyObject, Sendable {
+    /// What device `id` of `kind` held when it last ran (nil: a new device).
+    func saved(_ kind: DeviceKind, _ id: String) -> SavedDevice?
+    /// Queues one write; the receipt settles once it is durable.
+    func write(_ write: AuditWrite) -> AuditReceipt
+}
+
+/// Receives every write of the devices of a site (the Emulator journals it durably).
+public typealias AuditSink = any AuditStore
 
 /// A device's bounded on-board trail: the records no IQ has collected yet, oldest first.
 ///
@@ -214,11 +301,13 @@ public struct AuditTrail: Sendable {
 
     public var isEmpty: Bool { count == 0 }
 
-    public mutating func append(_ record: AuditRecord) {
+    /// Appends `record`; returns the sequence of the record dropped to make room, if the trail was full.
+    @discardableResult
+    public mutating func append(_ record: AuditRecord) -> UInt64? {
         if storage.count < capacity {
             storage.append(record)
             count += 1
-            return
+            return nil
         }
         if count == capacity {
             let dropped = storage[head].sequence
@@ -226,10 +315,29 @@ public struct AuditTrail: Sendable {
             lostSequences = lostSequences.map { min($0.lowerBound, dropped)...max($0.upperBound, dropped) } ?? dropped...dropped
             storage[head] = record
             head = (head + 1) % capacity
+            return dropped
         } else {
             storage[(head + count) % capacity] = record
             count += 1
+            return nil
         }
+    }
+
+    /// The loss bookkeeping a restart must keep (records dropped since the last collection).
+    struct Loss: Codable, Equatable {
+        var count: UInt64
+        var first: UInt64
+        var last: UInt64
+    }
+
+    var pendingLoss: Loss? {
+        guard lost > 0, let r = lostSequences else { return nil }
+        return Loss(count: lost, first: r.lowerBound, last: r.upperBound)
+    }
+
+    mutating func restoreLoss(_ loss: Loss) {
+        lost = loss.count
+        lostSequences = loss.first...max(loss.first, loss.last)
     }
 
     /// The oldest records, up to `limit`, without removing them.
@@ -259,25 +367,56 @@ public struct AuditTrail: Sendable {
     }
 }
 
-/// Numbering and fan-out shared by every device: assigns the next sequence number, hands the record to
-/// the sink and keeps it in the trail.
+/// Numbering and persistence shared by every device: assigns the next sequence number, keeps the
+/// record in the trail (which alone decides what is lost when full) and hands the store one write per
+/// change — the record, what the trail dropped, and the device's memory — so the store always holds
+/// exactly what the device holds.
 struct AuditWriter: Sendable {
     let deviceKind: DeviceKind
     let deviceID: String
     var sink: AuditSink?
     private(set) var nextSequence: UInt64 = 1
     var trail: AuditTrail
+    /// The receipt of the last write (a decision hands it to its caller).
+    private(set) var lastReceipt: AuditReceipt?
+    /// The memory parts the device saved last time it ran (consumed by the device when it is built).
+    let savedMemory: [String: [UInt8]]
+
+    static let trailPart = "trail"
 
     init(deviceKind: DeviceKind, deviceID: String, capacity: Int, sink: AuditSink?) {
         self.deviceKind = deviceKind
         self.deviceID = deviceID
         self.sink = sink
         trail = AuditTrail(capacity: capacity)
+        let saved = sink?.saved(deviceKind, deviceID)
+        savedMemory = saved?.memory ?? [:]
+        guard let saved else { return }
+        nextSequence = saved.lastSequence + 1
+        var dropped: [UInt64] = []
+        if let bytes = saved.memory[Self.trailPart], let loss = try? JSONDecoder().decode(AuditTrail.Loss.self, from: Data(bytes)) {
+            trail.restoreLoss(loss)
+        }
+        for r in saved.trail.sorted(by: { $0.sequence < $1.sequence }) {
+            if let d = trail.append(r) { dropped.append(d) }
+        }
+        // A trail restored into a smaller capacity (the site file changed) loses its oldest records now.
+        if !dropped.isEmpty {
+            _ = sink?.write(AuditWrite(deviceKind: deviceKind, deviceID: deviceID, dropped: dropped, memory: trailMemory()))
+        }
     }
 
-    /// Builds a record of `kind` at `time`, lets `fill` set the details, numbers it, emits and keeps it.
+    /// The trail's part of the device memory (locks only: other devices are on the network).
+    private func trailMemory() -> [String: [UInt8]] {
+        guard deviceKind == .lock else { return [:] }
+        let loss = trail.pendingLoss ?? AuditTrail.Loss(count: 0, first: 0, last: 0)
+        return [Self.trailPart: Array((try? JSONEncoder().encode(loss)) ?? Data())]
+    }
+
+    /// Builds a record of `kind` at `time`, lets `fill` set the details, numbers it, keeps it in the
+    /// trail and writes it, with whatever the trail dropped and `memory`, to the store.
     @discardableResult
-    mutating func write(_ kind: AuditKind, at time: Date, keep: Bool = true,
+    mutating func write(_ kind: AuditKind, at time: Date, memory: [String: [UInt8]] = [:],
                         _ fill: (inout AuditRecord) -> Void = { _ in }) -> AuditRecord {
         var r = AuditRecord(deviceKind: deviceKind, deviceID: deviceID, sequence: nextSequence, time: time, kind: kind)
         fill(&r)
@@ -285,24 +424,43 @@ struct AuditWriter: Sendable {
         r.deviceID = deviceID
         r.sequence = nextSequence
         nextSequence += 1
-        sink?(r)
-        if keep { trail.append(r) }
+        let dropped = trail.append(r)
+        var parts = memory
+        if dropped != nil || deviceKind == .lock { parts.merge(trailMemory()) { a, _ in a } }
+        lastReceipt = sink?.write(AuditWrite(deviceKind: deviceKind, deviceID: deviceID, record: r,
+                                             dropped: (deviceKind == .lock ? dropped.map { [$0] } : nil) ?? [],
+                                             memory: parts))
         return r
     }
 
-    /// Drains up to `limit` records, oldest first; a pending loss is reported first, as a fresh
-    /// `trail_overflow` record, so the collector learns of it even when it takes a single record.
-    mutating func drain(limit: Int, at time: Date) -> [AuditRecord] {
-        var out: [AuditRecord] = []
-        if let loss = trail.takeLoss() {
-            let r = write(.trailOverflow, at: time, keep: false) {
-                $0.lostCount = loss.count
-                $0.lostSequences = loss.sequences
-                $0.detail = "audit trail overflowed: \(loss.count) records lost (sequences \(loss.sequences.lowerBound)–\(loss.sequences.upperBound))"
-            }
+    /// Stores the device's memory with no record (a state change nothing reports, e.g. a clock offset).
+    mutating func persist(memory: [String: [UInt8]]) {
+        guard sink != nil else { return }
+        lastReceipt = sink?.write(AuditWrite(deviceKind: deviceKind, deviceID: deviceID, memory: memory.merging(trailMemory()) { a, _ in a }))
+    }
+
+    /// Hands up to `limit` records, oldest first, to a collector. When the drain empties the trail and
+    /// records were lost since the last one, a fresh `trail_overflow` record (with its own, higher
+    /// sequence number) comes last, naming how many records and which sequence numbers were lost. The
+    /// store learns of the hand-over in the same write, so the records collected are exactly the ones
+    /// the trail kept — a lost record never reaches the network.
+    mutating func drain(limit: Int, at time: Date, by collector: String? = nil, memory: [String: [UInt8]] = [:]) -> [AuditRecord] {
+        var out = trail.removeOldest(limit: max(0, limit))
+        var overflow: AuditRecord?
+        if trail.isEmpty, let loss = trail.takeLoss() {
+            var r = AuditRecord(deviceKind: deviceKind, deviceID: deviceID, sequence: nextSequence, time: time, kind: .trailOverflow)
+            nextSequence += 1
+            r.lostCount = loss.count
+            r.lostSequences = loss.sequences
+            r.reason = "trail_full"
+            r.detail = "audit trail overflowed: \(loss.count) records lost (sequences \(loss.sequences.lowerBound)–\(loss.sequences.upperBound))"
+            overflow = r
             out.append(r)
         }
-        out += trail.removeOldest(limit: max(0, limit - out.count))
+        guard !out.isEmpty else { return out }
+        lastReceipt = sink?.write(AuditWrite(deviceKind: deviceKind, deviceID: deviceID, record: overflow,
+                                             collectedBy: collector, collectedThrough: out.map(\.sequence).max(),
+                                             memory: memory.merging(trailMemory()) { a, _ in a }))
         return out
     }
 }

@@ -122,8 +122,14 @@ public struct Decision: Sendable, Equatable {
     public let state: LockState
     /// The `access_granted` / `access_denied` record (its sequence identifies the event upstream).
     public let record: AuditRecord
+    /// Settles to the journal id of `record` once it is durable: the decision's event id comes back
+    /// with the decision, on the call chain.
+    public let receipt: AuditReceipt?
 
     public var granted: Bool { result == .granted }
+
+    /// The event id of this decision's record, once durable (nil without a store, or if it refused it).
+    public func eventID() async -> String? { await receipt?.eventID() }
 }
 
 /// The result of a mobile tap: the decision and the result notification bytes for the phone.
@@ -281,6 +287,31 @@ public actor Lock {
         batteryLevel = door == nil ? (config.battery?.level ?? 100) : nil
         batteryLowReported = false
         if let level = batteryLevel, level == 0 { reportedState = .uncertain }
+        // Back as the flash left it: state, lists and clock of the last durable write (timers are
+        // armed by `resume()`, once the site is wired).
+        if let m = LockMemory.decode(audit.savedMemory[LockMemory.statePart]) {
+            switch m.command {
+            case .unlocked: command = .unlocked(until: m.until ?? clock.now())
+            case .officeMode: command = .officeMode(easyUntil: m.until)
+            default: command = .locked
+            }
+            reportedState = m.reportedState
+            if door == nil { batteryLevel = m.batteryLevel }
+            batteryLowReported = m.batteryLowReported
+            clockOffset = m.clockOffset
+            decisionFloor = m.decisionFloor
+            wrongPINs = m.wrongPINs
+            keypadLockedUntil = m.keypadLockedUntil
+            if LockConfig.openTimeRange.contains(Int(m.openTime)) { self.config.openTime = m.openTime }
+        }
+        if let bytes = audit.savedMemory[LockMemory.accessListPart],
+           let list = try? JSONDecoder().decode(AccessList.self, from: Data(bytes)) {
+            self.accessList = list
+        }
+        if let bytes = audit.savedMemory[LockMemory.revocationListPart], let issuers = tapIdentity?.verifier.issuers,
+           let list = try? RevocationList.empty(siteID: siteID).accepting(bytes, issuers: issuers) {
+            self.revocations = list
+        }
     }
 
     /// A stand-alone lock (tests, tools). `Site` builds the locks of a site file.
@@ -413,7 +444,7 @@ public actor Lock {
             if wrongPINs >= config.pinLockout.attempts {
                 let until = now.addingTimeInterval(TimeInterval(config.pinLockout.durationSeconds))
                 keypadLockedUntil = until
-                audit.write(.keypadLockedOut, at: now) {
+                log(.keypadLockedOut, at: now) {
                     $0.method = .pin
                     $0.reason = .keypadLockedOut
                     $0.count = UInt64(self.wrongPINs)
@@ -581,7 +612,17 @@ public actor Lock {
         }
         if method == .exitButton { cause = "exit_button" }
         let openTime: UInt16? = outcome == .unlocked ? UInt16(config.openTime) : nil
-        let record = audit.write(.accessGranted, at: now) {
+        // The new command first, so the memory stored with the grant already holds it (a grant that
+        // extends an open window writes no state-change record of its own).
+        switch outcome {
+        case .officeModeStarted: signal(.green, .officeModeOn, at: now)
+        case .officeModeEnded: signal(.green, .officeModeOff, at: now)
+        default: signal(.green, .accepted, at: now)
+        }
+        if next != command || outcome == .unlocked {
+            setCommand(next)
+        }
+        let record = log(.accessGranted, at: now) {
             $0.method = method
             $0.action = action
             $0.result = .granted
@@ -592,24 +633,18 @@ public actor Lock {
             $0.revocationListVersion = self.revocations.version
             $0.accessListVersion = self.accessList.version
         }
-        switch outcome {
-        case .officeModeStarted: signal(.green, .officeModeOn, at: now)
-        case .officeModeEnded: signal(.green, .officeModeOff, at: now)
-        default: signal(.green, .accepted, at: now)
-        }
-        if next != command || outcome == .unlocked {
-            setCommand(next)
-        }
+        let receipt = audit.lastReceipt
         settle(cause, method: method, userID: userID, keyID: keyID, iqID: iqID)
         return Decision(result: .granted, reason: nil, method: method, action: action, userID: userID, keyID: keyID,
-                        outcome: outcome, openTime: openTime, state: currentState(), record: record)
+                        outcome: outcome, openTime: openTime, state: currentState(), record: record,
+                        receipt: receipt)
     }
 
     private func deny(_ reason: Reason, method: AccessMethod, action: TapAction, userID: String?, keyID: String?,
                       iqID: String? = nil) -> Decision {
         let now = lockTime()
         decisionFloor = validityTime(now)
-        let record = audit.write(.accessDenied, at: now) {
+        let record = log(.accessDenied, at: now) {
             $0.method = method
             $0.action = action
             $0.result = .denied
@@ -622,7 +657,8 @@ public actor Lock {
         }
         signal(.red, .rejected, at: now)
         return Decision(result: .denied, reason: reason, method: method, action: action, userID: userID, keyID: keyID,
-                        outcome: .none, openTime: nil, state: currentState(), record: record)
+                        outcome: .none, openTime: nil, state: currentState(), record: record,
+                        receipt: audit.lastReceipt)
     }
 
     private func signal(_ led: ReaderFeedback.LED, _ beep: ReaderFeedback.Beep, at time: Date) {
@@ -667,13 +703,13 @@ public actor Lock {
     private func relockDue(_ until: Date) {
         guard command == .unlocked(until: until) else { return }
         setCommand(.locked)
-        settle(.openTimeElapsed, method: nil, userID: nil, keyID: nil, iqID: nil)
+        if !settle(.openTimeElapsed, method: nil, userID: nil, keyID: nil, iqID: nil) { persist() }
     }
 
     private func easyOfficeDue(_ until: Date) {
         guard command == .officeMode(easyUntil: until) else { return }
         setCommand(.locked)
-        settle(.easyOfficeModeEnded, method: nil, userID: nil, keyID: nil, iqID: nil)
+        if !settle(.easyOfficeModeEnded, method: nil, userID: nil, keyID: nil, iqID: nil) { persist() }
     }
 
     private func scheduleDue() {
@@ -681,7 +717,7 @@ public actor Lock {
         guard command.releases else { return }
         // Lock schedules only ever lock.
         setCommand(.locked)
-        settle(.lockSchedule, method: nil, userID: nil, keyID: nil, iqID: nil)
+        if !settle(.lockSchedule, method: nil, userID: nil, keyID: nil, iqID: nil) { persist() }
     }
 
     /// The state as the hardware is: the command, corrected by power, the door and the battery.
@@ -701,10 +737,11 @@ public actor Lock {
     }
 
     /// Records a state change if the observable state moved since the last record.
-    private func settle(_ reason: Reason, method: AccessMethod?, userID: String?, keyID: String?, iqID: String?) {
+    @discardableResult
+    private func settle(_ reason: Reason, method: AccessMethod?, userID: String?, keyID: String?, iqID: String?) -> Bool {
         let new = currentState()
         let old = reportedState
-        guard new != old else { return }
+        guard new != old else { return false }
         reportedState = new
         let kind: AuditKind
         if new == .officeMode { kind = .officeModeStarted }
@@ -716,7 +753,7 @@ public actor Lock {
             default: kind = .lockUncertain
             }
         }
-        audit.write(kind, at: lockTime()) {
+        log(kind, at: lockTime()) {
             $0.reason = reason
             $0.lockState = new
             $0.method = method
@@ -724,6 +761,7 @@ public actor Lock {
             $0.keyID = keyID
             $0.iqID = iqID
         }
+        return true
     }
 
     // MARK: - Door controller coupling
@@ -731,7 +769,7 @@ public actor Lock {
     /// The controller's power or door-position switch changed: re-read the physical state and record it.
     func doorChanged(_ reason: Reason) {
         if door?.snapshot.powered == false { cancelHold() }
-        settle(reason, method: nil, userID: nil, keyID: nil, iqID: nil)
+        _ = settle(reason, method: nil, userID: nil, keyID: nil, iqID: nil)
     }
 
     // MARK: - Physical checks
@@ -767,16 +805,18 @@ public actor Lock {
         let new = UInt8(level)
         let now = lockTime()
         batteryLevel = new
+        let written = audit.nextSequence
+        defer { if audit.nextSequence == written { persist() } }
         let threshold = config.battery?.lowThreshold ?? 20
         if old == 0 && new > 0 {
-            audit.write(.batteryReplaced, at: now) { $0.batteryLevel = new; $0.reason = .batteryReplaced }
+            log(.batteryReplaced, at: now) { $0.batteryLevel = new; $0.reason = .batteryReplaced }
             batteryLowReported = false
             setCommand(.locked)
             settle(.batteryReplaced, method: nil, userID: nil, keyID: nil, iqID: nil)
         }
         if new == 0 && old > 0 {
             cancelHold()
-            audit.write(.batteryDepleted, at: now) { $0.batteryLevel = 0; $0.reason = .batteryDepleted }
+            log(.batteryDepleted, at: now) { $0.batteryLevel = 0; $0.reason = .batteryDepleted }
             relockTimer?.cancel(); relockTimer = nil
             easyTimer?.cancel(); easyTimer = nil
             scheduleTimer?.cancel(); scheduleTimer = nil
@@ -785,7 +825,7 @@ public actor Lock {
         }
         if new < threshold && new > 0 && !batteryLowReported {
             batteryLowReported = true
-            audit.write(.batteryLow, at: now) {
+            log(.batteryLow, at: now) {
                 $0.batteryLevel = new
                 $0.detail = "battery at \(new) %, below the \(threshold) % threshold"
             }
@@ -802,6 +842,7 @@ public actor Lock {
             throw HardwareError.invalidValue(field: "open_time_s", message: "must be from 1 to 240, got \(seconds)")
         }
         config.openTime = UInt8(seconds)
+        persist()
     }
 
     /// Moves the lock (the `Site` recomputes IQ reach).
@@ -814,6 +855,7 @@ public actor Lock {
         }
         clockOffset = seconds
         rearmTimersAfterTimeChange()
+        persist()
     }
 
     /// Lock schedules and easy-office-mode windows are in lock time: when it jumps, their clock
@@ -841,7 +883,7 @@ public actor Lock {
         decisionFloor = time
         let correction = time.timeIntervalSince(before)
         if abs(correction) >= 1 {
-            audit.write(.timeSynced, at: time) {
+            log(.timeSynced, at: time) {
                 $0.iqID = iqID
                 $0.detail = String(format: "clock corrected by %+.0f s", correction)
             }
@@ -857,7 +899,7 @@ public actor Lock {
         guard list.version > accessList.version else { return false }
         let old = accessList.version
         accessList = list
-        audit.write(.accessListUpdated, at: lockTime()) {
+        log(.accessListUpdated, at: lockTime(), extra: [LockMemory.accessListPart: LockMemory.encode(list)]) {
             $0.iqID = iqID
             $0.accessListVersion = list.version
             $0.detail = "access list \(old) → \(list.version): \(list.entries.count) users, \(list.tagCount) tags, \(list.pinCount) PINs"
@@ -877,7 +919,7 @@ public actor Lock {
         } catch RevocationListError.notNewer {
             return revocations.version
         } catch {
-            audit.write(.revocationListUpdated, at: lockTime()) {
+            log(.revocationListUpdated, at: lockTime()) {
                 $0.iqID = iqID
                 $0.result = .denied
                 $0.reason = Reason(rawValue: "revocation_list_rejected")
@@ -886,7 +928,7 @@ public actor Lock {
             }
             return old
         }
-        audit.write(.revocationListUpdated, at: lockTime()) {
+        log(.revocationListUpdated, at: lockTime(), extra: [LockMemory.revocationListPart: bytes]) {
             $0.iqID = iqID
             $0.result = .granted
             $0.revocationListVersion = self.revocations.version
@@ -898,6 +940,85 @@ public actor Lock {
     /// Hands the trail to a collecting IQ, oldest first (a pending loss first, as `trail_overflow`).
     public func collectTrail(limit: Int = .max, by iqID: String) throws -> [AuditRecord] {
         try checkPowered()
-        return audit.drain(limit: limit, at: lockTime())
+        return audit.drain(limit: limit, at: lockTime(), by: iqID, memory: memory())
+    }
+}
+
+// MARK: - Flash
+
+/// What a lock keeps in flash besides its trail, stored with every write that changes it.
+struct LockMemory: Codable, Equatable {
+    static let statePart = "state"
+    static let accessListPart = "access_list"
+    static let revocationListPart = "revocation_list"
+
+    enum CommandKind: String, Codable { case locked, unlocked, officeMode = "office_mode" }
+    var command: CommandKind
+    /// Clock instant: the end of the open window (unlocked) or of an easy-office-mode passage.
+    var until: Date?
+    var reportedState: LockState
+    var batteryLevel: UInt8?
+    var batteryLowReported: Bool
+    var clockOffset: Double
+    var decisionFloor: Date?
+    var wrongPINs: UInt8
+    var keypadLockedUntil: Date?
+    var openTime: UInt8
+    var accessListVersion: UInt64
+    var revocationListVersion: UInt64
+
+    static func decode(_ bytes: [UInt8]?) -> LockMemory? {
+        guard let bytes else { return nil }
+        return try? JSONDecoder().decode(LockMemory.self, from: Data(bytes))
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        return Array((try? e.encode(value)) ?? Data())
+    }
+}
+
+extension Lock {
+    /// The lock's memory as it is now.
+    func memory() -> [String: [UInt8]] {
+        let kind: LockMemory.CommandKind
+        var until: Date?
+        switch command {
+        case .locked: kind = .locked
+        case .unlocked(let u): kind = .unlocked; until = u
+        case .officeMode(let e): kind = .officeMode; until = e
+        }
+        let m = LockMemory(command: kind, until: until, reportedState: reportedState, batteryLevel: batteryLevel,
+                           batteryLowReported: batteryLowReported, clockOffset: clockOffset, decisionFloor: decisionFloor,
+                           wrongPINs: wrongPINs, keypadLockedUntil: keypadLockedUntil, openTime: config.openTime,
+                           accessListVersion: accessList.version, revocationListVersion: revocations.version)
+        return [LockMemory.statePart: LockMemory.encode(m)]
+    }
+
+    /// Writes a record with the lock's memory as it is now (and `extra` parts), in one store write.
+    @discardableResult
+    func log(_ kind: AuditKind, at time: Date, extra: [String: [UInt8]] = [:],
+             _ fill: (inout AuditRecord) -> Void = { _ in }) -> AuditRecord {
+        audit.write(kind, at: time, memory: memory().merging(extra) { _, b in b }, fill)
+    }
+
+    /// Stores the lock's memory with no record: a change nothing reports (open time, clock offset, a
+    /// relock the door controller already reported).
+    public func persist() {
+        audit.persist(memory: memory())
+    }
+
+    /// Picks up where the flash left off: re-arms the open window, office-mode and schedule timers for
+    /// the restored command and drives the door controller's relay to match. An open window that ended
+    /// while the emulator was down relocks at once.
+    public func resume() {
+        setCommand(command)
+        if case .unlocked(let until) = command, until <= clock.now() {
+            relockDue(until)
+        } else {
+            // Power came back between a command and the record of the state it caused: report it now.
+            settle(.powerRestored, method: nil, userID: nil, keyID: nil, iqID: nil)
+        }
     }
 }

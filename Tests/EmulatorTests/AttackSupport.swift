@@ -139,8 +139,9 @@ final class AttackBench {
 /// likes to Presentation. Result notifications are reassembled (bounded) as a phone would.
 final class RawGATTPhone: @unchecked Sendable {
     let client: GATTClient
-    /// The lock side of this connection (identifies it to `LockGATT.lastDecision(on:)`).
-    let server: GATTServer
+    /// The lock side of this connection, with the lock's decisions on it.
+    let session: LockGATT.Session
+    var server: GATTServer { session.server }
     let gatt: LockGATT
     let helloHandle: UInt16
     let presentationHandle: UInt16
@@ -149,14 +150,14 @@ final class RawGATTPhone: @unchecked Sendable {
     private let results = Mutex<(done: [[UInt8]], taken: Int)>(([], 0))
     private var pump: Task<Void, Never>?
 
-    private init(client: GATTClient, server: GATTServer, gatt: LockGATT, hello: UInt16, presentation: UInt16, result: UInt16) {
-        self.client = client; self.server = server; self.gatt = gatt
+    private init(client: GATTClient, session: LockGATT.Session, gatt: LockGATT, hello: UInt16, presentation: UInt16, result: UInt16) {
+        self.client = client; self.session = session; self.gatt = gatt
         helloHandle = hello; presentationHandle = presentation; resultHandle = result
     }
 
     static func connect(to gatt: LockGATT, distance: Double = 0) async throws -> RawGATTPhone {
         let link = LoopbackLink()
-        let server = try gatt.accept(link.peripheral, distance: distance)
+        let session = try gatt.open(link.peripheral, distance: distance)
         let client = try GATTClient(bearer: link.central)
         _ = try await client.exchangeMTU(clientRxMTU: ATT.maximumMTU)
         let services = try await client.discoverPrimaryServices(uuid: KeywayLockService.service)
@@ -165,7 +166,7 @@ final class RawGATTPhone: @unchecked Sendable {
         func find(_ uuid: BluetoothUUID) throws -> GATTRemoteCharacteristic { try XCTUnwrap(chars.first { $0.uuid == uuid }) }
         var result = try find(KeywayLockService.result)
         result.descriptors = try await client.discoverDescriptors(of: result)
-        let phone = RawGATTPhone(client: client, server: server, gatt: gatt, hello: try find(KeywayLockService.readerHello).valueHandle,
+        let phone = RawGATTPhone(client: client, session: session, gatt: gatt, hello: try find(KeywayLockService.readerHello).valueHandle,
                                  presentation: try find(KeywayLockService.presentation).valueHandle, result: result.valueHandle)
         phone.startPump()
         try await client.subscribe(result)
@@ -219,7 +220,7 @@ final class RawGATTPhone: @unchecked Sendable {
     var pendingResults: Int { results.withLock { $0.done.count - $0.taken } }
 
     /// The lock's decision for the last presentation on this connection.
-    var lastDecision: Decision? { gatt.lastDecision(on: server) }
+    var lastDecision: Decision? { session.decisions.last }
 }
 
 // MARK: - A malicious phone that holds the session keys

@@ -8,12 +8,46 @@ import MobileKey
 let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let coworkingPath = repoRoot.appendingPathComponent("Fixtures/sites/coworking.yaml").path
 
-/// Collects every record devices write, in order (the test's stand-in for the journal).
-final class RecordLog: @unchecked Sendable {
+/// Collects every record devices write, in order, and keeps what a flash would (last sequence, the
+/// trail's records minus those dropped or collected, memory parts) so a test can rebuild a device from
+/// it as the emulator does from the journal.
+final class RecordLog: AuditStore, @unchecked Sendable {
     private let mutex = NSLock()
     private var items: [AuditRecord] = []
+    private(set) var writes: [AuditWrite] = []
+    private var flash: [String: SavedDevice] = [:]
+    /// Sequences the trails reported lost, per device.
+    private var lostSeqs: [String: [UInt64]] = [:]
+    /// Whether `saved` answers (off: devices start new even though the log holds their writes).
+    var restoring = false
 
-    var sink: AuditSink { { [weak self] r in self?.append(r) } }
+    var sink: AuditSink { self }
+
+    func saved(_ kind: DeviceKind, _ id: String) -> SavedDevice? {
+        mutex.lock(); defer { mutex.unlock() }
+        return restoring ? flash["\(kind.rawValue)/\(id)"] : nil
+    }
+
+    func write(_ w: AuditWrite) -> AuditReceipt {
+        mutex.lock()
+        writes.append(w)
+        let key = "\(w.deviceKind.rawValue)/\(w.deviceID)"
+        var f = flash[key] ?? SavedDevice(lastSequence: 0)
+        if let r = w.record {
+            items.append(r)
+            f.lastSequence = max(f.lastSequence, r.sequence)
+            if w.deviceKind == .lock { f.trail.append(r) }
+        }
+        lostSeqs[key, default: []] += w.dropped
+        f.trail.removeAll { w.dropped.contains($0.sequence) }
+        if let through = w.collectedThrough { f.trail.removeAll { $0.sequence <= through } }
+        f.memory.merge(w.memory) { _, b in b }
+        flash[key] = f
+        mutex.unlock()
+        let receipt = AuditReceipt()
+        receipt.resolve(w.record.map { "\(key)/\($0.sequence)" })
+        return receipt
+    }
 
     func append(_ r: AuditRecord) { mutex.lock(); items.append(r); mutex.unlock() }
 
@@ -22,6 +56,8 @@ final class RecordLog: @unchecked Sendable {
     func of(_ device: String) -> [AuditRecord] { all.filter { $0.deviceID == device } }
     func kinds(_ device: String) -> [AuditKind] { of(device).map(\.kind) }
     func last(_ device: String, _ kind: AuditKind) -> AuditRecord? { of(device).last { $0.kind == kind } }
+    func lost(_ device: String) -> [UInt64] { mutex.lock(); defer { mutex.unlock() }; return lostSeqs["lock/\(device)"] ?? [] }
+    func trail(_ device: String) -> [AuditRecord] { mutex.lock(); defer { mutex.unlock() }; return flash["lock/\(device)"]?.trail ?? [] }
     func clear() { mutex.lock(); items.removeAll(); mutex.unlock() }
 }
 

@@ -310,15 +310,22 @@ final class LockTests: XCTestCase {
         XCTAssertEqual(status.trailCount, 5)
         XCTAssertEqual(status.trailPendingLoss, 7)
         XCTAssertEqual(log.of("locker").count, 12, "the sink saw every record")
+        XCTAssertEqual(log.lost("locker"), [1, 2, 3, 4, 5, 6, 7], "the trail told the store which records it dropped, as it dropped them")
         let batch = try await locker.collectTrail(by: "test")
         XCTAssertEqual(batch.count, 6)
-        let overflow = batch[0]
+        XCTAssertEqual(batch.dropLast().map(\.sequence), [8, 9, 10, 11, 12], "exactly the records the trail kept")
+        let overflow = try XCTUnwrap(batch.last)
         XCTAssertEqual(overflow.kind, .trailOverflow)
         XCTAssertEqual(overflow.lostCount, 7)
         XCTAssertEqual(overflow.lostSequences, 1...7)
-        XCTAssertEqual(overflow.sequence, 13, "the overflow record has its own sequence number")
-        XCTAssertEqual(batch.dropFirst().map(\.sequence), [8, 9, 10, 11, 12])
-        XCTAssertEqual(log.last("locker", .trailOverflow)?.lostCount, 7, "the loss reaches the sink too")
+        XCTAssertEqual(overflow.reason, "trail_full")
+        XCTAssertEqual(overflow.sequence, 13, "the overflow record has its own sequence number, after the kept ones")
+        XCTAssertEqual(log.last("locker", .trailOverflow)?.lostCount, 7, "the loss reaches the store too")
+        let handover = try XCTUnwrap(log.writes.last { $0.deviceID == "locker" })
+        XCTAssertEqual(handover.record?.kind, .trailOverflow, "overflow and hand-over are one write")
+        XCTAssertEqual(handover.collectedThrough, 13)
+        XCTAssertEqual(handover.collectedBy, "test")
+        XCTAssertEqual(log.trail("locker"), [], "the store holds nothing the lock no longer holds")
         let empty = try await locker.collectTrail(by: "test")
         XCTAssertEqual(empty, [])
         let after = await locker.status
@@ -353,6 +360,61 @@ final class LockTests: XCTestCase {
         let b = try await room.collectTrail(by: "iq")
         XCTAssertEqual(a.map(\.sequence), [1, 2])
         XCTAssertEqual(b.map(\.sequence), [3])
+    }
+
+    /// A partial drain of an overflowed trail reports the loss only with the drain that empties the
+    /// trail: the overflow record's sequence is above every collected one, so collection stays a prefix.
+    func testOverflowComesWithTheDrainThatEmptiesTheTrail() async throws {
+        let locker = lock("locker")   // capacity 5
+        for _ in 0..<7 { try await locker.presentTag(tag("0A:0B:0C:0D")) }   // unknown tag: 7 denials
+        let first = try await locker.collectTrail(limit: 3, by: "iq")
+        XCTAssertEqual(first.map(\.sequence), [3, 4, 5])
+        XCTAssertFalse(first.contains { $0.kind == .trailOverflow })
+        let rest = try await locker.collectTrail(by: "iq")
+        XCTAssertEqual(rest.map(\.sequence), [6, 7, 8])
+        XCTAssertEqual(rest.last?.kind, .trailOverflow)
+        XCTAssertEqual(rest.last?.lostCount, 2)
+        XCTAssertEqual(rest.last?.lostSequences, 1...2)
+    }
+
+    // MARK: Flash: state survives a restart
+
+    /// A lock rebuilt from what its store holds comes back with its trail, numbering, loss count, open
+    /// window and office mode, access list and clock offset — as a real lock's flash keeps them.
+    func testALockRebuiltFromItsStoreIsTheSameLock() async throws {
+        let room = lock("room")
+        try await room.presentTag(tag("04:00:00:01"))                     // granted + unlocked (1, 2)
+        let beforeStatus = await room.status
+        try await room.setClockOffset(42)
+        let locker = lock("locker")
+        for _ in 0..<7 { try await locker.presentTag(tag("0A:0B:0C:0D")) }   // 2 lost of 7
+        let lockerBefore = await locker.status
+
+        log.restoring = true
+        let rebuilt = Site(config: site.config, clock: clock, sink: log.sink)
+        let room2 = try XCTUnwrap(rebuilt.lock("room"))
+        await room2.resume()
+        let after = await room2.status
+        XCTAssertEqual(after.state, .unlocked, "still inside its open window")
+        XCTAssertEqual(after.unlockedUntil?.addingTimeInterval(-42), beforeStatus.unlockedUntil)
+        XCTAssertEqual(after.clockOffset, 42)
+        XCTAssertEqual(after.lastSequence, beforeStatus.lastSequence, "numbering continues, never repeats")
+        XCTAssertEqual(after.trailCount, 2)
+        XCTAssertEqual(after.accessListVersion, beforeStatus.accessListVersion)
+        let grant = try await room2.presentTag(tag("04:00:00:01"))
+        XCTAssertEqual(grant.record.sequence, beforeStatus.lastSequence + 1)
+        await clock.advance(by: 30)
+        let relocked = await room2.state
+        XCTAssertEqual(relocked, .locked, "the restored open window relocks on time")
+
+        let locker2 = try XCTUnwrap(rebuilt.lock("locker"))
+        let l2 = await locker2.status
+        XCTAssertEqual(l2.trailCount, 5)
+        XCTAssertEqual(l2.trailPendingLoss, lockerBefore.trailPendingLoss)
+        XCTAssertEqual(l2.lastSequence, 7)
+        let batch = try await locker2.collectTrail(by: "iq")
+        XCTAssertEqual(batch.map(\.sequence), [3, 4, 5, 6, 7, 8])
+        XCTAssertEqual(batch.last?.lostCount, 2, "the loss is reported once, after the restart")
     }
 
     // MARK: Battery and clock

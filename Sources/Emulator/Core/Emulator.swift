@@ -89,10 +89,13 @@ public final class Emulator: @unchecked Sendable {
 
         let journal = try EventJournal(path: options.dataDir + "/journal.sqlite")
         let bridge = EventBridge(journal: journal, siteID: config.siteID)
+        // Each device comes back as its flash left it: trail, sequence numbers, state and lists.
+        try await bridge.load(restoringState: true)
         let store = try KeyStore(path: options.dataDir + "/state.sqlite")
         let emulator = try Emulator(options: options, config: config, clock: clock, simulated: simulated, clockStart: start,
                                     keys: keys, journal: journal, bridge: bridge, store: store, logger: logger)
         try await emulator.restoreRevocations()
+        for lock in emulator.site.locks { await lock.resume() }
         await emulator.site.start()
         try await emulator.startDelivery()
         return emulator
@@ -109,7 +112,7 @@ public final class Emulator: @unchecked Sendable {
     }
 
     static func buildSite(config: SiteConfig, clock: any KeywayClock, keys: SiteKeys, bridge: EventBridge) -> Site {
-        Site(config: config, clock: clock, sink: bridge.sink, collector: bridge.collector,
+        Site(config: config, clock: clock, sink: bridge.sink,
              tapIdentities: Site.tapIdentities(keys: keys), issuer: keys.issuer)
     }
 
@@ -163,7 +166,11 @@ public final class Emulator: @unchecked Sendable {
         await old.stop()
         try store.reset()
         if let s = simulatedClock { await s.set(to: clockStart) }
+        // The fresh devices keep their numbering and trails (nothing orphaned, no sequence repeated);
+        // their state is the site file's, and stored as such.
+        try await bridge.load(restoringState: false)
         let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
+        for lock in fresh.locks { await lock.persist() }
         let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
         let oldRadio = stateLock.withLock { () -> LoopbackRadio in
             let r = _radio

@@ -2,194 +2,164 @@ import Events
 import Foundation
 import Hardware
 import MobileKey
+import Synchronization
 
-/// Carries every audit record a device writes into the durable journal, in the order devices wrote
-/// them, and IQ collections after the records they cover.
+/// The devices' flash: every write a device makes (a record, what its trail dropped, its trail handed
+/// to an IQ, its memory) goes straight into the journal's queue as one `DeviceWrite`, in the order the
+/// device made it — one durable queue from record to delivery. Nothing here buffers or decides: the
+/// lock's trail decides what is lost, the journal makes it durable, delivery reads the journal.
 ///
-/// Devices call the sink synchronously while they change state, so the sink only appends to a queue;
-/// one consumer drains whatever has accumulated into a single journal transaction (group commit).
-/// Callers that need the event id — the tap API answers with it — wait for their record by
-/// (device, sequence).
-public final class EventBridge: @unchecked Sendable {
+/// When a site is built, each device asks `saved(_:_:)` what its flash held: its last sequence number,
+/// the records still in its trail (a lock's held events) and its memory. `load(restoringState:)` reads
+/// that from the journal first.
+public final class EventBridge: AuditStore {
     public let journal: EventJournal
     public let siteID: String
 
-    private enum Item { case record(AuditRecord), collected(iq: String, lock: String, through: UInt64) }
+    private struct State {
+        var saved: [String: SavedDevice] = [:]
+        var failures = 0
+        /// Bumped by every `load`: the devices of an earlier build (before a reset) are gone, and
+        /// whatever their leftover timers write is dropped — they must not number or store anything.
+        var generation = 0
+    }
+    private let state = Mutex(State())
 
-    private let lock = NSLock()
-    private var queue: [Item] = []
-    private var wake: CheckedContinuation<Void, Never>?
-    private var recorded: [String: String] = [:]          // device key → event id
-    private var recordedOrder: [String] = []
-    private var waiters: [String: [CheckedContinuation<String?, Never>]] = [:]
-    /// Per lock: device sequence → journal sequence, for translating an IQ collection.
-    private var journalSequence: [String: [(device: UInt64, journal: Int64)]] = [:]
-    private var consumer: Task<Void, Never>?
-    private var stopped = false
-    /// Records the journal could not take. Written by the consumer, read by anyone: under `lock`.
-    private var _failures = 0
-    public var failures: Int { lock.withLock { _failures } }
+    /// Records the journal refused (a mapping bug) or writes it could not make.
+    public var failures: Int { state.withLock { $0.failures } }
 
     public init(journal: EventJournal, siteID: String) {
         self.journal = journal
         self.siteID = siteID
-        consumer = Task.detached { [weak self] in await self?.run() }
     }
 
-    /// For `Site(sink:)`.
-    public var sink: AuditSink { { [weak self] record in self?.enqueue(.record(record)) } }
+    /// For `Site(sink:)`: the flash of the devices built now (until the next `load`).
+    public var sink: AuditSink { Port(bridge: self, generation: state.withLock { $0.generation }) }
 
-    /// For `Site(collector:)`.
-    public var collector: TrailCollector {
-        { [weak self] iq, lockID, records in
-            guard let last = records.map(\.sequence).max() else { return }
-            self?.enqueue(.collected(iq: iq, lock: lockID, through: last))
+    /// The store as the devices of one build see it.
+    final class Port: AuditStore {
+        let bridge: EventBridge
+        let generation: Int
+        init(bridge: EventBridge, generation: Int) { self.bridge = bridge; self.generation = generation }
+
+        func saved(_ kind: DeviceKind, _ id: String) -> SavedDevice? {
+            bridge.current(generation) ? bridge.saved(kind, id) : nil
+        }
+
+        func write(_ w: AuditWrite) -> AuditReceipt {
+            guard bridge.current(generation) else {
+                let r = AuditReceipt()
+                r.resolve(nil)
+                return r
+            }
+            return bridge.write(w)
         }
     }
 
-    static func key(_ r: AuditRecord) -> String { "\(r.deviceKind.rawValue)/\(r.deviceID)/\(r.sequence)" }
+    func current(_ generation: Int) -> Bool { state.withLock { $0.generation == generation } }
 
-    /// The journal id of `record` once it is durable (nil if the journal refused it).
+    static func key(_ kind: DeviceKind, _ id: String) -> String { "\(kind.rawValue)/\(id)" }
+
+    /// Reads what every device's flash holds from the journal, for the devices built next. Without
+    /// `restoringState` (a reset to the site file) devices keep only their numbering and trails —
+    /// records are never orphaned and sequence numbers never repeat — and start from the site file's state.
+    public func load(restoringState: Bool) async throws {
+        // From here on the devices built earlier write nothing; then everything they wrote is read back.
+        state.withLock { $0.generation += 1; $0.saved = [:] }
+        await journal.barrier()
+        let flash = try await journal.deviceFlash(site: siteID)
+        var saved: [String: SavedDevice] = [:]
+        for (path, f) in flash {
+            guard let source = try? EventSource(path: path) else { continue }
+            let kind: DeviceKind
+            switch source.kind {
+            case .lock: kind = .lock
+            case .controller: kind = .doorController
+            case .iq: kind = .iq
+            }
+            let trail = f.held.compactMap { EventMapping.record(from: $0) }
+            saved[Self.key(kind, source.id)] = SavedDevice(lastSequence: UInt64(max(0, f.lastSequence)), trail: trail,
+                                                           memory: restoringState ? f.memory : f.memory.filter { $0.key == "trail" })
+        }
+        state.withLock { $0.saved = saved }
+    }
+
+    public func saved(_ kind: DeviceKind, _ id: String) -> SavedDevice? {
+        state.withLock { $0.saved[Self.key(kind, id)] }
+    }
+
+    public func write(_ w: AuditWrite) -> AuditReceipt {
+        let receipt = AuditReceipt()
+        let source: EventSource
+        do {
+            switch w.deviceKind {
+            case .lock: source = try .lock(site: siteID, id: w.deviceID)
+            case .doorController: source = try .controller(site: siteID, id: w.deviceID)
+            case .iq: source = try .iq(site: siteID, id: w.deviceID)
+            }
+        } catch {
+            state.withLock { $0.failures += 1 }
+            receipt.resolve(nil)
+            return receipt
+        }
+        var event: KeywayEvent?
+        if let r = w.record {
+            do {
+                var e = try EventMapping.event(for: r, siteID: siteID)
+                e.sequence = Int64(clamping: r.sequence)
+                try e.validate()
+                event = e
+            } catch {
+                // A record the journal cannot express is a bug: counted, and its caller gets no id. The
+                // rest of the write (trail, memory) still goes to the journal.
+                state.withLock { $0.failures += 1 }
+            }
+        }
+        let hadRecord = w.record != nil
+
+        let write = DeviceWrite(source: source, event: event, lost: w.dropped.map { Int64(clamping: $0) },
+                                collectedThrough: w.collectedThrough.map { Int64(clamping: $0) },
+                                collectedBy: w.collectedBy, memory: w.memory)
+        journal.enqueue(write) { [weak self] result in
+            switch result {
+            case .success(let r):
+                if r.eventError != nil { self?.state.withLock { $0.failures += 1 } }
+                receipt.resolve(r.recorded?.id)
+            case .failure:
+                if hadRecord || !write.memory.isEmpty { self?.state.withLock { $0.failures += 1 } }
+                receipt.resolve(nil)
+            }
+        }
+        return receipt
+    }
+
+    /// The journal id of `decision`'s record once durable (nil if the journal refused it).
+    public func eventID(for decision: Decision) async -> String? {
+        await decision.eventID()
+    }
+
+    /// The journal id of `record` (by its device and sequence), once everything written so far is durable.
     public func eventID(for record: AuditRecord) async -> String? {
-        let k = Self.key(record)
-        return await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
-            lock.lock()
-            if let id = recorded[k] { lock.unlock(); c.resume(returning: id.isEmpty ? nil : id); return }
-            waiters[k, default: []].append(c)
-            lock.unlock()
+        await journal.barrier()
+        let source: EventSource?
+        switch record.deviceKind {
+        case .lock: source = try? .lock(site: siteID, id: record.deviceID)
+        case .doorController: source = try? .controller(site: siteID, id: record.deviceID)
+        case .iq: source = try? .iq(site: siteID, id: record.deviceID)
         }
+        guard let source, let e = try? await journal.event(source: source, sequence: Int64(clamping: record.sequence)) else { return nil }
+        // The same device and number, and the same kind of event: this record, not another one.
+        guard e.event.attributes["device_sequence"] == .int(Int64(clamping: record.sequence)),
+              e.type == EventMapping.type(record.kind) else { return nil }
+        return e.id
     }
 
-    /// Waits until everything enqueued so far is in the journal.
+    /// Waits until everything written so far is in the journal.
     public func flush() async {
-        let marker = AuditRecord.flushMarker(sequence: UInt64.random(in: 1...UInt64.max))
-        enqueue(.record(marker))
-        _ = await eventID(for: marker)
+        await journal.barrier()
     }
 
     public func stop() async {
         await flush()
-        let w = lock.withLock { () -> CheckedContinuation<Void, Never>? in stopped = true; defer { wake = nil }; return wake }
-        w?.resume()
-        await consumer?.value
     }
-
-    private func enqueue(_ item: Item) {
-        lock.lock()
-        queue.append(item)
-        let w = wake; wake = nil
-        lock.unlock()
-        w?.resume()
-    }
-
-    private func run() async {
-        while let batch = await nextBatch() { await process(batch) }
-    }
-
-    /// Everything queued so far, waiting for the next enqueue when empty; nil once stopped and drained.
-    private func nextBatch() async -> [Item]? {
-        while true {
-            let taken: [Item]? = lock.withLock {
-                if !queue.isEmpty { let b = queue; queue = []; return b }
-                return stopped ? [] : nil
-            }
-            if let taken { return taken.isEmpty ? nil : taken }
-            await withCheckedContinuation { (w: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = lock.withLock {
-                    if !queue.isEmpty || stopped { return true }
-                    wake = w
-                    return false
-                }
-                if resumeNow { w.resume() }
-            }
-        }
-    }
-
-    private func process(_ batch: [Item]) async {
-        var i = 0
-        while i < batch.count {
-            // Consecutive records go in one transaction; a collection marker is applied in order.
-            var records: [AuditRecord] = []
-            while i < batch.count, case .record(let r) = batch[i], records.count < 500 { records.append(r); i += 1 }
-            if !records.isEmpty { await write(records) }
-            if i < batch.count, case .collected(let iq, let lockID, let through) = batch[i] {
-                await collect(iq: iq, lock: lockID, through: through)
-                i += 1
-            }
-        }
-    }
-
-    private func write(_ records: [AuditRecord]) async {
-        var events: [KeywayEvent] = []
-        var mapped: [(record: AuditRecord, key: String)] = []
-        var markers: [String] = []
-        for r in records {
-            if r.isFlushMarker { markers.append(Self.key(r)); continue }
-            do {
-                let e = try EventMapping.event(for: r, siteID: siteID)
-                // Checked one by one: the journal refuses a whole batch for one bad event, and one record
-                // must never take the others of its batch down with it.
-                try e.validate()
-                events.append(e)
-                mapped.append((r, Self.key(r)))
-            } catch {
-                // A record the journal cannot express is a bug; count it and answer its waiter.
-                lock.withLock { _failures += 1 }
-                resolve(Self.key(r), nil)
-            }
-        }
-        var results: [RecordedEvent] = []
-        if !events.isEmpty {
-            // Retry: losing an event is worse than blocking devices for a moment.
-            for attempt in 0..<50 {
-                do { results = try await journal.record(events); break } catch {
-                    if attempt == 49 { lock.withLock { _failures += events.count } }
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-            }
-        }
-        for ((r, k), e) in zip(mapped, results) {
-            if r.deviceKind == .lock {
-                lock.withLock { journalSequence[r.deviceID, default: []].append((r.sequence, e.sequence)) }
-            }
-            resolve(k, e.id)
-        }
-        if results.isEmpty { for (_, k) in mapped { resolve(k, nil) } }
-        for m in markers { resolve(m, "flush") }
-    }
-
-    private func collect(iq: String, lock lockID: String, through deviceSeq: UInt64) async {
-        let covered = lock.withLock { () -> [(device: UInt64, journal: Int64)] in
-            var pairs = journalSequence[lockID] ?? []
-            let covered = pairs.filter { $0.device <= deviceSeq }
-            pairs.removeAll { $0.device <= deviceSeq }
-            journalSequence[lockID] = pairs
-            return covered
-        }
-        guard let through = covered.map(\.journal).max(), let source = try? EventSource.lock(site: siteID, id: lockID) else { return }
-        _ = try? await journal.markCollected(source: source, through: through, by: iq)
-    }
-
-    private func resolve(_ key: String, _ id: String?) {
-        lock.lock()
-        let w = waiters.removeValue(forKey: key) ?? []
-        // A refused record is remembered too (as ""): a caller that asks only after the refusal must
-        // get its nil answer, not wait for ever.
-        recorded[key] = id ?? ""
-        recordedOrder.append(key)
-        if recordedOrder.count > 20_000 {
-            for old in recordedOrder.prefix(10_000) { recorded.removeValue(forKey: old) }
-            recordedOrder.removeFirst(10_000)
-        }
-        lock.unlock()
-        for c in w { c.resume(returning: id) }
-    }
-}
-
-extension AuditRecord {
-    static let flushDevice = "__flush__"
-    static func flushMarker(sequence: UInt64) -> AuditRecord {
-        AuditRecord(deviceKind: .lock, deviceID: flushDevice, sequence: sequence, time: Date(timeIntervalSince1970: 0), kind: .locked)
-    }
-    var isFlushMarker: Bool { deviceID == Self.flushDevice }
 }

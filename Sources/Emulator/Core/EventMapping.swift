@@ -81,4 +81,44 @@ enum EventMapping {
                            revocationVersion: r.revocationListVersion.map { Int64(clamping: $0) },
                            attributes: attrs)
     }
+
+    /// The audit record an event of a lock came from — for rebuilding a lock's trail from the events the
+    /// journal holds for it after a restart. nil for an event that did not come from a device record.
+    static func record(from e: RecordedEvent) -> AuditRecord? {
+        guard let kind = kinds[e.type] else { return nil }
+        let deviceKind: DeviceKind
+        switch e.source.kind {
+        case .lock: deviceKind = .lock
+        case .controller: deviceKind = .doorController
+        case .iq: deviceKind = .iq
+        }
+        func int(_ name: String) -> Int64? { if case .int(let v)? = e.event.attributes[name] { return v } else { return nil } }
+        func string(_ name: String) -> String? { if case .string(let v)? = e.event.attributes[name] { return v } else { return nil } }
+        let sequence = UInt64(clamping: int("device_sequence") ?? e.sequence)
+        var r = AuditRecord(deviceKind: deviceKind, deviceID: e.source.id, sequence: sequence, time: e.event.time, kind: kind)
+        r.lockID = deviceKind == .lock ? nil : (string("lock_id") ?? e.event.door)
+        r.iqID = e.event.iq
+        r.userID = e.event.user
+        r.keyID = e.event.keyID
+        r.method = e.event.method.flatMap { Hardware.AccessMethod(rawValue: $0.rawValue) }
+        r.action = e.event.action.flatMap { TapAction(name: $0.rawValue) }
+        r.result = e.type.result.flatMap { AccessResult(rawValue: $0) }
+        r.reason = e.event.reason.map { Reason(rawValue: $0) }
+        r.lockState = string("lock_state").flatMap { LockState(rawValue: $0) }
+        r.revocationListVersion = e.event.revocationVersion.map { UInt64(clamping: $0) }
+        r.accessListVersion = int("access_list_version").map { UInt64(clamping: $0) }
+        r.openTime = int("open_time_s").map { UInt16(clamping: $0) }
+        r.batteryLevel = int("battery_level").map { UInt8(clamping: $0) }
+        r.lostCount = int("lost_count").map { UInt64(clamping: $0) }
+        if let a = int("lost_from"), let b = int("lost_through"), a <= b { r.lostSequences = UInt64(clamping: a)...UInt64(clamping: b) }
+        r.count = int("count").map { UInt64(clamping: $0) }
+        r.detail = string("detail")
+        return r
+    }
+
+    private static let kinds: [EventType: AuditKind] = {
+        var m: [EventType: AuditKind] = [:]
+        for k in AuditKind.allCases { m[type(k)] = k }
+        return m
+    }()
 }

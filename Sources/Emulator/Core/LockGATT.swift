@@ -17,10 +17,68 @@ public final class LockGATT: Sendable {
             var distance: Double
             var session: TapLockSession?
             var reassembler = TapReassembler()
-            var lastDecision: Decision?
+            /// Every decision the lock made on this connection, in order; `taken` of them were handed out.
+            var decisions: [Decision] = []
+            var taken = 0
+            var waiter: CheckedContinuation<Decision?, Never>?
+            var closed = false
         }
         let state: Locked<State>
+        static let kept = 16
         init(distance: Double) { state = Locked(State(distance: distance)) }
+
+        func decided(_ d: Decision) {
+            let w: CheckedContinuation<Decision?, Never>? = state.withLock { s in
+                s.decisions.append(d)
+                // A connection nobody reads (a BlueZ phone tapping over and over) keeps only its latest ones.
+                if s.decisions.count > Connection.kept {
+                    let drop = s.decisions.count - Connection.kept
+                    s.decisions.removeFirst(drop)
+                    s.taken = max(0, s.taken - drop)
+                }
+                guard let w = s.waiter else { return nil }
+                s.waiter = nil
+                s.taken += 1
+                return w
+            }
+            w?.resume(returning: d)
+        }
+
+        func close() {
+            let w: CheckedContinuation<Decision?, Never>? = state.withLock { s in
+                s.closed = true
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            w?.resume(returning: nil)
+        }
+
+        func next() async -> Decision? {
+            await withCheckedContinuation { (c: CheckedContinuation<Decision?, Never>) in
+                let now: Decision?? = state.withLock { s in
+                    if s.taken < s.decisions.count { s.taken += 1; return .some(s.decisions[s.taken - 1]) }
+                    if s.closed || s.waiter != nil { return .some(nil) }
+                    s.waiter = c
+                    return nil
+                }
+                if let now { c.resume(returning: now) }
+            }
+        }
+    }
+
+    /// One phone's connection to the lock, as whoever opened it holds it: the GATT server, and the
+    /// lock's decisions on this connection — each with its audit record and the receipt that settles
+    /// to its event id — handed back to the opener in order.
+    public struct Session: Sendable {
+        public let server: GATTServer
+        let connection: Connection
+
+        /// The next decision the lock makes on this connection (waiting for it); nil once the connection
+        /// closed without another one.
+        public func nextDecision() async -> Decision? { await connection.next() }
+
+        /// The decisions made on this connection so far (the latest 16), oldest first.
+        public var decisions: [Decision] { connection.state.withLock { $0.decisions } }
     }
     private let connections = Locked<[ObjectIdentifier: Connection]>([:])
 
@@ -48,23 +106,26 @@ public final class LockGATT: Sendable {
     /// Serves one connection until it closes. `distance` is how far the phone is from the reader.
     @discardableResult
     public func accept(_ bearer: any ATTBearer, distance: Double = 0) throws -> GATTServer {
+        try open(bearer, distance: distance).server
+    }
+
+    /// Serves one connection until it closes, and hands the opener the session through which the
+    /// lock's decisions on it come back.
+    public func open(_ bearer: any ATTBearer, distance: Double = 0) throws -> Session {
         let server = try GATTServer(database: database, bearer: bearer)
         let id = ObjectIdentifier(server)
-        connections.withLock { $0[id] = Connection(distance: distance) }
+        let connection = Connection(distance: distance)
+        connections.withLock { $0[id] = connection }
         Task { [weak self] in
             _ = await server.waitUntilClosed()
             self?.connections.withLock { _ = $0.removeValue(forKey: id) }
+            connection.close()
         }
-        return server
+        return Session(server: server, connection: connection)
     }
 
     func connection(_ server: GATTServer) -> Connection? {
         connections.withLock { $0[ObjectIdentifier(server)] }
-    }
-
-    /// The decision of the last presentation on this connection (the API reports it).
-    public func lastDecision(on server: GATTServer) -> Decision? {
-        connection(server)?.state.withLock { $0.lastDecision }
     }
 
     // Reading the hello starts a tap: a fresh nonce and ephemeral key per read.
@@ -114,7 +175,7 @@ public final class LockGATT: Sendable {
                 throw ATTErrorCode.application(ApplicationError.unpowered)
             }
         }
-        conn.state.withLock { $0.lastDecision = decision }
+        conn.decided(decision)
         // The result goes by notification, split to the connection's ATT_MTU.
         for piece in TapFragments.split(message, payload: max(1, ctx.server.maximumNotificationLength - 2)) {
             _ = try? ctx.server.notify(valueHandle: handles.result, value: piece)

@@ -42,7 +42,7 @@ final class LoopbackRadio: @unchecked Sendable {
         let link = LoopbackLink()
         var lockSide: any ATTBearer = link.peripheral
         if let capture { lockSide = try CapturingBearer(wrapping: link.peripheral, writer: capture, role: .peripheral) }
-        let server = try gatt.accept(lockSide, distance: distance)
+        let session = try gatt.open(lockSide, distance: distance)
         let client = try GATTClient(bearer: link.central)
         defer { client.close() }
 
@@ -59,10 +59,15 @@ final class LoopbackRadio: @unchecked Sendable {
             case .lockServiceNotFound, .lockServiceIncomplete: throw APIError(500, "radio", "\(e)")
             // The lock decided, but its result did not authenticate (or never came): the API reports the
             // lock's decision, and that the phone could not confirm it.
-            case .noResult, .resultNotAuthenticated: phoneResult = nil
+            case .noResult, .resultNotAuthenticated:
+                // The link is done: whatever the lock decided on it is in the session, or nothing is.
+                phoneResult = nil
+                client.close()
             }
         }
-        guard let decision = gatt.lastDecision(on: server) else { throw APIError(500, "radio", "the lock made no decision") }
+        // The lock decided before it notified the result: its decision (and the receipt of its event)
+        // comes back through this connection's session.
+        guard let decision = await session.nextDecision() else { throw APIError(500, "radio", "the lock made no decision") }
         return .decided(decision, phoneResult: phoneResult)
     }
 

@@ -308,7 +308,7 @@ extension Emulator {
         } catch let e as HardwareError {
             throw APIError.hardware(e)
         }
-        let eventID = await bridge.eventID(for: decision.record)
+        let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
         var out: [String: Any] = ["result": decision.granted ? "granted" : "denied", "lock": lockID, "action": action.name,
                                   "method": decision.method.rawValue, "state": decision.state.rawValue,
@@ -355,7 +355,7 @@ extension Emulator {
         }
         let decision: Decision
         do { decision = try await iq.remote(action, lockID: lockID, userID: user) } catch let e as HardwareError { throw APIError.hardware(e) }
-        let eventID = await bridge.eventID(for: decision.record)
+        let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
         return ["result": decision.granted ? "granted" : "denied", "reason": decision.reason?.rawValue ?? NSNull(),
                 "via": iq.id, "state": decision.state.rawValue, "event_id": eventID ?? NSNull(),
@@ -380,7 +380,7 @@ extension Emulator {
         let c = try controller(forDoor: id)
         let decision: Decision
         do { decision = try await c.pressRequestToExit() } catch let e as HardwareError { throw APIError.hardware(e) }
-        let eventID = await bridge.eventID(for: decision.record)
+        let eventID = await bridge.eventID(for: decision)
         return ["result": decision.granted ? "granted" : "denied", "reason": decision.reason?.rawValue ?? NSNull(),
                 "event_id": eventID ?? NSNull(), "open_ms": Int(decision.openTime ?? 0) * 1000]
     }
