@@ -40,6 +40,18 @@ final class RequestGuardTests: XCTestCase {
         XCTAssertFalse(named.isAllowed(host: "192.168.1.20"))
     }
 
+    func testOwnOrigins() {
+        let g = RequestGuardMiddleware(listenHost: "127.0.0.1", allowedHosts: ["kw.example"])
+        XCTAssertTrue(g.isOwnOrigin("http://127.0.0.1:8080", authority: "127.0.0.1:8080"))
+        XCTAssertTrue(g.isOwnOrigin("HTTP://LOCALHOST:8080", authority: "localhost:8080"))
+        XCTAssertTrue(g.isOwnOrigin("https://kw.example", authority: "127.0.0.1:8080"), "a proxy that rewrites Host")
+        XCTAssertTrue(g.isOwnOrigin("https://kw.example:8443", authority: "127.0.0.1:8080"))
+        for foreign in ["http://127.0.0.1:8081", "http://localhost:8080", "null", "http://evil.example", "https://kw.example.evil.example",
+                        "ftp://127.0.0.1:8080", "http://127.0.0.1:8080/x", ""] {
+            XCTAssertFalse(g.isOwnOrigin(foreign, authority: "127.0.0.1:8080"), foreign)
+        }
+    }
+
     func testJSONMediaTypes() {
         for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"] {
             XCTAssertTrue(RequestGuardMiddleware.isJSON(ok), ok)

@@ -67,6 +67,10 @@ def test_allow_host_names_a_host(start_keyway):
     assert srv.get("/v1/health", headers={"Host": "lab-box.local"}).status_code == 200
     error_of(srv.get("/v1/health", headers={"Host": "other.test"}), 421, "misdirected_request")
     error_of(srv.get("/v1/health", headers={"Host": "sub.keyway.test"}), 421, "misdirected_request")
+    # Behind a proxy that rewrites Host to the listen address, the browser's origin is the allowed name.
+    assert srv.post("/v1/reset", headers={"Origin": "https://keyway.test"}).status_code == 200
+    assert srv.post("/v1/reset", headers={"Origin": f"http://keyway.test:{srv.port}", "Host": f"keyway.test:{srv.port}"}).status_code == 200
+    error_of(srv.post("/v1/reset", headers={"Origin": "https://keyway.test.evil.example"}), 403, "forbidden_origin")
 
 
 def test_a_foreign_origin_is_refused(keyway):

@@ -7,8 +7,8 @@ import KeywayCrypto
 /// - `Host` must name the address the server listens on (an IP literal; any IP literal when bound to
 ///   every interface), `localhost`, or a name given with `--allow-host`: otherwise 421. A rebinding page
 ///   reaches us under its own DNS name, which is none of these.
-/// - `Origin`, when sent, must be the API's own origin (`http(s)://` + the request's `Host`): otherwise
-///   403. Browsers send it on every cross-origin request and every POST, so a foreign page's POST fails
+/// - `Origin`, when sent, must be the API's own origin (`http(s)://` + the request's `Host`, or one on an
+///   `--allow-host` name): otherwise 403. Browsers send it on every cross-origin request and every POST, so a foreign page's POST fails
 ///   here even on loopback without a token. The live view is same-origin and passes.
 /// - `Sec-Fetch-Site: cross-site`/`same-site` on anything but a top-level navigation: 403.
 /// - A request that carries a body must say `Content-Type: application/json`; one that names any
@@ -33,8 +33,7 @@ struct RequestGuardMiddleware: RouterMiddleware {
                            "Host is not an address or name this server answers to (see serve --allow-host)", field: "Host")
         }
         if let origin = request.headers[.origin] {
-            let own = ["http://" + authority.lowercased(), "https://" + authority.lowercased()]
-            guard own.contains(origin.lowercased()) else {
+            guard isOwnOrigin(origin, authority: authority) else {
                 throw APIError(403, "forbidden_origin", "requests from another origin are refused", field: "Origin")
             }
         }
@@ -53,6 +52,18 @@ struct RequestGuardMiddleware: RouterMiddleware {
             }
         }
         return try await next(request, context)
+    }
+
+    /// The API's own origin: `http(s)://` + the request's Host, or any origin on an `--allow-host` name
+    /// (a reverse proxy may rewrite Host to the listen address while the browser sends its own origin).
+    func isOwnOrigin(_ origin: String, authority: String) -> Bool {
+        let o = origin.lowercased()
+        for scheme in ["http://", "https://"] where o.hasPrefix(scheme) {
+            let rest = String(o.dropFirst(scheme.count))
+            if rest == authority.lowercased() { return true }
+            if let name = Self.hostName(rest), allowedHosts.contains(name) { return true }
+        }
+        return false
     }
 
     func isAllowed(host: String) -> Bool {
