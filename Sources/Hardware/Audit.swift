@@ -1,6 +1,10 @@
 import Foundation
 import MobileKey
-import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Which kind of device wrote an audit record.
 public enum DeviceKind: String, Sendable, Hashable, Codable {
@@ -237,7 +241,7 @@ public struct SavedDevice: Sendable {
 /// Becomes the event id of a write once the store made it durable (nil if the store refused the record).
 /// Returned to whoever caused the write — a decision carries it — so the id comes back on the call chain.
 public final class AuditReceipt: Sendable, Equatable {
-    private let state = Mutex<(done: Bool, id: String?, waiters: [CheckedContinuation<String?, Never>])>((false, nil, []))
+    private let state = PthreadLocked<(done: Bool, id: String?, waiters: [CheckedContinuation<String?, Never>])>((false, nil, []))
 
     public init() {}
 
@@ -462,5 +466,32 @@ struct AuditWriter: Sendable {
                                              collectedBy: collector, collectedThrough: out.map(\.sequence).max(),
                                              memory: memory.merging(trailMemory()) { a, _ in a }))
         return out
+    }
+}
+
+/// A value behind a pthread mutex (as BLE's `Locked`, which Hardware does not import): ThreadSanitizer
+/// sees pthread mutexes, while a contended `Synchronization.Mutex` is handed over in the kernel where it
+/// cannot, and shows up as a false race under `make tsan`.
+final class PthreadLocked<Value>: @unchecked Sendable {   // every access to `value` holds `mutex`
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout Value) -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&value)
     }
 }

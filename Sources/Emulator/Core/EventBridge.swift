@@ -2,7 +2,7 @@ import Events
 import Foundation
 import Hardware
 import MobileKey
-import Synchronization
+import BLE
 
 /// The devices' flash: every write a device makes (a record, what its trail dropped, its trail handed
 /// to an IQ, its memory) goes straight into the journal's queue as one `DeviceWrite`, in the order the
@@ -23,7 +23,7 @@ public final class EventBridge: AuditStore {
         /// whatever their leftover timers write is dropped — they must not number or store anything.
         var generation = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Records the journal refused (a mapping bug) or writes it could not make.
     public var failures: Int { state.withLock { $0.failures } }
