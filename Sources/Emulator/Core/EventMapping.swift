@@ -94,7 +94,9 @@ enum EventMapping {
         }
         func int(_ name: String) -> Int64? { if case .int(let v)? = e.event.attributes[name] { return v } else { return nil } }
         func string(_ name: String) -> String? { if case .string(let v)? = e.event.attributes[name] { return v } else { return nil } }
-        let sequence = UInt64(clamping: int("device_sequence") ?? e.sequence)
+        // The journal's number is the device's (events recorded before devices numbered their own —
+        // older data directories — may carry another `device_sequence`; the journal's is what collection uses).
+        let sequence = UInt64(clamping: e.sequence)
         var r = AuditRecord(deviceKind: deviceKind, deviceID: e.source.id, sequence: sequence, time: e.event.time, kind: kind)
         r.lockID = deviceKind == .lock ? nil : (string("lock_id") ?? e.event.door)
         r.iqID = e.event.iq
