@@ -10,6 +10,9 @@ import Synchronization
 final class LoopbackRadio: @unchecked Sendable {
     let locks: [String: LockGATT]
     let capture: BTSnoopWriter?
+    /// The built-in phone's private keys, parsed once per key as a phone keeps its key in memory:
+    /// OpenSSL 3 decodes a PEM private key in about 0.4 ms, most of a whole tap's crypto.
+    private let holderKeys = Mutex<[String: P256.PrivateKey]>([:])
 
     init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
         var locks: [String: LockGATT] = [:]
@@ -21,6 +24,17 @@ final class LoopbackRadio: @unchecked Sendable {
     }
 
     func close() { capture?.close() }
+
+    private func holderKey(_ key: IssuedKey) throws -> P256.PrivateKey {
+        guard let pem = key.holderPrivateKeyPEM else { return try P256.PrivateKey() }
+        if let known = holderKeys.withLock({ $0[key.keyID] }) { return known }
+        let parsed = try P256.PrivateKey(pem: pem)
+        holderKeys.withLock { keys in
+            if keys.count >= 4096 { keys.removeAll() }   // bounded: a test issuing keys forever
+            keys[key.keyID] = parsed
+        }
+        return parsed
+    }
 
     /// How a tap by the built-in phone ended: the lock decided, or the phone refused the lock after
     /// reading its hello (it revealed nothing, so the lock never decided and recorded nothing).
@@ -36,7 +50,7 @@ final class LoopbackRadio: @unchecked Sendable {
         guard let gatt = locks[lockID] else { throw APIError.notFound("lock", lockID) }
         // A key issued to an external phone: the built-in phone lacks its private key, so it can only
         // sign with a key of its own — the lock must refuse the proof of possession.
-        let holder = try key.holderPrivateKeyPEM.map { try P256.PrivateKey(pem: $0) } ?? P256.PrivateKey()
+        let holder = try holderKey(key)
         let phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
 
         let link = LoopbackLink()
