@@ -132,10 +132,10 @@ class Page:
         self.select("#tap-lock", lock_id)
         self.select("#tap-kind", "user")
         self.select("#user", user)
-        before = self.attr("#last-result", "textContent")
+        taps = int(self.attr("body", "data-taps"))
         self.click("#tap-button")
-        self.until(lambda: self.attr("#tap-result", "data-result") in ("granted", "denied", "error", "phone_refused")
-                   and self.attr("#last-result", "textContent") != before, "tap result shown")
+        self.until(lambda: int(self.attr("body", "data-taps")) > taps, "tap answered")
+        assert self.attr("#tap-result", "data-result") in ("granted", "denied", "error", "phone_refused")
         return self.attr("#tap-result", "data-result"), self.find("#tap-result").text
 
     def screenshot(self, name):
@@ -250,6 +250,17 @@ def test_map_tap_colour_feed_and_clock_relock(start_keyway, browser):
     page.select("#tap-lock", "room-dolores")
     page.click("#tap-button")
     page.until(lambda: page.feed_row(type="access.granted", method="tag", device="room-dolores") is not None, "tag tap in the feed")
+    # An unknown fob is denied: red LED on the map, and the feed says why.
+    page.find("#tap-tag").clear()
+    page.find("#tap-tag").send_keys("DE:AD:BE:EF")
+    taps = int(page.attr("body", "data-taps"))
+    page.click("#tap-button")
+    page.until(lambda: int(page.attr("body", "data-taps")) > taps, "denied tap answered")
+    assert page.attr("#tap-result", "data-result") == "denied", page.find("#tap-result").text
+    page.until(lambda: page.feed_row(type="access.denied", device="room-dolores") is not None, "denial in the feed")
+    row = page.feed_row(type="access.denied", device="room-dolores")
+    assert row["result"] == "denied" and row["method"] == "tag" and row["reason"], row
+    page.until(lambda: page.attr(page.lock("room-dolores"), "data-led") == "red", "red LED on the map")
 
 
 def test_drag_an_iq_takes_locks_out_of_reach(start_keyway, browser):

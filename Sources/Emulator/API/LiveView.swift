@@ -116,7 +116,7 @@ public enum LiveView {
   #login label { display: block; margin-bottom: .5em; }
 </style>
 </head>
-<body data-events="0" data-refreshes="0">
+<body data-events="0" data-refreshes="0" data-taps="0">
 <header>
   <h1 id="site">Keyway</h1>
   <span>Clock: <b id="clock">…</b></span>
@@ -709,6 +709,7 @@ async function tap(lockID) {
     result = "error"; text = String(e.message || e);
   }
   showTapResult(lockID, text, result);
+  document.body.dataset.taps = String(Number(document.body.dataset.taps || 0) + 1);
   refresh();
 }
 
