@@ -52,6 +52,9 @@ extension FlushContext {
         var result = DeviceWriteResult()
         if let e = w.event {
             do {
+                guard e.source == w.source else {
+                    throw EventError.invalidField(field: "source", rule: "a device writes its own events only")
+                }
                 try e.validate()
                 result.recorded = try record(db, e)
             } catch let error as EventError {
@@ -124,12 +127,14 @@ extension EventJournal {
     public func deviceFlash(site: String) async throws -> [String: DeviceFlash] {
         try await dbPool.read { db in
             var out: [String: DeviceFlash] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT source, last_seq FROM sources WHERE source LIKE ?",
-                                        arguments: ["/sites/\(site)/%"]) {
+            // A prefix compare, not LIKE: `_` is a wildcard there and a valid identifier character.
+            let prefix = "/sites/\(site)/"
+            for row in try Row.fetchAll(db, sql: "SELECT source, last_seq FROM sources WHERE substr(source, 1, ?) = ?",
+                                        arguments: [prefix.utf8.count, prefix]) {
                 out[row[0]] = DeviceFlash(lastSequence: row[1], held: [], memory: [:])
             }
-            for row in try Row.fetchAll(db, sql: "SELECT source, part, value FROM device_memory WHERE source LIKE ?",
-                                        arguments: ["/sites/\(site)/%"]) {
+            for row in try Row.fetchAll(db, sql: "SELECT source, part, value FROM device_memory WHERE substr(source, 1, ?) = ?",
+                                        arguments: [prefix.utf8.count, prefix]) {
                 let source: String = row[0]
                 let value: Data = row[2]
                 out[source, default: DeviceFlash(lastSequence: 0, held: [], memory: [:])].memory[row[1]] = Array(value)

@@ -105,6 +105,13 @@ final class DeviceWriteTests: XCTestCase {
         XCTAssertEqual(flash?.memory["state"], [4])
         let other = try await j.deviceFlash(site: "elsewhere")
         XCTAssertTrue(other.isEmpty, "only the site's own devices")
+        var stranger = try lockEvent("hXq", "front", 1)
+        stranger.sequence = 1
+        try await write(j, DeviceWrite(source: stranger.source, event: stranger, memory: ["state": [9]]))
+        let lookalike = try await j.deviceFlash(site: "h_q")
+        XCTAssertTrue(lookalike.isEmpty, "a site id is matched exactly, `_` included")
+        let own = try await j.deviceFlash(site: "hq")
+        XCTAssertEqual(own.keys.sorted(), [src.path])
     }
 }
 
