@@ -113,7 +113,8 @@ extension EventJournal {
                 case .success: completion(.success(box.value ?? DeviceWriteResult()))
                 case .failure(let e): completion(.failure(e))
                 }
-            })
+            },
+            retries: 50)
         return enqueue(op)
     }
 

@@ -582,7 +582,14 @@ public final class EventJournal: @unchecked Sendable {
             sourceCacheDataVersion = nil
             idRandom = IDRandom()
             if batch.count == 1 {
-                batch[0].complete(.failure(error))
+                var op = batch[0]
+                if op.retries > 0 && !isClosed {
+                    op.retries -= 1
+                    try? await Task.sleep(for: .milliseconds(20))
+                    await commit([op])
+                } else {
+                    op.complete(.failure(error))
+                }
             } else {
                 for op in batch { await commit([op]) }
             }
@@ -686,6 +693,9 @@ public final class EventJournal: @unchecked Sendable {
 struct JournalOp: @unchecked Sendable {
     let apply: (Database, inout FlushContext) throws -> Void
     let complete: (Result<Void, Error>) -> Void
+    /// How many more times a failing transaction of this operation alone is retried, in place (the queue
+    /// waits: a device's writes must not overtake one another, and none may be dropped on a busy file).
+    var retries = 0
 }
 
 final class ResultBox<T>: @unchecked Sendable {
