@@ -37,6 +37,12 @@ public enum ECDSA {
     /// The low-S form of a raw signature: s replaced by n − s when s > n/2.
     public static func lowS(_ signature: [UInt8]) -> [UInt8] {
         guard signature.count == signatureSize, !isLowS(signature) else { return signature }
+        return otherS(signature)
+    }
+
+    /// The signature's twin (r, n − s): also valid for the same message and key.
+    public static func otherS(_ signature: [UInt8]) -> [UInt8] {
+        guard signature.count == signatureSize else { return signature }
         var s = [UInt8](repeating: 0, count: 32)
         var borrow = 0
         for i in stride(from: 31, through: 0, by: -1) {

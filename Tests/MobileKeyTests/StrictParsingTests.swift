@@ -168,20 +168,8 @@ final class StrictParsingTests: XCTestCase {
 }
 
 extension ECDSA {
-    /// The high-S twin of a low-S signature (tests only): s → n − s.
+    /// The high-S twin of a low-S signature (tests only).
     static func highS(_ signature: [UInt8]) -> [UInt8] {
-        isLowS(signature) ? flipS(signature) : signature
-    }
-
-    private static func flipS(_ signature: [UInt8]) -> [UInt8] {
-        var s = [UInt8](repeating: 0, count: 32)
-        var borrow = 0
-        for i in stride(from: 31, through: 0, by: -1) {
-            var d = Int(order[i]) - Int(signature[32 + i]) - borrow
-            borrow = d < 0 ? 1 : 0
-            if d < 0 { d += 256 }
-            s[i] = UInt8(d)
-        }
-        return Array(signature[0..<32]) + s
+        isLowS(signature) ? otherS(signature) : signature
     }
 }
