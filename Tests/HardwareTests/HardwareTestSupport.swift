@@ -20,6 +20,8 @@ final class RecordLog: AuditStore, @unchecked Sendable {
     private var lostSeqs: [String: [UInt64]] = [:]
     /// Whether `saved` answers (off: devices start new even though the log holds their writes).
     var restoring = false
+    /// While set, writes never become durable (the process dies before their transaction commits).
+    var crashing = false
 
     var sink: AuditSink { self }
 
@@ -30,6 +32,12 @@ final class RecordLog: AuditStore, @unchecked Sendable {
 
     func write(_ w: AuditWrite) -> AuditReceipt {
         mutex.lock()
+        if crashing {
+            mutex.unlock()
+            let receipt = AuditReceipt()
+            receipt.resolve(nil)
+            return receipt
+        }
         writes.append(w)
         let key = "\(w.deviceKind.rawValue)/\(w.deviceID)"
         var f = flash[key] ?? SavedDevice(lastSequence: 0)

@@ -379,6 +379,24 @@ final class LockTests: XCTestCase {
 
     // MARK: Flash: state survives a restart
 
+    /// The IQ drained the lock, but the process died before the hand-over was durable: the rebuilt lock
+    /// hands over the same records again, and its overflow report gets the number that never was.
+    func testAHandOverLostInACrashIsHandedOverAgain() async throws {
+        let locker = lock("locker")   // capacity 5
+        for _ in 0..<7 { try await locker.presentTag(tag("0A:0B:0C:0D")) }
+        log.crashing = true
+        let first = try await locker.collectTrail(by: "iq")
+        XCTAssertEqual(first.map(\.sequence), [3, 4, 5, 6, 7, 8])
+        log.crashing = false
+        log.restoring = true
+        let rebuilt = Site(config: site.config, clock: clock, sink: log.sink)
+        let again = try await rebuilt.lock("locker")!.collectTrail(by: "iq")
+        XCTAssertEqual(again.map(\.sequence), [3, 4, 5, 6, 7, 8], "nothing orphaned, nothing numbered twice durably")
+        XCTAssertEqual(again.last?.kind, .trailOverflow)
+        XCTAssertEqual(again.last?.lostCount, 2)
+        XCTAssertEqual(log.trail("locker"), [])
+    }
+
     /// A lock rebuilt from what its store holds comes back with its trail, numbering, loss count, open
     /// window and office mode, access list and clock offset — as a real lock's flash keeps them.
     func testALockRebuiltFromItsStoreIsTheSameLock() async throws {
