@@ -61,7 +61,15 @@ public enum RFC3339 {
 
     public static func format(_ date: Date) -> String { format(milliseconds: milliseconds(date)) }
 
-    /// Parses RFC 3339 `date-time` (any offset, optional fraction — digits past milliseconds are truncated).
+    /// Whole seconds, for people reading a CLI line: `2025-03-01T09:30:00Z`.
+    public static func formatSeconds(_ date: Date) -> String {
+        let s = format(milliseconds: milliseconds(date))
+        return String(s.prefix(19)) + "Z"
+    }
+
+    /// Parses RFC 3339 `date-time` (any offset, optional fraction — digits past milliseconds are
+    /// truncated). `T` (or `t`) between date and time, as OpenAPI's `date-time` format requires; the
+    /// one parser of the control API, the CLI and the journal, so they never disagree.
     public static func parse(_ text: String) -> Date? {
         guard let ms = parseMilliseconds(text) else { return nil }
         return date(milliseconds: ms)
@@ -80,7 +88,7 @@ public enum RFC3339 {
             return v
         }
         guard let y = num(0, 4), b[4] == 45, let mo = num(5, 2), b[7] == 45, let d = num(8, 2),
-              b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == UInt8(ascii: " "),
+              b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"),
               let h = num(11, 2), b[13] == 58, let mi = num(14, 2), b[16] == 58, let s = num(17, 2)
         else { return nil }
         guard (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s <= 60 else { return nil }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Events
 import Foundation
 
 @main
@@ -35,18 +36,12 @@ struct UserFacingError: Error, CustomStringConvertible {
 }
 
 func parseISO8601(_ s: String, option: String) throws -> Date {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    if let d = f.date(from: s) { return d }
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let d = f.date(from: s) { return d }
-    throw ValidationError("\(option): '\(s)' is not an ISO 8601 date-time like 2026-11-22T09:00:00Z")
+    guard let d = RFC3339.parse(s) else {
+        throw ValidationError("\(option): '\(s)' is not an RFC 3339 date-time like 2026-11-22T09:00:00Z")
+    }
+    return d
 }
 
-func formatISO8601(_ d: Date) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: d)
-}
+func formatISO8601(_ d: Date) -> String { RFC3339.formatSeconds(d) }
 
 func writeStderr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }

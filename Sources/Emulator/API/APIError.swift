@@ -1,3 +1,4 @@
+import Events
 import Foundation
 
 /// An API failure with the HTTP status and the field it concerns. Rendered as
@@ -104,20 +105,11 @@ public struct JSONBody {
     }
 }
 
-/// RFC 3339 with or without fractional seconds; nil if neither form matches.
-func parseRFC3339(_ s: String) -> Date? {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    if let d = f.date(from: s) { return d }
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f.date(from: s)
-}
+/// RFC 3339 with or without fractional seconds; nil if it is not one (`Events.RFC3339`).
+func parseRFC3339(_ s: String) -> Date? { RFC3339.parse(s) }
 
-public func rfc3339(_ d: Date) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return f.string(from: d)
-}
+/// `2026-11-22T09:00:00.000Z` (`Events.RFC3339`).
+public func rfc3339(_ d: Date) -> String { RFC3339.format(d) }
 
 /// Foundation hands JSON booleans over as NSNumber too; the objCType "c" tells them apart from 0/1.
 func isJSONBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
