@@ -286,10 +286,11 @@ public typealias AuditSink = any AuditStore
 
 /// A device's bounded on-board trail: the records no IQ has collected yet, oldest first.
 ///
-/// When full, the oldest record is dropped to make room and the loss is counted; the next drain
-/// reports it as a `trail_overflow` record (written by the device, so it has its own sequence number)
-/// naming how many records and which sequence numbers were lost. Loss is never silent. Storage grows
-/// only as records arrive, so 10,000 idle locks cost nothing here.
+/// When full, the oldest record is dropped to make room and the loss is counted: this trail alone
+/// decides what an offline device loses (the store is told of each drop in the same write). The drain
+/// that empties it reports the loss as a `trail_overflow` record (written by the device, so it has its
+/// own sequence number, after the kept ones) naming how many records and which sequence numbers were
+/// lost. Loss is never silent. Storage grows only as records arrive, so 10,000 idle locks cost nothing.
 public struct AuditTrail: Sendable {
     public let capacity: Int
     private var storage: [AuditRecord] = []

@@ -937,7 +937,8 @@ public actor Lock {
         return revocations.version
     }
 
-    /// Hands the trail to a collecting IQ, oldest first (a pending loss first, as `trail_overflow`).
+    /// Hands the trail to a collecting IQ, oldest first; when this empties the trail and records were
+    /// lost, a `trail_overflow` record comes last. The hand-over is one durable write.
     public func collectTrail(limit: Int = .max, by iqID: String) throws -> [AuditRecord] {
         try checkPowered()
         return audit.drain(limit: limit, at: lockTime(), by: iqID, memory: memory())
