@@ -19,11 +19,12 @@ public final class EventBridge: AuditStore {
     private struct State {
         var saved: [String: SavedDevice] = [:]
         var failures = 0
-        /// Bumped by every `load`: the devices of an earlier build (before a reset) are gone, and
-        /// whatever their leftover timers write is dropped — they must not number or store anything.
-        var generation = 0
     }
     private let state = Locked(State())
+    /// Bumped by every `load`: the devices of an earlier build (before a reset) are gone, and whatever
+    /// their leftover timers write is dropped — they must not number or store anything. A port holds
+    /// it while it enqueues, so a write is either in the journal before `load` reads it, or dropped.
+    private let generation = Locked(0)
 
     /// Records the journal refused (a mapping bug) or writes it could not make.
     public var failures: Int { state.withLock { $0.failures } }
@@ -34,7 +35,7 @@ public final class EventBridge: AuditStore {
     }
 
     /// For `Site(sink:)`: the flash of the devices built now (until the next `load`).
-    public var sink: AuditSink { Port(bridge: self, generation: state.withLock { $0.generation }) }
+    public var sink: AuditSink { Port(bridge: self, generation: generation.withLock { $0 }) }
 
     /// The store as the devices of one build see it.
     final class Port: AuditStore {
@@ -43,20 +44,19 @@ public final class EventBridge: AuditStore {
         init(bridge: EventBridge, generation: Int) { self.bridge = bridge; self.generation = generation }
 
         func saved(_ kind: DeviceKind, _ id: String) -> SavedDevice? {
-            bridge.current(generation) ? bridge.saved(kind, id) : nil
+            bridge.generation.withLock { $0 } == generation ? bridge.saved(kind, id) : nil
         }
 
         func write(_ w: AuditWrite) -> AuditReceipt {
-            guard bridge.current(generation) else {
-                let r = AuditReceipt()
-                r.resolve(nil)
-                return r
+            let receipt: AuditReceipt? = bridge.generation.withLock { current in
+                current == generation ? bridge.write(w) : nil
             }
-            return bridge.write(w)
+            if let receipt { return receipt }
+            let dropped = AuditReceipt()
+            dropped.resolve(nil)
+            return dropped
         }
     }
-
-    func current(_ generation: Int) -> Bool { state.withLock { $0.generation == generation } }
 
     static func key(_ kind: DeviceKind, _ id: String) -> String { "\(kind.rawValue)/\(id)" }
 
@@ -65,7 +65,8 @@ public final class EventBridge: AuditStore {
     /// records are never orphaned and sequence numbers never repeat — and start from the site file's state.
     public func load(restoringState: Bool) async throws {
         // From here on the devices built earlier write nothing; then everything they wrote is read back.
-        state.withLock { $0.generation += 1; $0.saved = [:] }
+        generation.withLock { $0 += 1 }
+        state.withLock { $0.saved = [:] }
         await journal.barrier()
         let flash = try await journal.deviceFlash(site: siteID)
         var saved: [String: SavedDevice] = [:]
