@@ -40,6 +40,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fuzzing),
         .target(name: "Events", dependencies: [
+            "KeywayCrypto",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
@@ -76,7 +77,7 @@ let package = Package(
         .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "KeywayCrypto"]),
         .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey"]),
         .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],

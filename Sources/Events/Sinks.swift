@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KeywayCrypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -95,9 +96,11 @@ public struct WebhookSink: EventSink {
         // Structured content mode of the CloudEvents HTTP binding: the whole event is the body.
         request.headers.add(name: "content-type", value: "application/cloudevents+json; charset=utf-8")
         request.headers.add(name: "user-agent", value: "Keyway-Webhooks/1")
-        for h in StandardWebhooks.headers(secret: endpoint.secret, id: event.id, timestamp: timestamp, body: body) {
-            request.headers.add(name: h.name, value: h.value)
+        let signed: [(name: String, value: String)]
+        do { signed = try StandardWebhooks.headers(secret: endpoint.secret, id: event.id, timestamp: timestamp, body: body) } catch {
+            return .retry(status: nil, error: "signing failed: \(error)", retryAfter: nil)
         }
+        for h in signed { request.headers.add(name: h.name, value: h.value) }
         request.body = .bytes(body)
         do {
             let ms = max(1, Int64(requestTimeout.seconds * 1000))

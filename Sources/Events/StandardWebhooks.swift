@@ -1,4 +1,5 @@
 import Foundation
+import KeywayCrypto
 
 /// A webhook signing secret. Accepts the Standard Webhooks form `whsec_<base64 key>` or any other string,
 /// whose UTF-8 bytes are then the key (Kisi-style plain secrets). Never printed: `description`, `dump`
@@ -45,29 +46,31 @@ public struct WebhookSecret: Sendable, Equatable, CustomStringConvertible, Custo
 /// The Standard Webhooks signing scheme (https://www.standardwebhooks.com): the signed content is
 /// `{webhook-id}.{webhook-timestamp}.{body}`, signed with HMAC-SHA256, sent as `v1,<base64>`.
 public enum StandardWebhooks {
-    public static func signature(secret: WebhookSecret, id: String, timestamp: Int64, body: [UInt8]) -> String {
+    /// Throws only if OpenSSL cannot compute an HMAC (out of memory): never a wrong signature.
+    public static func signature(secret: WebhookSecret, id: String, timestamp: Int64, body: [UInt8]) throws -> String {
         var message = Array("\(id).\(timestamp).".utf8)
         message.append(contentsOf: body)
-        let mac = HMACSHA256.authenticationCode(key: secret.key, message: message)
+        let mac = try HMACSHA256.authenticate(message, key: secret.key)
         return "v1," + Data(mac).base64EncodedString()
     }
 
     /// Verifies a `webhook-signature` header value (space-separated list; any `v1` entry may match).
     /// Used by tests and by anyone embedding a receiver; constant-time per candidate.
     public static func verify(secret: WebhookSecret, id: String, timestamp: Int64, body: [UInt8], header: String) -> Bool {
-        let expected = Array(signature(secret: secret, id: id, timestamp: timestamp, body: body).utf8)
+        guard let signed = try? signature(secret: secret, id: id, timestamp: timestamp, body: body) else { return false }
+        let expected = Array(signed.utf8)
         var ok = false
         for candidate in header.split(separator: " ") where candidate.hasPrefix("v1,") {
-            if HMACSHA256.constantTimeEquals(Array(candidate.utf8), expected) { ok = true }
+            if constantTimeEqual(Array(candidate.utf8), expected) { ok = true }
         }
         return ok
     }
 
     /// The headers of one attempt. `webhook-id` is the event id, so a retry or a redelivery after a crash
     /// carries the same id and receivers can deduplicate on it.
-    public static func headers(secret: WebhookSecret?, id: String, timestamp: Int64, body: [UInt8]) -> [(name: String, value: String)] {
+    public static func headers(secret: WebhookSecret?, id: String, timestamp: Int64, body: [UInt8]) throws -> [(name: String, value: String)] {
         var h: [(name: String, value: String)] = [("webhook-id", id), ("webhook-timestamp", String(timestamp))]
-        if let secret { h.append(("webhook-signature", signature(secret: secret, id: id, timestamp: timestamp, body: body))) }
+        if let secret { h.append(("webhook-signature", try signature(secret: secret, id: id, timestamp: timestamp, body: body))) }
         return h
     }
 }

@@ -126,9 +126,5 @@ public struct LiveViewSession: Sendable {
     func matches(_ presented: String) -> Bool { constantTimeEquals(presented, value) }
 }
 
-func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(x.count == y.count ? 0 : 1)
-    for i in 0..<min(x.count, y.count) { diff |= x[i] ^ y[i] }
-    return diff == 0
-}
+/// Tokens and cookies compared in constant time (OpenSSL's CRYPTO_memcmp, via KeywayCrypto).
+func constantTimeEquals(_ a: String, _ b: String) -> Bool { constantTimeEqual(Array(a.utf8), Array(b.utf8)) }
