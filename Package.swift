@@ -74,11 +74,11 @@ let package = Package(
         .executableTarget(name: "keyway-fuzz", dependencies: ["KeywayFuzz"], swiftSettings: fuzzing),
 
         .testTarget(name: "KeywayCryptoTests", dependencies: ["KeywayCrypto"]),
-        .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey"]),
+        .testTarget(name: "MobileKeyTests", dependencies: ["MobileKey", "BLE"]),
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "KeywayCrypto"]),
-        .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey", "BLE"]),
         .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],
     swiftLanguageModes: [.v6]

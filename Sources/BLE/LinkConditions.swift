@@ -52,12 +52,12 @@ public struct LinkConditions: Sendable, Equatable {
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to decide jitter and loss
-/// reproducibly. Not for cryptography.
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// reproducibly — and the one deterministic generator the test suites use too. Not for cryptography.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -66,7 +66,7 @@ struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1).
-    mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    public mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }
 
 /// A clock with its concrete type erased, measured as a `Duration` since an origin. Lets bearers

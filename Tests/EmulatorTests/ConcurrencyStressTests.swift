@@ -1,3 +1,4 @@
+import BLE  // SplitMix64: deterministic per task, so a failing seed can be rerun
 import Foundation
 import XCTest
 @testable import Emulator
@@ -33,19 +34,6 @@ final class ConcurrencyStressTests: XCTestCase {
         }
 
         var description: String { "taps=\(taps) phones=\(phones) seed=\(seed)" }
-    }
-
-    /// Deterministic per task (SplitMix64), so a failing seed can be rerun; the interleaving itself is
-    /// up to the scheduler, which is the point.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 
     struct Phone: Sendable {
@@ -144,7 +132,7 @@ final class ConcurrencyStressTests: XCTestCase {
                 let count = tapsPerPhone[i]
                 group.addTask {
                     defer { stop.phoneFinished() }
-                    var rng = SplitMix64(state: p.seed &* 1_000_003 &+ UInt64(i))
+                    var rng = SplitMix64(seed: p.seed &* 1_000_003 &+ UInt64(i))
                     var attempts: [TapAttempt] = []
                     for _ in 0..<count {
                         let lock = lockIDs[Int(rng.next() % UInt64(lockIDs.count))]
@@ -165,7 +153,7 @@ final class ConcurrencyStressTests: XCTestCase {
             // IQ uplinks going down and coming back (coming back syncs every lock in reach at once).
             group.addTask {
                 var bg = Background()
-                var rng = SplitMix64(state: p.seed &+ 11)
+                var rng = SplitMix64(seed: p.seed &+ 11)
                 while !stop.stopped {
                     let q = iqIDs[Int(rng.next() % UInt64(iqIDs.count))]
                     guard let iq = emu.site.iq(q) else { break }
@@ -180,7 +168,7 @@ final class ConcurrencyStressTests: XCTestCase {
             // IQ periodic syncs (60 s) fire.
             group.addTask {
                 var bg = Background()
-                var rng = SplitMix64(state: p.seed &+ 13)
+                var rng = SplitMix64(seed: p.seed &+ 13)
                 while !stop.stopped {
                     await clock.advance(by: Double(250 + rng.next() % 2251) / 1000)
                     bg.clockSteps += 1
@@ -211,7 +199,7 @@ final class ConcurrencyStressTests: XCTestCase {
             // Door position switches of the controller-driven doors: legitimate and forced openings.
             group.addTask {
                 var bg = Background()
-                var rng = SplitMix64(state: p.seed &+ 17)
+                var rng = SplitMix64(seed: p.seed &+ 17)
                 var open = Dictionary(uniqueKeysWithValues: controllerIDs.map { ($0, false) })
                 while !stop.stopped, !controllerIDs.isEmpty {
                     let c = controllerIDs[Int(rng.next() % UInt64(controllerIDs.count))]
