@@ -88,6 +88,17 @@ public final class LockGATT: Sendable {
         public static let unpowered: UInt8 = 0x81
         public static let notProvisioned: UInt8 = 0x82
         public static let noSession: UInt8 = 0x83
+
+        /// The one mapping of a lock's refusal to the ATT error a phone sees: its own cause, never a
+        /// stand-in (`unlikelyError` for anything a phone cannot act on).
+        static func attError(for error: HardwareError) -> ATTErrorCode {
+            switch error {
+            case .outOfReach: return .application(outOfReach)
+            case .unpowered: return .application(unpowered)
+            case .mobileKeysNotProvisioned: return .application(notProvisioned)
+            default: return .unlikelyError
+            }
+        }
     }
 
     public init(lock: Lock, deviceName: String) throws {
@@ -137,12 +148,7 @@ public final class LockGATT: Sendable {
             conn.state.withLock { $0.session = session; $0.reassembler.reset() }
             return session.helloBytes
         } catch let e as HardwareError {
-            switch e {
-            case .outOfReach: throw ATTErrorCode.application(ApplicationError.outOfReach)
-            case .unpowered: throw ATTErrorCode.application(ApplicationError.unpowered)
-            case .mobileKeysNotProvisioned: throw ATTErrorCode.application(ApplicationError.notProvisioned)
-            default: throw ATTErrorCode.unlikelyError
-            }
+            throw ApplicationError.attError(for: e)
         }
     }
 
@@ -171,8 +177,11 @@ public final class LockGATT: Sendable {
                 let outcome = try await lock.finishTap(session, presentation: presentation)
                 decision = outcome.decision
                 message = outcome.resultMessage
+            } catch let e as HardwareError {
+                // The lock lost power between hello and presentation, or the session is not its own.
+                throw ApplicationError.attError(for: e)
             } catch {
-                throw ATTErrorCode.application(ApplicationError.unpowered)
+                throw ATTErrorCode.unlikelyError
             }
         }
         conn.decided(decision)
