@@ -55,6 +55,7 @@ let package = Package(
         .executableTarget(name: "keyway", dependencies: [
             "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "KeywayBench", dependencies: [
             "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
@@ -78,6 +79,7 @@ let package = Package(
         .testTarget(name: "BLETests", dependencies: ["BLE"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "KeywayCrypto"]),
+        .testTarget(name: "KeywayCLITests", dependencies: ["keyway", "Events"]),  // the `keyway` executable's command logic
         .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey", "BLE"]),
         .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],

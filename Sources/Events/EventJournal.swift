@@ -53,8 +53,8 @@ public struct EventQuery: Sendable, Equatable {
     public var newestFirst: Bool
     /// Also fill `RecordedEvent.deliveries` with the per-endpoint state.
     public var includeDeliveries: Bool
-    /// Internal: upper bound on position, used by `follow` to page up to a horizon.
-    var throughPosition: Int64?
+    /// Upper bound on position (inclusive), used by `follow` and `keyway events` to page up to a horizon.
+    public var throughPosition: Int64?
 
     public init(types: Set<EventType> = [], source: EventSource? = nil, site: String? = nil, lock: String? = nil,
                 since: Date? = nil, until: Date? = nil, stages: Set<EventStage> = [], after: Int64? = nil,

@@ -106,7 +106,7 @@ public struct EventSource: Hashable, Sendable, CustomStringConvertible, Comparab
 
     /// Identifiers become URI path segments and SQL values; restricting them to RFC 3986 "unreserved"
     /// characters keeps the `source` a valid URI-reference with no escaping ambiguity.
-    static func validateIdentifier(_ value: String, field: String) throws {
+    public static func validateIdentifier(_ value: String, field: String) throws {
         let bytes = value.utf8
         let ok = !bytes.isEmpty && bytes.count <= EventLimits.identifierBytes && value != "." && value != ".."
             && bytes.allSatisfy { b in

@@ -51,7 +51,7 @@ public struct RecordedEvent: Sendable, Equatable, Identifiable {
     public func cloudEventJSON() -> [UInt8] { cloudEventJSON(extensions: []) }
 
     /// With CloudEvents extension attributes added after the required ones (names: lowercase a–z 0–9).
-    func cloudEventJSON(extensions: [(String, EventAttribute)]) -> [UInt8] {
+    public func cloudEventJSON(extensions: [(String, EventAttribute)]) -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("specversion"); w.string("1.0")
@@ -136,8 +136,8 @@ enum AttributeCoding {
 
 /// UUID version 7 (RFC 9562 §5.7): 48-bit Unix milliseconds, then 74 random bits. Time-ordered ids keep
 /// the journal's unique index appending at its right edge instead of splitting pages at random.
-enum UUIDv7 {
-    static func make(milliseconds: Int64) -> String {
+public enum UUIDv7 {
+    public static func make(milliseconds: Int64) -> String {
         var rng = SystemRandomNumberGenerator()
         return make(milliseconds: milliseconds, using: &rng)
     }

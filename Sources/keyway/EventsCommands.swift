@@ -18,7 +18,7 @@ struct EventsCLI: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else { throw UserFacingError("no journal at \(path) (run `keyway serve --data \(data)` first)") }
         let options = EventsCommandOptions(follow: follow, json: json, types: type, lock: lock, since: since, stages: stage, limit: limit)
         let journal = try EventJournal(path: path)
-        try await Events.EventsCommand.run(journal: journal, options: options) { line in print(line); fflush(nil) }
+        try await EventsCommand.run(journal: journal, options: options) { line in print(line); fflush(nil) }
         try await journal.close()
     }
 }

@@ -261,37 +261,4 @@ final class DeliveryTests: XCTestCase {
             XCTAssertEqual($0 as? EventError, .duplicateEndpointName("stdout"))
         }
     }
-
-    func testEventsCommandListsThenFollows() async throws {
-        let j = try EventJournal(path: dir.path("j.db"))
-        for n in 0..<5 { try await j.record(try lockEvent("hq", "front", n, type: n == 3 ? .accessDenied : .accessGranted)) }
-        final class Lines: @unchecked Sendable {
-            let lock = NSLock()
-            var items: [String] = []
-            func add(_ s: String) { lock.withLock { items.append(s) } }
-            var all: [String] { lock.withLock { items } }
-        }
-        let lines = Lines()
-        try await EventsCommand.run(journal: j, options: EventsCommandOptions(limit: 3), emit: { lines.add($0) })
-        XCTAssertEqual(lines.all.count, 4)
-        XCTAssertTrue(lines.all[0].hasPrefix("TIME"))
-        XCTAssertTrue(lines.all[2].contains("access.denied"))
-
-        let json = Lines()
-        let follow = Task {
-            try await EventsCommand.run(journal: j, options: EventsCommandOptions(follow: true, json: true, types: ["access.denied"], limit: 10),
-                                        emit: { json.add($0) })
-        }
-        let listed = await eventually { json.all.count == 1 }
-        XCTAssertTrue(listed, "the one matching event is listed before following")
-        try await j.record(try lockEvent("hq", "front", 9, type: .accessDenied))
-        let got = await eventually { json.all.count == 2 }
-        XCTAssertTrue(got)
-        follow.cancel()
-        _ = await follow.result
-        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.all[1].utf8)) as? [String: Any])
-        XCTAssertEqual(obj["type"] as? String, "com.keyway.access.denied")
-        XCTAssertEqual(obj["keywaystage"] as? String, "held")
-        try await j.close()
-    }
 }

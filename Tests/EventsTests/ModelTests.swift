@@ -136,44 +136,4 @@ final class ModelTests: XCTestCase {
         XCTAssertEqual(p.delay(forAttempt: 1, unit: 0.1, retryAfter: .seconds(3600)), .seconds(10), "…capped by maxDelay")
         XCTAssertEqual(p.delay(forAttempt: 2, unit: .nan), .zero)
     }
-
-    func testFormatterRowsAndJSONLines() throws {
-        let src = try EventSource.lock(site: "hq", id: "front")
-        let ev = KeywayEvent(type: .accessDenied, source: src, time: Date(timeIntervalSince1970: 1_740_821_400.25),
-                             user: "bob\u{1b}[31m", method: .pin, reason: "outside_schedule")
-        let r = RecordedEvent(position: 9, id: "id-1", sequence: 3, event: ev, recordedAt: Date(timeIntervalSince1970: 0),
-                              collectedAt: nil, collectedBy: nil, stage: .held, deliveries: [])
-        let row = EventFormatter.tableRow(r)
-        XCTAssertTrue(row.hasPrefix("2025-03-01T09:30:00.250Z hq/locks/front"), row)
-        XCTAssertTrue(row.contains("access.denied"))
-        XCTAssertTrue(row.contains("held"))
-        XCTAssertTrue(row.contains("reason=outside_schedule"))
-        XCTAssertFalse(row.contains("\u{1b}"), "control characters from event fields never reach the terminal")
-        XCTAssertTrue(EventFormatter.tableHeader.hasPrefix("TIME (LOCK, UTC)"))
-        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(EventFormatter.jsonLine(r).utf8)) as? [String: Any])
-        XCTAssertEqual(json["keywaystage"] as? String, "held")
-        XCTAssertEqual(json["keywayposition"] as? Int, 9)
-        XCTAssertEqual(json["type"] as? String, "com.keyway.access.denied")
-    }
-
-    func testEventsCommandParsing() throws {
-        let now = Date(timeIntervalSince1970: 1_000_000)
-        XCTAssertEqual(try EventsCommand.parseSince("15m", now: now), Date(timeIntervalSince1970: 1_000_000 - 900))
-        XCTAssertEqual(try EventsCommand.parseSince("2d", now: now), Date(timeIntervalSince1970: 1_000_000 - 172_800))
-        XCTAssertEqual(try EventsCommand.parseSince("1970-01-01T00:00:10Z", now: now), Date(timeIntervalSince1970: 10))
-        XCTAssertThrowsError(try EventsCommand.parseSince("yesterday", now: now)) {
-            XCTAssertEqual($0 as? EventError, .invalidSince("yesterday"))
-        }
-        XCTAssertThrowsError(try EventsCommand.parseSince("-5m", now: now))
-        XCTAssertEqual(try EventsCommand.parseType("door.forced"), .doorForced)
-        XCTAssertThrowsError(try EventsCommand.parseType("door.kicked")) { XCTAssertEqual($0 as? EventError, .unknownEventType("door.kicked")) }
-        let q = try EventsCommand.query(from: EventsCommandOptions(types: ["access.denied", "com.keyway.door.forced"], lock: "front",
-                                                                   since: "1h", stages: ["held"], limit: 20), now: now)
-        XCTAssertEqual(q.types, [.accessDenied, .doorForced])
-        XCTAssertEqual(q.lock, "front")
-        XCTAssertEqual(q.stages, [.held])
-        XCTAssertEqual(q.since, Date(timeIntervalSince1970: 1_000_000 - 3600))
-        XCTAssertThrowsError(try EventsCommand.query(from: EventsCommandOptions(stages: ["gone"]), now: now))
-        XCTAssertThrowsError(try EventsCommand.query(from: EventsCommandOptions(limit: 0), now: now))
-    }
 }

@@ -1,6 +1,6 @@
 """Issue 5 fault test: SIGKILL the journal in the middle of a stream, restart, lose nothing.
 
-Runs against the hidden `keyway journal-stress` command (Events.JournalStress behind it):
+Runs against the hidden `keyway journal-stress` command (JournalStress in Sources/keyway behind it):
 
     keyway journal-stress --db PATH [--sources N] [--count N] [--concurrency N] [--site S]
                           [--webhook URL --secret SECRET]

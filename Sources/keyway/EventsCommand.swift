@@ -1,21 +1,22 @@
+import Events
 import Foundation
 
 /// Options of `keyway events`, as the CLI parses them (raw strings; `EventsCommand` validates them).
-public struct EventsCommandOptions: Sendable, Equatable {
-    public var follow: Bool
-    public var json: Bool
+struct EventsCommandOptions: Sendable, Equatable {
+    var follow: Bool
+    var json: Bool
     /// `access.denied` or `com.keyway.access.denied`; several allowed.
-    public var types: [String]
-    public var lock: String?
-    public var site: String?
+    var types: [String]
+    var lock: String?
+    var site: String?
     /// RFC 3339 (`2025-03-01T09:00:00Z`) or a duration back from now (`90s`, `15m`, `2h`, `7d`).
-    public var since: String?
+    var since: String?
     /// `held`, `collected`, `delivered`, `dead_lettered`, `lost`.
-    public var stages: [String]
+    var stages: [String]
     /// How many of the most recent matching events to list before following.
-    public var limit: Int
+    var limit: Int
 
-    public init(follow: Bool = false, json: Bool = false, types: [String] = [], lock: String? = nil, site: String? = nil,
+    init(follow: Bool = false, json: Bool = false, types: [String] = [], lock: String? = nil, site: String? = nil,
                 since: String? = nil, stages: [String] = [], limit: Int = 50) {
         self.follow = follow
         self.json = json
@@ -29,13 +30,13 @@ public struct EventsCommandOptions: Sendable, Equatable {
 }
 
 /// What the CLI calls for `keyway events`. The CLI owns argument parsing and printing; this owns meaning.
-public enum EventsCommand {
-    public static func parseType(_ text: String) throws -> EventType {
+enum EventsCommand {
+    static func parseType(_ text: String) throws -> EventType {
         guard let t = EventType(name: text) else { throw EventError.unknownEventType(String(text.prefix(80))) }
         return t
     }
 
-    public static func parseStage(_ text: String) throws -> EventStage {
+    static func parseStage(_ text: String) throws -> EventStage {
         guard let s = EventStage(rawValue: text) else {
             throw EventError.invalidConfiguration("unknown stage \"\(text.prefix(40))\": use \(EventStage.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -43,7 +44,7 @@ public enum EventsCommand {
     }
 
     /// `--since`: an RFC 3339 time, or a duration before `now`.
-    public static func parseSince(_ text: String, now: Date) throws -> Date {
+    static func parseSince(_ text: String, now: Date) throws -> Date {
         if let d = RFC3339.parse(text) { return d }
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
         guard text.count >= 2, text.count <= 12, let unit = text.last, let scale = units[unit],
@@ -52,7 +53,7 @@ public enum EventsCommand {
         return now.addingTimeInterval(-n * scale)
     }
 
-    public static func query(from options: EventsCommandOptions, now: Date) throws -> EventQuery {
+    static func query(from options: EventsCommandOptions, now: Date) throws -> EventQuery {
         guard (1...EventQuery.maxLimit).contains(options.limit) else {
             throw EventError.invalidConfiguration("--limit must be 1…\(EventQuery.maxLimit)")
         }
@@ -68,7 +69,7 @@ public enum EventsCommand {
 
     /// Lists the most recent `limit` matching events (oldest first), then — with `follow` — every new one
     /// until the task is cancelled. Each output line goes to `emit` without a trailing newline.
-    public static func run(journal: EventJournal, options: EventsCommandOptions, clock: any EventClock = SystemEventClock(),
+    static func run(journal: EventJournal, options: EventsCommandOptions, clock: any EventClock = SystemEventClock(),
                            emit: @Sendable (String) -> Void) async throws {
         let query = try query(from: options, now: clock.now())
         let format: (RecordedEvent) -> String = options.json ? { EventFormatter.jsonLine($0) } : { EventFormatter.tableRow($0) }
@@ -86,18 +87,18 @@ public enum EventsCommand {
 }
 
 /// Human and JSON renderings of journal entries for the CLI.
-public enum EventFormatter {
+enum EventFormatter {
     static let columns: [(title: String, width: Int)] = [
         ("TIME (LOCK, UTC)", 24), ("SOURCE", 28), ("SEQ", 7), ("TYPE", 22), ("STAGE", 13), ("METHOD", 11), ("USER", 16),
     ]
 
-    public static var tableHeader: String {
+    static var tableHeader: String {
         columns.map { pad($0.title, $0.width) }.joined(separator: " ") + " DETAIL"
     }
 
     /// One fixed-width row: lock time, source (`site/kind/id`), sequence, short type, stage, method, user,
     /// then details (reason, action, door, key id, revocation version, attributes).
-    public static func tableRow(_ e: RecordedEvent) -> String {
+    static func tableRow(_ e: RecordedEvent) -> String {
         let ev = e.event
         var detail: [String] = []
         if let r = ev.reason { detail.append("reason=\(r)") }
@@ -129,7 +130,7 @@ public enum EventFormatter {
 
     /// The CloudEvent as delivered, plus the extension attributes `keywaystage` and `keywayposition` —
     /// still a valid CloudEvent, so SDKs and `jq` read it alike.
-    public static func jsonLine(_ e: RecordedEvent) -> String {
+    static func jsonLine(_ e: RecordedEvent) -> String {
         String(decoding: e.cloudEventJSON(extensions: [("keywaystage", .string(e.stage.rawValue)),
                                                        ("keywayposition", .int(e.position))]), as: UTF8.self)
     }

@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import Logging
 
@@ -8,22 +9,22 @@ import Logging
 /// returns (the event is durable), emits one JSON line `{"id":…,"source":…,"sequence":…,"position":…}`.
 /// With a webhook it also delivers; once `count` events are recorded it waits until everything is
 /// delivered, emits `{"done":true,…}` and returns.
-public enum JournalStress {
-    public struct Options: Sendable {
-        public var databasePath: String
-        public var sources: Int
+enum JournalStress {
+    struct Options: Sendable {
+        var databasePath: String
+        var sources: Int
         /// Events to record in this run; nil = until killed; 0 = record nothing (only deliver what's there).
-        public var count: Int?
-        public var concurrency: Int
-        public var site: String
-        public var webhookURL: String?
+        var count: Int?
+        var concurrency: Int
+        var site: String
+        var webhookURL: String?
         /// `whsec_…` or a raw secret.
-        public var webhookSecret: String?
-        public var durability: JournalConfiguration.Durability
+        var webhookSecret: String?
+        var durability: JournalConfiguration.Durability
         /// How long to wait for the deliveries to finish after recording.
-        public var deliveryTimeout: Duration
+        var deliveryTimeout: Duration
 
-        public init(databasePath: String, sources: Int = 8, count: Int? = nil, concurrency: Int = 64, site: String = "stress",
+        init(databasePath: String, sources: Int = 8, count: Int? = nil, concurrency: Int = 64, site: String = "stress",
                     webhookURL: String? = nil, webhookSecret: String? = nil,
                     durability: JournalConfiguration.Durability = .full, deliveryTimeout: Duration = .seconds(60)) {
             self.databasePath = databasePath
@@ -41,7 +42,7 @@ public enum JournalStress {
     /// The command's flags, for callers without ArgumentParser (the CLI may parse them itself):
     /// `--db PATH` (required), `--sources N`, `--count N`, `--concurrency N`, `--site S`, `--webhook URL`,
     /// `--secret S`, `--durability full|normal`, `--delivery-timeout SECONDS`.
-    public static func parse(arguments: [String]) throws -> Options {
+    static func parse(arguments: [String]) throws -> Options {
         var values: [String: String] = [:]
         var i = 0
         let known: Set<String> = ["--db", "--sources", "--count", "--concurrency", "--site", "--webhook", "--secret",
@@ -79,7 +80,7 @@ public enum JournalStress {
 
     /// Returns the process exit status: 0 when done (everything delivered if a webhook was given), 1 when
     /// delivery did not finish within `deliveryTimeout`.
-    public static func run(_ options: Options, clock: any EventClock = SystemEventClock(),
+    static func run(_ options: Options, clock: any EventClock = SystemEventClock(),
                            logger: Logger = Logger(label: "keyway.journal-stress"),
                            emit: @escaping @Sendable (String) -> Void) async throws -> Int32 {
         guard (1...100_000).contains(options.sources), (1...4096).contains(options.concurrency) else {
