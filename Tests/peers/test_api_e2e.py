@@ -1,8 +1,8 @@
 """End to end, as an integration-test author in another language uses Keyway (issue 6, "Shows it works").
 
 `keyway serve` runs as a subprocess in loopback mode with the simulated clock, its upstream pointing at
-this test's own webhook receiver — an http.server thread that verifies every delivery with the
-`standardwebhooks` package and parses it with the `cloudevents` SDK, both independent of Keyway. The test
+the project's test webhook receiver (Tests/peers/webhook_receiver.py, a child process) that verifies every
+delivery with the `standardwebhooks` package and parses it with the `cloudevents` SDK, both independent of Keyway. The test
 provisions keys, taps, revokes, drives the clock and IQs, and asserts on the control API's answers and on
 the webhooks its access core receives.
 
@@ -10,7 +10,6 @@ Site ids come from Fixtures/sites/coworking.yaml: main-entrance is reached by iq
 (40, 30, -4) is out of every IQ's reach; office-101 is a lock u-ada's key does not open.
 """
 import base64
-import hashlib
 import os
 import re
 import secrets
@@ -19,97 +18,14 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from cloudevents.core.bindings.http import HTTPMessage, from_http_event
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import CLOCK_START, KEYWAY, SITE, free_port, require_serve
+from webhook_receiver import WebhookReceiver
 
-MAX_BODY = 1 << 20
 WAIT_S = 20.0  # upper bound on real time for a webhook to arrive; normally milliseconds
-
-
-class WebhookReceiver:
-    """The access core's webhook endpoint: verify (Standard Webhooks), parse (CloudEvents), record, 204."""
-
-    def __init__(self):
-        self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-        self.webhook = Webhook(self.secret)
-        self.deliveries = []  # every request, in arrival order
-        self.cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                if length < 0 or length > MAX_BODY:
-                    self._answer(413)
-                    return
-                body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                rec = {"webhook_id": headers.get("webhook-id"), "body_sha256": hashlib.sha256(body).hexdigest(),
-                       "content_type": headers.get("content-type")}
-                try:
-                    receiver.webhook.verify(body, headers)
-                    rec["verified"] = True
-                except WebhookVerificationError as e:
-                    rec["verified"] = False
-                    rec["verify_error"] = str(e)
-                try:
-                    ev = from_http_event(HTTPMessage(headers=headers, body=body))
-                    data = ev.get_data() or {}
-                    rec.update(parsed=True, id=ev.get_id(), source=ev.get_source(), type=ev.get_type(),
-                               time=ev.get_time(), data=data, sequence=data.get("sequence"))
-                except Exception as e:  # a parse failure is a finding; recorded for the assertions
-                    rec.update(parsed=False, parse_error=f"{type(e).__name__}: {e}")
-                with receiver.cond:
-                    receiver.deliveries.append(rec)
-                    receiver.cond.notify_all()
-                self._answer(204 if rec["verified"] and rec["parsed"] else 400)
-
-            def _answer(self, status):
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/keyway/events"
-
-    def by_id(self):
-        with self.cond:
-            return {d["id"]: d for d in self.deliveries if d.get("parsed")}
-
-    def wait_for_ids(self, ids, timeout=WAIT_S):
-        """True once every id in `ids` has been received."""
-        want = set(ids)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                got = {d.get("id") for d in self.deliveries}
-                if want <= got:
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -122,8 +38,7 @@ def receiver():
 def assert_delivery_contract(receiver):
     """Every delivery verifies and parses; duplicates (at-least-once) repeat the same id with the same bytes;
     per source, sequence numbers arrive strictly increasing."""
-    with receiver.cond:
-        deliveries = list(receiver.deliveries)
+    deliveries = receiver.deliveries
     assert deliveries, "no webhook arrived"
     bad = [d for d in deliveries if not (d["verified"] and d["parsed"])]
     assert not bad, f"deliveries that failed verification or parsing: {bad}"

@@ -9,7 +9,7 @@
   trail, sequence numbering, state (unlocked until…, office mode) and revocation list version; the next
   IQ sync collects every held event and every journal event reaches the receiver; no sequence repeats.
 
-The receiver is test_api_e2e's WebhookReceiver (standardwebhooks + cloudevents, independent of Keyway).
+The receiver is Tests/peers/webhook_receiver.py (standardwebhooks + cloudevents, independent of Keyway).
 The journal is read with Python's own sqlite3, as `sqlite3 journal.sqlite` would.
 """
 import json
@@ -26,7 +26,7 @@ import requests
 
 import conftest
 from conftest import KeywayServer, require_serve
-from test_api_e2e import WebhookReceiver
+from webhook_receiver import WebhookReceiver
 
 WAIT_S = 30.0
 SITE_ID = "sf-mission"
@@ -70,8 +70,7 @@ def assert_sequences_never_repeat(rows):
 
 
 def assert_receiver_has_no_repeats(receiver):
-    with receiver.cond:
-        deliveries = [d for d in receiver.deliveries if d.get("parsed")]
+    deliveries = [d for d in receiver.deliveries if d.get("parsed")]
     by_seq = {}
     for d in deliveries:
         assert d["verified"], d
@@ -138,9 +137,8 @@ def test_an_overflowing_trail_delivers_exactly_the_kept_events_and_one_overflow(
     srv.ok("POST", "/v1/iqs/iq-lobby/online", {"online": True})  # coming online syncs at once
 
     def overflow_arrived():
-        with receiver.cond:
-            return any(d.get("source") == source("office-101") and d.get("type") == "com.keyway.trail.overflow"
-                       for d in receiver.deliveries)
+        return any(d.get("source") == source("office-101") and d.get("type") == "com.keyway.trail.overflow"
+                   for d in receiver.deliveries)
     wait_until(overflow_arrived, what="the trail.overflow webhook")
     # Delivery is in sequence order per source and the overflow has the highest sequence: everything the
     # lock's source will ever deliver up to it has arrived.

@@ -24,16 +24,16 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from webhook_receiver import WebhookReceiver
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # KEYWAY_BIN runs the test against another build (e.g. .build/release/keyway).
 KEYWAY = pathlib.Path(os.environ.get("KEYWAY_BIN", ROOT / ".build" / "debug" / "keyway"))
-PY = sys.executable
 
 
 def _has_journal_stress() -> bool:
@@ -137,16 +137,9 @@ def test_kill9_during_recording_loses_nothing(tmp_path):
 
 
 def test_kill9_mid_stream_then_every_event_arrives_once_per_id(tmp_path):
-    secret = "whsec_" + __import__("base64").b64encode(os.urandom(24)).decode()
-    port_file, out = tmp_path / "port", tmp_path / "received.jsonl"
-    receiver = subprocess.Popen([PY, str(ROOT / "Tests/peers/webhook_receiver.py"), "--port", "0",
-                                 "--port-file", str(port_file), "--out", str(out), "--secret", secret,
-                                 "--fail-first", "20"])
+    receiver = WebhookReceiver(fail_first=20, workdir=tmp_path)
+    secret, url = receiver.secret, receiver.url
     try:
-        deadline = time.time() + 15
-        while not port_file.exists() and time.time() < deadline:
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{port_file.read_text()}/hooks/keyway"
         db = tmp_path / "journal.db"
         s = Stress(db, "--sources", 4, "--concurrency", 32, "--webhook", url, "--secret", secret)
         s.kill_after(min_acks=1500, max_seconds=20)
@@ -156,7 +149,7 @@ def test_kill9_mid_stream_then_every_event_arrives_once_per_id(tmp_path):
         assert drain.done and drain.done["delivered"] is True
         time.sleep(0.1)
         rows = journal_rows(db)
-        records = [json.loads(l) for l in out.read_text().splitlines() if l.strip()]
+        records = receiver.deliveries
         assert all(r["verified"] for r in records), "standardwebhooks rejected a signature"
         assert all(r["parsed"] for r in records), "cloudevents SDK could not parse a body"
         assert all(r["webhook_id"] == r["id"] for r in records)
@@ -174,5 +167,4 @@ def test_kill9_mid_stream_then_every_event_arrives_once_per_id(tmp_path):
             if 200 <= r["status"] < 300:
                 acked_through[source] = max(acked_through.get(source, 0), seq)
     finally:
-        receiver.terminate()
-        receiver.wait(timeout=10)
+        receiver.stop()

@@ -12,14 +12,22 @@ Fault injection:
 
 Start-up: binds --host/--port (0 = any free port), then writes the port number to --port-file (atomically)
 so the test knows it is listening. Stops on SIGTERM/SIGINT.
+
+It is the project's one test webhook receiver: the Swift suites start it as a child process
+(Tests/EventsTests/TestSupport.swift), and pytest peers do the same through `WebhookReceiver` below.
 """
 import argparse
+import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
@@ -135,6 +143,70 @@ def main() -> int:
     server.serve_forever(poll_interval=0.05)
     out.close()
     return 0
+
+
+class WebhookReceiver:
+    """This receiver as a child process, for pytest peers. `url` and `secret` go to Keyway's upstream
+    options; `deliveries` is every request so far, in arrival order, read back from the JSON-lines file."""
+
+    def __init__(self, secret=None, fail_first=0, fail_status=500, retry_after=None, reject_users=(), workdir=None):
+        self.secret = secret or "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        self._own_dir = workdir is None
+        self.dir = str(workdir) if workdir is not None else tempfile.mkdtemp(prefix="keyway-receiver-")
+        port_file = os.path.join(self.dir, "receiver.port")
+        self.out = os.path.join(self.dir, "received.jsonl")
+        args = [sys.executable, os.path.abspath(__file__), "--port", "0", "--port-file", port_file, "--out", self.out,
+                "--secret", self.secret, "--fail-first", str(fail_first), "--fail-status", str(fail_status)]
+        if retry_after is not None:
+            args += ["--retry-after", str(retry_after)]
+        for user in reject_users:
+            args += ["--reject-user", user]
+        self.proc = subprocess.Popen(args)
+        deadline = time.monotonic() + 15
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("webhook_receiver.py did not start")
+            time.sleep(0.01)
+        with open(port_file, encoding="utf-8") as f:
+            self.port = int(f.read())
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/keyway/events"
+
+    @property
+    def deliveries(self):
+        try:
+            with open(self.out, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]  # only complete lines
+
+    def by_id(self):
+        return {d["id"]: d for d in self.deliveries if d.get("parsed")}
+
+    def wait_for_ids(self, ids, timeout=20.0):
+        """True once every id in `ids` has been received (the timeout only bounds a failure)."""
+        want = set(ids)
+        deadline = time.monotonic() + timeout
+        while not want <= {d.get("id") for d in self.deliveries}:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
