@@ -1,13 +1,13 @@
 # Keyway — front door. Every target runs tools/setup first (idempotent, quiet when nothing is missing).
 SWIFT ?= swift
 SITE ?= Fixtures/sites/coworking.yaml
-# Seconds per fuzz target: `make fuzz FUZZ_SECONDS=600` (optimised build); `make test` runs each target
-# briefly (debug build).
+# Seconds per fuzz target: `make fuzz FUZZ_SECONDS=600` (optimised build); `make fuzz-smoke` (run by
+# .ci/run, not by `make test`) runs each target briefly (debug build).
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 3
 PY := .venv/bin/python
 
-.PHONY: setup build run test bench hil clean tsan fuzz
+.PHONY: setup build run test bench hil clean tsan fuzz fuzz-smoke clock-ahead
 
 setup:
 	@tools/setup
@@ -23,7 +23,6 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(PY) -m pytest -q Tests/peers
-	tools/fuzz --seconds $(FUZZ_TEST_SECONDS)
 
 bench: setup
 	$(SWIFT) build -c release --product keyway-bench
@@ -36,6 +35,15 @@ fuzz: setup
 hil: setup
 	@tools/setup hil
 	tools/hil/run
+
+# The XCTest suite and the Python peers with the clock 400 days ahead, in the `make hil` guest (.ci/run).
+clock-ahead: setup
+	@tools/setup hil
+	tools/hil/clock-ahead
+
+# Every fuzz target for a few seconds (its own libFuzzer + ASan build in .build-fuzz; .ci/run).
+fuzz-smoke: setup
+	tools/fuzz --seconds $(FUZZ_TEST_SECONDS)
 
 # Thread sanitizer: the whole Swift suite, then the Python peers against the TSAN-built keyway. Any
 # report fails the run (halt_on_error; keyway's reports under the peers also land in
