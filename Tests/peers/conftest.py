@@ -86,7 +86,7 @@ class KeywayServer:
         if deliver_held:
             args.append("--deliver-held")
         if api_token:
-            args += ["--api-token", api_token]
+            args.append(f"--api-token={api_token}")  # one argument: a token may start with "-"
         args += list(extra)
         self.args = args
         self.stdout_path = self.data_dir / "serve.stdout"
