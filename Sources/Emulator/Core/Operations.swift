@@ -506,7 +506,6 @@ extension APIError {
         case .notInReach: return APIError(409, "not_in_reach", "\(e)")
         case .wrongActivationPIN: return APIError(403, "wrong_activation_pin", "\(e)")
         case .tapFailed: return APIError(500, "tap_failed", "\(e)")
-        default: return APIError(409, "hardware", "\(e)")
         }
     }
 }
