@@ -139,12 +139,23 @@ public struct LockCertificate: Sendable, Equatable {
         let body = try Body(payload: message.payload)
         guard body.siteID == siteID else { throw .wrongSite(body.siteID) }
         if let lockID, body.lockID != lockID { throw .wrongLock(body.lockID) }
-        if let instant {
-            let t = instant.timeIntervalSince1970
-            guard t + clockSkewTolerance >= body.issuedAt.timeIntervalSince1970 else { throw .notYetValid }
-            guard t - clockSkewTolerance < body.expires.timeIntervalSince1970 else { throw .expired }
+        if let instant, let outside = LockCertificate.validityError(issuedAt: body.issuedAt, expires: body.expires,
+                                                                     at: instant, clockSkewTolerance: clockSkewTolerance) {
+            throw outside
         }
         self.init(body: body, issuerKeyID: kid, bytes: bytes)
+    }
+
+    /// Why the certificate is not valid at `instant` (nil when it is), with the skew a phone allows.
+    public func validityError(at instant: Date, clockSkewTolerance: TimeInterval = Verifier.defaultClockSkewTolerance) -> LockCertificateError? {
+        LockCertificate.validityError(issuedAt: issuedAt, expires: expires, at: instant, clockSkewTolerance: clockSkewTolerance)
+    }
+
+    static func validityError(issuedAt: Date, expires: Date, at instant: Date, clockSkewTolerance: TimeInterval) -> LockCertificateError? {
+        let t = instant.timeIntervalSince1970
+        if t + clockSkewTolerance < issuedAt.timeIntervalSince1970 { return .notYetValid }
+        if t - clockSkewTolerance >= expires.timeIntervalSince1970 { return .expired }
+        return nil
     }
 
     /// Decodes *without verifying* — for inspection tools only.

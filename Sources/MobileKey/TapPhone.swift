@@ -115,8 +115,7 @@ public final class LockCertificateCache: @unchecked Sendable {
     public func lookup(_ bytes: [UInt8], siteID: String, issuers: TrustedIssuers, at now: Date) -> LockCertificate? {
         lock.lock(); defer { lock.unlock() }
         guard let c = entries[Key(siteID: siteID, bytes: bytes)], issuers.key(for: c.issuerKeyID) != nil,
-              now.timeIntervalSince1970 - Verifier.defaultClockSkewTolerance < c.expires.timeIntervalSince1970,
-              now.timeIntervalSince1970 + Verifier.defaultClockSkewTolerance >= c.issuedAt.timeIntervalSince1970 else { return nil }
+              c.validityError(at: now) == nil else { return nil }
         return c
     }
     func store(_ c: LockCertificate, siteID: String) {

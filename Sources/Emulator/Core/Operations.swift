@@ -132,9 +132,12 @@ extension Emulator {
 
     func certificateJSON(_ id: String) -> [String: Any]? {
         guard let c = lockCertificate(id) else { return nil }
-        let now = clock.now().timeIntervalSince1970, skew = Verifier.defaultClockSkewTolerance
-        let state = now + skew < c.issuedAt.timeIntervalSince1970 ? "not_yet_valid"
-            : now - skew >= c.expires.timeIntervalSince1970 ? "expired" : "valid"
+        let state: String
+        switch c.validityError(at: clock.now()) {
+        case .notYetValid?: state = "not_yet_valid"
+        case .expired?: state = "expired"
+        default: state = "valid"
+        }
         return ["not_before": rfc3339(c.issuedAt), "not_after": rfc3339(c.expires), "state": state]
     }
 
