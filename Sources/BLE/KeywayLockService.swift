@@ -7,7 +7,7 @@
 /// | characteristic | UUID                                   | properties     | carries                          |
 /// |----------------|----------------------------------------|----------------|----------------------------------|
 /// | service        | B80C0001-1C1F-4153-94CB-D7B58DCACA15   | primary        |                                  |
-/// | Reader Hello   | B80C0002-1C1F-4153-94CB-D7B58DCACA15   | read, notify   | the lock's signed hello          |
+/// | Reader Hello   | B80C0002-1C1F-4153-94CB-D7B58DCACA15   | read, write, notify | the phone's hello in (write), the lock's signed hello out (read) |
 /// | Presentation   | B80C0003-1C1F-4153-94CB-D7B58DCACA15   | write          | the phone's presentation (long writes) |
 /// | Result         | B80C0004-1C1F-4153-94CB-D7B58DCACA15   | notify         | the lock's decision              |
 /// | Lock Info      | B80C0005-1C1F-4153-94CB-D7B58DCACA15   | read           | lock id, versions (upper layer)  |
@@ -28,15 +28,19 @@ public enum KeywayLockService {
         /// Produces the reader hello for this connection (read; also sent by notification when the
         /// lock chooses, via `GATTServer.notify` on `Handles.readerHello`).
         public var readerHello: GATTReadHandler
+        /// Receives the phone's hello (protocol v2: written to Reader Hello before it is read). When
+        /// nil, Reader Hello is read-only.
+        public var phoneHello: GATTWriteHandler?
         /// Receives a complete presentation (a Write Request, or a long write once executed).
         /// Throw an `ATTErrorCode` to refuse it at the ATT level; the tap result goes by notification.
         public var presentation: GATTWriteHandler
         /// Produces the lock info value.
         public var lockInfo: GATTReadHandler
 
-        public init(readerHello: @escaping GATTReadHandler, presentation: @escaping GATTWriteHandler,
-                    lockInfo: @escaping GATTReadHandler) {
+        public init(readerHello: @escaping GATTReadHandler, phoneHello: GATTWriteHandler? = nil,
+                    presentation: @escaping GATTWriteHandler, lockInfo: @escaping GATTReadHandler) {
             self.readerHello = readerHello
+            self.phoneHello = phoneHello
             self.presentation = presentation
             self.lockInfo = lockInfo
         }
@@ -65,8 +69,8 @@ public enum KeywayLockService {
     /// The service definition, wired to `handlers`.
     public static func make(_ handlers: Handlers) -> GATTService {
         GATTService(uuid: service, characteristics: [
-            GATTCharacteristic(uuid: readerHello, properties: [.read, .notify],
-                               value: .dynamic(read: handlers.readerHello, write: nil),
+            GATTCharacteristic(uuid: readerHello, properties: handlers.phoneHello == nil ? [.read, .notify] : [.read, .write, .notify],
+                               value: .dynamic(read: handlers.readerHello, write: handlers.phoneHello),
                                descriptors: [.userDescription("Reader Hello")]),
             GATTCharacteristic(uuid: presentation, properties: [.write],
                                value: .dynamic(read: nil, write: handlers.presentation),

@@ -47,3 +47,10 @@ public enum HardwareError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// A tap the lock refused at its start (a phone hello of another protocol version, or not valid):
+/// unlike a `HardwareError`, the lock saw it and recorded `decision` (one audit record).
+public struct TapRefused: Error, Sendable {
+    public let decision: Decision
+    public init(decision: Decision) { self.decision = decision }
+}

@@ -262,16 +262,33 @@ public actor Lock {
 
     // MARK: - Mobile keys
 
-    /// Step 2 of a tap: the signed reader hello for a phone within reach. The session is single-use.
-    public func beginTap(distance: Double = 0) throws -> TapLockSession {
+    /// Steps 2–3 of a tap: the phone's hello in, the signed reader hello out, for a phone within
+    /// reach. The session is single-use. A phone hello the lock cannot answer — of another protocol
+    /// version, or not valid — is a failed tap: one record (`protocol_version_unsupported`,
+    /// `malformed_phone_hello`), then `TapRefused` with that decision.
+    public func beginTap(phoneHello: [UInt8], distance: Double = 0) throws -> TapLockSession {
         try checkReach(distance)
         try checkPowered()
         guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
         do {
-            return try tapIdentity.startSession(now: lockTime())
+            return try tapIdentity.startSession(phoneHello: phoneHello, now: lockTime())
+        } catch let e as TapMessageError {
+            let denial: TapDenial
+            if case .unsupportedVersion = e { denial = .protocolVersionUnsupported } else { denial = .malformedPhoneHello }
+            throw TapRefused(decision: recordTapFailure(Reason(rawValue: denial.code)))
         } catch {
             throw HardwareError.tapFailed("\(error)")
         }
+    }
+
+    /// A phone that reads the reader hello without having sent a phone hello speaks protocol
+    /// version 1: one record `protocol_version_unsupported` (a failed check-in the platform sees),
+    /// for a phone within reach of a powered, provisioned lock.
+    public func refuseVersion1Tap(distance: Double = 0) throws -> Decision {
+        try checkReach(distance)
+        try checkPowered()
+        guard tapIdentity != nil else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+        return recordTapFailure(Reason(rawValue: TapDenial.protocolVersionUnsupported.code))
     }
 
     /// Step 4: the lock evaluates the phone's presentation with its own clock and the revocation list

@@ -1,6 +1,6 @@
 import Foundation
 import KeywayCrypto
-import MobileKey
+@_spi(TapVectors) import MobileKey
 
 /// The fixed site every crypto-bearing target runs against: the test keys of Fixtures/vectors
 /// (issuer, holder, lock device), so seeds made once by `keyway-fuzz seeds` stay meaningful to the
@@ -26,6 +26,10 @@ final class FuzzFixture: Sendable {
     /// A genuine credential of the holder for the lock (office mode, so every action is reachable).
     let credential: [UInt8]
     let revocations: RevocationList
+    /// The phone's side of one fixed tap opening (test keys `phone-ephemeral.key.pem`, a fixed
+    /// transaction id): the reader hellos of the seeds answer exactly this phone hello.
+    let phoneEphemeral: P256.PrivateKey
+    let transactionID: [UInt8] = Array(0xA0...0xAF)
 
     init() throws {
         func key(_ name: String) throws -> P256.PrivateKey {
@@ -34,6 +38,7 @@ final class FuzzFixture: Sendable {
         issuerKey = try key("issuer.key.pem")
         holderKey = try key("holder.key.pem")
         deviceKey = try key("lock-device.key.pem")
+        phoneEphemeral = try key("phone-ephemeral.key.pem")
         issuer = CredentialIssuer(siteID: siteID, key: issuerKey)
         issuers = TrustedIssuers([issuerKey.publicKey])
         verifier = Verifier(siteID: siteID, lockID: lockID, issuers: issuers)
@@ -51,5 +56,15 @@ final class FuzzFixture: Sendable {
 
     func phone(cache: LockCertificateCache? = nil) -> TapPhone {
         TapPhone(credential: credential, holderKey: holderKey, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
+    }
+
+    /// The fixture phone's fixed opening (phone hello).
+    func opening(cache: LockCertificateCache? = nil) -> TapPhone.Opening {
+        phone(cache: cache).open(ephemeral: phoneEphemeral, transactionID: transactionID)
+    }
+
+    /// A lock session answering the fixture phone's fixed hello (fresh lock randomness).
+    func session() throws -> TapLockSession {
+        try lockIdentity().startSession(phoneHello: opening().phoneHello, now: now)
     }
 }

@@ -29,13 +29,16 @@ public enum FuzzSeeds {
         seeds["lock-certificate"] = [f.certificate] + [vectorCert].compactMap { $0 }
 
         // One real tap per action between the fixture phone and lock.
-        var hellos: [[UInt8]] = [], presentations: [[UInt8]] = [], results: [[UInt8]] = [], fragments: [[UInt8]] = []
+        // The reader hellos answer the fixture phone's fixed hello (the tap-hello target's phone).
+        var hellos: [[UInt8]] = [], phoneHellos: [[UInt8]] = [], presentations: [[UInt8]] = [], results: [[UInt8]] = [], fragments: [[UInt8]] = []
         for action in TapAction.allCases {
-            let session = try f.lockIdentity().startSession(now: f.now)
-            let pending = try f.phone().present(hello: session.helloBytes, action: action, at: f.now)
+            let opening = f.opening()
+            let session = try f.lockIdentity().startSession(phoneHello: opening.phoneHello, now: f.now)
+            let pending = try opening.present(readerHello: session.helloBytes, action: action, at: f.now)
             let evaluation = session.evaluate(pending.presentation, now: f.now, revocations: f.revocations)
             hellos.append(session.helloBytes)
             presentations.append(pending.presentation)
+            phoneHellos.append(try f.phone().open().phoneHello)
             var granted = false
             if case .accepted = evaluation { granted = true }
             results.append(session.resultMessage(granted: granted, reason: evaluation.denial?.code, openMilliseconds: granted ? 7000 : 0))
@@ -45,6 +48,7 @@ public enum FuzzSeeds {
         }
         seeds["tap-hello"] = hellos
         seeds["tap-presentation"] = presentations
+        seeds["tap-phone-hello"] = [f.opening().phoneHello] + phoneHellos
         seeds["tap-result"] = results + [ResultExchange.shared.genuineBytes]
         seeds["tap-fragments"] = fragments
         // Empty proofs: the target signs a genuine one, so these reach the grant path.

@@ -91,7 +91,7 @@ enum RadioFuzz {
 enum ATTServerFixture {
     static let hello: [UInt8] = {
         let f = FuzzFixture.shared
-        do { return try f.lockIdentity().startSession(now: f.now).helloBytes } catch { fatalError("fuzz fixture: hello: \(error)") }
+        do { return try f.session().helloBytes } catch { fatalError("fuzz fixture: hello: \(error)") }
     }()
     static let lockInfo: [UInt8] = Array(#"{"lock":"front-door","state":"locked","revocation_list_version":2}"#.utf8)
 
@@ -100,6 +100,10 @@ enum ATTServerFixture {
         let handles = Mutex<KeywayLockService.Handles?>(nil)
         let database = try KeywayLockService.database(deviceName: "Keyway front-door", handlers: .init(
             readerHello: { _ in hello },
+            phoneHello: { _, value in
+                // Protocol v2: the phone hello is parsed as the lock would; the hello read stays the fixture's.
+                guard (try? PhoneHello(decoding: value)) != nil else { throw ATTErrorCode.application(0x85) }
+            },
             presentation: { context, value in
                 let outcome: TapReassembler.Outcome? = reassembler.withLock { r in try? r.add(value) }
                 switch outcome {

@@ -1,21 +1,27 @@
 import Foundation
 import KeywayCrypto
-import MobileKey
+@_spi(TapVectors) import MobileKey
 
 /// The tap protocol's parsers on both sides: what a phone reads from a reader (hello, result) and
 /// what a lock reads from a phone (fragments, presentation, and the sealed payload inside it).
 enum TapFuzz {
-    /// Phone side: a hello from whatever answers as a lock. The phone must build a presentation only
-    /// for a hello that is genuinely from a certified lock of its site (it reveals nothing otherwise).
+    /// Phone side: a reader hello from whatever answers the fixture phone's hello. The phone must
+    /// build a presentation only for a hello that is genuinely from a certified lock of its site,
+    /// signed over this very phone hello, at a lock time within 60 s, for a lock in the credential's
+    /// `aud` (it reveals nothing otherwise).
     static let hello = FuzzTarget("tap-hello", maxLength: 1024,
-        "TapPhone.present(hello:); a presentation may be built only for a hello that checks out independently") { input, check in
+        "TapPhone.Opening.present(readerHello:); a presentation may be built only for a hello that checks out independently") { input, check in
         let f = FuzzFixture.shared
-        guard let pending = try? f.phone(cache: helloCache).present(hello: input, action: .open, at: f.now) else { return }
+        let opening = f.opening(cache: helloCache)
+        guard let pending = try? opening.present(readerHello: input, action: .open, at: f.now) else { return }
         guard let hello = try? ReaderHello(decoding: input),
               let cert = try? LockCertificate(verifying: hello.certificate, issuers: f.issuers, siteID: f.siteID, at: f.now),
               cert.lockID == hello.lockID,
-              ECDSA.verify(hello.signature, of: hello.toBeSigned, by: cert.deviceKey) else {
+              ECDSA.verify(hello.signature, of: hello.toBeSigned(siteID: f.siteID, phoneHello: opening.hello), by: cert.deviceKey) else {
             throw check.fail("the phone answered a hello that is not from a certified lock")
+        }
+        guard abs(Double(hello.lockTime) - f.now.timeIntervalSince1970) <= TapProtocol.lockTimeTolerance, hello.lockID == f.lockID else {
+            throw check.fail("the phone answered a lock outside its credential or off its clock")
         }
         guard !pending.presentation.isEmpty, pending.lockID == hello.lockID else {
             throw check.fail("presentation empty or for another lock")
@@ -25,12 +31,27 @@ enum TapFuzz {
     /// a mutated certificate).
     static let helloCache = LockCertificateCache()
 
+    /// Lock side: a phone hello from anyone. The lock answers only a well-formed version 2 hello whose
+    /// key is a point on P-256, and its answer is signed over exactly that hello.
+    static let phoneHello = FuzzTarget("tap-phone-hello", maxLength: 128,
+        "TapLockIdentity.startSession(phoneHello:); an answered hello re-encodes to itself, its key is on the curve, the answer verifies") { input, check in
+        let f = FuzzFixture.shared
+        guard let session = try? f.lockIdentity().startSession(phoneHello: input, now: f.now) else { return }
+        guard let decoded = try? PhoneHello(decoding: input), decoded.encoded() == input,
+              (try? P256.PublicKey(uncompressed: decoded.phoneEphemeralKey)) != nil else {
+            throw check.fail("answered a phone hello that does not decode strictly")
+        }
+        guard ECDSA.verify(session.hello.signature, of: session.hello.toBeSigned(siteID: f.siteID, phoneHello: decoded), by: f.deviceKey.publicKey) else {
+            throw check.fail("the reader hello is not signed over the phone hello it answers")
+        }
+    }
+
     /// Lock side: raw presentation bytes on a fresh session. Nothing here was sealed to the session's
     /// keys, so nothing may be accepted.
     static let presentation = FuzzTarget("tap-presentation", maxLength: 4096,
         "TapLockSession.evaluate on raw bytes (outer framing, replay guard, nonce, decryption); must never accept") { input, check in
         let f = FuzzFixture.shared
-        let session = try f.lockIdentity().startSession(now: f.now)
+        let session = try f.session()
         if case .accepted = session.evaluate(input, now: f.now, revocations: f.revocations) {
             throw check.fail("accepted a presentation not sealed to this session")
         }
@@ -43,28 +64,24 @@ enum TapFuzz {
     static let payload = FuzzTarget("tap-payload", maxLength: 4096,
         "payload sealed to a real session, then TapLockSession.evaluate; a grant must pass every check independently") { input, check in
         let f = FuzzFixture.shared
-        let session = try f.lockIdentity().startSession(now: f.now)
-        let phoneEphemeral = try P256.PrivateKey()
-        let phoneKey = phoneEphemeral.publicKey.uncompressed
+        let phoneHello = try P256.PrivateKey()
+        let fresh = f.phone().open(ephemeral: phoneHello, transactionID: f.transactionID)
+        let session = try f.lockIdentity().startSession(phoneHello: fresh.phoneHello, now: f.now)
         let lockKey = try P256.PublicKey(uncompressed: session.hello.lockEphemeralKey)
-        let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(phoneEphemeral, lockKey), helloBytes: session.helloBytes,
-                                      nonce: session.hello.nonce, phoneEphemeralKey: phoneKey)
-        let proofInput = { (action: TapAction) in
-            TapKeySchedule.proofInput(lockID: f.lockID, nonce: session.hello.nonce, lockEphemeralKey: session.hello.lockEphemeralKey,
-                                      phoneEphemeralKey: phoneKey, action: action)
-        }
+        let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(phoneHello, lockKey), phoneHelloBytes: fresh.phoneHello,
+                                      readerHelloBytes: session.helloBytes, transactionID: f.transactionID, nonce: session.hello.nonce)
         var plain = input
         if var decoded = try? PresentationPayload(decoding: input), decoded.proof.isEmpty {
-            decoded.proof = try ECDSA.sign(proofInput(decoded.action), with: f.holderKey)
+            decoded.proof = try ECDSA.sign(keys.proofInput(decoded.action), with: f.holderKey)
             plain = decoded.encoded()
         }
         let sealed = try AESGCM.seal(plain, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
-        let bytes = Presentation(phoneEphemeralKey: phoneKey, sealed: sealed).encoded()
+        let bytes = Presentation(sealed: sealed).encoded()
         guard case .accepted(let credential, let action) = session.evaluate(bytes, now: f.now, revocations: f.revocations) else { return }
         guard let decoded = try? PresentationPayload(decoding: plain), decoded.action == action,
               case .granted(let verified) = f.verifier.verify(decoded.credential, at: f.now, revocations: f.revocations),
               verified.keyID == credential.keyID,
-              ECDSA.verify(decoded.proof, of: proofInput(action), by: verified.holderKey) else {
+              ECDSA.verify(decoded.proof, of: keys.proofInput(action), by: verified.holderKey) else {
             throw check.fail("accepted a payload that does not pass the checks independently")
         }
         if action != .open, !verified.officeMode { throw check.fail("office-mode action without the right") }
@@ -117,8 +134,9 @@ final class ResultExchange: Sendable {
 
     init() throws {
         let f = FuzzFixture.shared
-        let session = try f.lockIdentity().startSession(now: f.now)
-        pending = try f.phone().present(hello: session.helloBytes, action: .open, at: f.now)
+        let opening = try f.phone().open()
+        let session = try f.lockIdentity().startSession(phoneHello: opening.phoneHello, now: f.now)
+        pending = try opening.present(readerHello: session.helloBytes, action: .open, at: f.now)
         _ = session.evaluate(pending.presentation, now: f.now, revocations: f.revocations)
         genuineBytes = session.resultMessage(granted: true, reason: nil, openMilliseconds: 7000)
         genuine = try TapResultMessage(decoding: genuineBytes)

@@ -1,5 +1,6 @@
 import Foundation
 import KeywayCrypto
+import Synchronization
 
 /// Why a tap was refused before or after the credential itself was checked. Credential reasons come
 /// from the `Verifier`; the rest belong to the tap protocol. Raw values are stable: events, the
@@ -19,6 +20,10 @@ public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
     case proofOfPossessionFailed
     /// The credential does not carry the right for the requested action (office mode).
     case actionNotPermitted
+    /// A message of another protocol version (a version 1 phone): this lock speaks version 2 only.
+    case protocolVersionUnsupported
+    /// The phone's hello is not a valid message (strict parsing, a point on P-256).
+    case malformedPhoneHello
 
     public var code: String {
         switch self {
@@ -30,12 +35,15 @@ public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
         case .nonceExpired: return "nonce_expired"
         case .proofOfPossessionFailed: return "proof_of_possession_failed"
         case .actionNotPermitted: return "action_not_permitted"
+        case .protocolVersionUnsupported: return "protocol_version_unsupported"
+        case .malformedPhoneHello: return "malformed_phone_hello"
         }
     }
     public var description: String { code }
 
     public static let protocolCodes = ["malformed_presentation", "tampered", "replayed", "nonce_unknown",
-                                       "nonce_expired", "proof_of_possession_failed", "action_not_permitted"]
+                                       "nonce_expired", "proof_of_possession_failed", "action_not_permitted",
+                                       "protocol_version_unsupported", "malformed_phone_hello"]
 }
 
 /// The outcome of the lock-side protocol for one presentation, before the lock's own state machine
@@ -124,42 +132,60 @@ public struct TapLockIdentity: Sendable {
         self.verifier = verifier; self.replayGuard = replayGuard
     }
 
-    /// Starts a session: a fresh nonce and ephemeral key, signed.
-    public func startSession(now: Date) throws -> TapLockSession {
-        let ephemeral = try P256.PrivateKey()
-        let nonce = try SecureRandom.bytes(TapProtocol.nonceSize)
+    /// Answers a phone hello: a fresh nonce and ephemeral key, the reader hello signed over both
+    /// ephemeral keys, the transaction id, the lock id and the site, and the tap's keys.
+    /// - Throws: `TapMessageError` for a phone hello that is not valid (`.unsupportedVersion` for a
+    ///   phone of another protocol version); a crypto error only if OpenSSL fails.
+    public func startSession(phoneHello bytes: [UInt8], now: Date) throws -> TapLockSession {
+        try startSession(phoneHello: bytes, now: now, ephemeral: try P256.PrivateKey(), nonce: try SecureRandom.bytes(TapProtocol.nonceSize))
+    }
+
+    /// With the lock's randomness given: for test vectors only (a lock never reuses either).
+    @_spi(TapVectors) public func startSession(phoneHello bytes: [UInt8], now: Date, ephemeral: P256.PrivateKey, nonce: [UInt8]) throws -> TapLockSession {
+        let phoneHello = try PhoneHello(decoding: bytes)
         var hello = ReaderHello(lockID: lockID, nonce: nonce, lockTime: UInt64(max(0, now.timeIntervalSince1970)),
                                 lockEphemeralKey: ephemeral.publicKey.uncompressed, certificate: certificate, signature: [])
-        hello.signature = try ECDSA.sign(hello.toBeSigned, with: deviceKey)
+        hello.signature = try ECDSA.sign(hello.toBeSigned(siteID: verifier.siteID, phoneHello: phoneHello), with: deviceKey)
+        let helloBytes = hello.encoded()
+        let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, try P256.PublicKey(uncompressed: phoneHello.phoneEphemeralKey)),
+                                      phoneHelloBytes: bytes, readerHelloBytes: helloBytes,
+                                      transactionID: phoneHello.transactionID, nonce: nonce)
         replayGuard.issue(nonce, at: now)
-        return TapLockSession(identity: self, ephemeral: ephemeral, hello: hello, helloBytes: hello.encoded())
+        return TapLockSession(identity: self, phoneHello: phoneHello, hello: hello, helloBytes: helloBytes, keys: keys)
     }
 }
 
-/// One connection's tap: created when the phone reads the hello, finished by one presentation.
-public final class TapLockSession: @unchecked Sendable {
+/// One connection's tap: created when the phone writes its hello, finished by one presentation.
+public final class TapLockSession: Sendable {
     public let identity: TapLockIdentity
+    public let phoneHello: PhoneHello
     public let hello: ReaderHello
+    /// The reader hello as sent (what the phone reads).
     public let helloBytes: [UInt8]
-    private let ephemeral: P256.PrivateKey
-    private var keys: TapKeySchedule?
+    let keys: TapKeySchedule
+    /// The tap's keys (test vectors).
+    @_spi(TapVectors) public var keySchedule: TapKeySchedule { keys }
+    /// Set once the presentation opened: from then on the result is MACed with the tap's key.
+    private let opened = Atomic<Bool>(false)
 
-    init(identity: TapLockIdentity, ephemeral: P256.PrivateKey, hello: ReaderHello, helloBytes: [UInt8]) {
-        self.identity = identity; self.ephemeral = ephemeral; self.hello = hello; self.helloBytes = helloBytes
+    init(identity: TapLockIdentity, phoneHello: PhoneHello, hello: ReaderHello, helloBytes: [UInt8], keys: TapKeySchedule) {
+        self.identity = identity; self.phoneHello = phoneHello; self.hello = hello; self.helloBytes = helloBytes; self.keys = keys
     }
 
     /// Runs every check in a fixed order, never using a field before what authenticates it has been
     /// checked: the session (AES-GCM), then the credential's issuer signature, then the phone's proof
     /// of possession, and only then any claim. `revocations` is the list the lock holds right now.
     public func evaluate(_ bytes: [UInt8], now: Date, revocations: RevocationList) -> TapEvaluation {
-        guard let outer = try? Presentation(decoding: bytes),
-              let phoneKey = try? P256.PublicKey(uncompressed: outer.phoneEphemeralKey) else {
+        let outer: Presentation
+        do { outer = try Presentation(decoding: bytes) } catch {
+            if case .unsupportedVersion = error { return .denied(.protocolVersionUnsupported, credential: nil, action: nil) }
             return .denied(.malformedPresentation, credential: nil, action: nil)
         }
         // A presentation (or phone ephemeral key) that already decrypted once is a replay. Only
         // looked up here; recorded after AES-GCM below.
         let fingerprint = SHA256.hash(bytes)
-        if identity.replayGuard.hasSeen(fingerprint) || identity.replayGuard.hasSeen(outer.phoneEphemeralKey) {
+        let phoneKey = phoneHello.phoneEphemeralKey
+        if identity.replayGuard.hasSeen(fingerprint) || identity.replayGuard.hasSeen(phoneKey) {
             return .denied(.replayed, credential: nil, action: nil)
         }
         switch identity.replayGuard.consume(hello.nonce, at: now) {
@@ -167,23 +193,16 @@ public final class TapLockSession: @unchecked Sendable {
         case .unknown: return .denied(.nonceUnknown, credential: nil, action: nil)
         case .expired: return .denied(.nonceExpired, credential: nil, action: nil)
         }
-        let schedule: TapKeySchedule
-        do {
-            let secret = try ECDH.sharedSecret(ephemeral, phoneKey)
-            schedule = try TapKeySchedule(sharedSecret: secret, helloBytes: helloBytes, nonce: hello.nonce, phoneEphemeralKey: outer.phoneEphemeralKey)
-        } catch {
-            return .denied(.malformedPresentation, credential: nil, action: nil)
-        }
-        guard let plain = try? AESGCM.open(outer.sealed, key: schedule.presentationKey, nonce: schedule.presentationNonce,
-                                           associatedData: schedule.transcriptHash) else {
+        guard let plain = try? AESGCM.open(outer.sealed, key: keys.presentationKey, nonce: keys.presentationNonce,
+                                           associatedData: keys.transcriptHash) else {
             return .denied(.decryptionFailed, credential: nil, action: nil)
         }
         // Two copies racing past the look-up above: the second to record is the replay.
         guard identity.replayGuard.firstSighting(fingerprint, at: now),
-              identity.replayGuard.firstSighting(outer.phoneEphemeralKey, at: now) else {
+              identity.replayGuard.firstSighting(phoneKey, at: now) else {
             return .denied(.replayed, credential: nil, action: nil)
         }
-        keys = schedule
+        opened.store(true, ordering: .releasing)
         guard let payload = try? PresentationPayload(decoding: plain) else {
             return .denied(.malformedPresentation, credential: nil, action: nil)
         }
@@ -195,10 +214,8 @@ public final class TapLockSession: @unchecked Sendable {
         case .failure(let reason): return .denied(.credential(reason), credential: nil, action: payload.action)
         case .success(let c): authentic = c
         }
-        let proofInput = TapKeySchedule.proofInput(lockID: identity.lockID, nonce: hello.nonce, lockEphemeralKey: hello.lockEphemeralKey,
-                                                   phoneEphemeralKey: outer.phoneEphemeralKey, action: payload.action)
         // The proof must be in low-S form: a conformant phone never emits the other (ECDSA.sign).
-        guard ECDSA.isLowS(payload.proof), ECDSA.verify(payload.proof, of: proofInput, by: authentic.holderKey) else {
+        guard ECDSA.isLowS(payload.proof), ECDSA.verify(payload.proof, of: keys.proofInput(payload.action), by: authentic.holderKey) else {
             return .denied(.proofOfPossessionFailed, credential: nil, action: payload.action)
         }
         let credential: Credential
@@ -215,7 +232,7 @@ public final class TapLockSession: @unchecked Sendable {
     /// The result notification; authenticated when the presentation decrypted.
     public func resultMessage(granted: Bool, reason: String?, openMilliseconds: UInt32) -> [UInt8] {
         var msg = TapResultMessage(granted: granted, reason: reason, openMilliseconds: openMilliseconds)
-        if let keys { msg.mac = try? keys.resultMAC(msg) }
+        if opened.load(ordering: .acquiring) { msg.mac = try? keys.resultMAC(msg) }
         return msg.encoded()
     }
 }

@@ -1,21 +1,39 @@
 import KeywayCrypto
 
-/// Keyway Mobile Key tap protocol, version 1 — the messages on the wire (docs/PROTOCOL.md,
+/// Keyway Mobile Key tap protocol, version 2 — the messages on the wire (docs/PROTOCOL.md,
 /// "Tap protocol"). Every message is a deterministic CBOR map with small integer keys, decoded with
 /// tight limits because the bytes come from anyone in radio range.
+///
+/// Version 2 is Aliro-ordered: the phone opens with its ephemeral key and a transaction id
+/// (`PhoneHello`); the reader answers with a hello signed over both ephemeral keys, the transaction
+/// id, its lock id and the site (`ReaderHello`); only then does the phone send anything sealed.
 public enum TapProtocol {
-    public static let version: Int64 = 1
+    public static let version: Int64 = 2
     /// Upper bounds on what the lock accepts from the air. A credential with many locks in `aud` and a
     /// detailed schedule stays well under 2 KiB; anything larger is an attack or a bug.
+    public static let maxPhoneHelloSize = 128
     public static let maxHelloSize = 1024
     public static let maxPresentationSize = 4096
     public static let maxResultSize = 256
     public static let nonceSize = 16
+    public static let transactionIDSize = 16
     /// How long a reader hello's nonce may be answered. Long enough for a phone on a slow
     /// connection interval; short enough that a relayed hello goes stale.
     public static let nonceLifetime: Double = 30
+    /// How far the lock time in a reader hello may be from the phone's clock before a conformant
+    /// phone refuses the lock (a lock whose clock is off would judge validity windows wrongly, and a
+    /// hello replayed from long ago names its own time).
+    public static let lockTimeTolerance: Double = 60
 
     static let limits = CBORDecoder.Limits(maxDepth: 4, maxItems: 16, maxLength: maxPresentationSize, maxBytes: maxPresentationSize)
+
+    /// The version a tap message claims (key 1 of a CBOR map), if it parses that far; lets the lock
+    /// tell a phone of another protocol version from a malformed message.
+    public static func claimedVersion(_ bytes: [UInt8]) -> Int64? {
+        guard bytes.count <= maxPresentationSize,
+              let item = try? CBORDecoder(limits: limits).decode(bytes), case .map = item else { return nil }
+        return item[1]?.intValue
+    }
 }
 
 /// What a phone may ask the lock to do.
@@ -40,11 +58,14 @@ public enum TapAction: UInt8, Sendable, CaseIterable, Codable {
 public enum TapMessageError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(Int)
     case malformed(String)
+    /// A well-formed map whose key 1 names another protocol version (a version 1 phone).
+    case unsupportedVersion(Int64)
 
     public var description: String {
         switch self {
         case .tooLarge(let n): return "tap message of \(n) bytes is over the limit"
         case .malformed(let why): return "tap message malformed: \(why)"
+        case .unsupportedVersion(let v): return "tap message of protocol version \(v); this side speaks version \(TapProtocol.version) only"
         }
     }
 }
@@ -58,7 +79,8 @@ private func decodeMap(_ bytes: [UInt8], max: Int, required: Set<Int64>, optiona
     let item: CBOR
     do { item = try CBORDecoder(limits: TapProtocol.limits).decode(bytes) } catch { throw .malformed("cbor: \(error)") }
     guard case .map(let m) = item else { throw .malformed("not a map") }
-    guard item[1]?.intValue == TapProtocol.version else { throw .malformed("unsupported version") }
+    guard let version = item[1]?.intValue else { throw .malformed("missing version") }
+    guard version == TapProtocol.version else { throw .unsupportedVersion(version) }
     for key in m.keys {
         guard let k = key.intValue, required.contains(k) || optional.contains(k) else { throw .malformed("unknown key") }
     }
@@ -74,8 +96,31 @@ private func bytesField(_ m: CBOR, _ key: Int64, _ name: String, count: Int? = n
     return b
 }
 
-/// Step 2: the reader authenticates first. The lock signs (with its certified device key) the
-/// tuple the phone will later bind its proof to, so a relay cannot swap the nonce or ephemeral key.
+/// Step 2 (phone → lock, written to Reader Hello): the phone opens the tap with its ephemeral key
+/// and a transaction id of its own choosing. Nothing in it identifies the phone or its holder.
+public struct PhoneHello: Sendable, Equatable {
+    public var phoneEphemeralKey: [UInt8]  // 65-byte SEC1 uncompressed, a point on P-256
+    public var transactionID: [UInt8]      // 16 random bytes
+
+    public init(phoneEphemeralKey: [UInt8], transactionID: [UInt8]) {
+        self.phoneEphemeralKey = phoneEphemeralKey; self.transactionID = transactionID
+    }
+    public func encoded() -> [UInt8] {
+        CBOR.map([1: .int(TapProtocol.version), 2: .bytes(phoneEphemeralKey), 3: .bytes(transactionID)]).encoded()
+    }
+    /// Strict: the message rules, then the key must be an uncompressed point on P-256 (no
+    /// infinity `00`, no compressed `02`/`03`, coordinates below p, on the curve).
+    public init(decoding bytes: [UInt8]) throws(TapMessageError) {
+        let m = try decodeMap(bytes, max: TapProtocol.maxPhoneHelloSize, required: [1, 2, 3])
+        let key = try bytesField(m, 2, "phone ephemeral key", count: 65)
+        guard (try? P256.PublicKey(uncompressed: key)) != nil else { throw .malformed("phone ephemeral key is not a point on P-256") }
+        self.init(phoneEphemeralKey: key, transactionID: try bytesField(m, 3, "transaction id", count: TapProtocol.transactionIDSize))
+    }
+}
+
+/// Step 3 (lock → phone, read from Reader Hello after the phone hello): the reader authenticates
+/// first. The lock signs, with its certified device key, both ephemeral keys, the phone's
+/// transaction id, its lock id, the site and its time — so a recorded hello answers no other tap.
 public struct ReaderHello: Sendable, Equatable {
     public var lockID: String
     public var nonce: [UInt8]
@@ -89,9 +134,11 @@ public struct ReaderHello: Sendable, Equatable {
         self.lockEphemeralKey = lockEphemeralKey; self.certificate = certificate; self.signature = signature
     }
 
-    /// ["KeywayReaderHello1", lock id, nonce, lock time, lock ephemeral key]
-    public var toBeSigned: [UInt8] {
-        CBOR.array([.text("KeywayReaderHello1"), .text(lockID), .bytes(nonce), .unsigned(lockTime), .bytes(lockEphemeralKey)]).encoded()
+    /// ["KeywayReaderHello2", site id, lock id, transaction id, nonce, lock time,
+    ///  phone ephemeral key, lock ephemeral key]
+    public func toBeSigned(siteID: String, phoneHello: PhoneHello) -> [UInt8] {
+        CBOR.array([.text("KeywayReaderHello2"), .text(siteID), .text(lockID), .bytes(phoneHello.transactionID), .bytes(nonce),
+                    .unsigned(lockTime), .bytes(phoneHello.phoneEphemeralKey), .bytes(lockEphemeralKey)]).encoded()
     }
 
     public func encoded() -> [UInt8] {
@@ -112,25 +159,22 @@ public struct ReaderHello: Sendable, Equatable {
     }
 }
 
-/// Step 3, outer layer: the phone's ephemeral key in the clear, everything else sealed.
+/// Step 4, outer layer (phone → lock, written to Presentation): everything sealed. The phone's
+/// ephemeral key already travelled in its hello.
 public struct Presentation: Sendable, Equatable {
-    public var phoneEphemeralKey: [UInt8]  // 65 bytes
     public var sealed: [UInt8]             // AES-128-GCM ciphertext ‖ tag
 
-    public init(phoneEphemeralKey: [UInt8], sealed: [UInt8]) {
-        self.phoneEphemeralKey = phoneEphemeralKey; self.sealed = sealed
-    }
+    public init(sealed: [UInt8]) { self.sealed = sealed }
     public func encoded() -> [UInt8] {
-        CBOR.map([1: .int(TapProtocol.version), 2: .bytes(phoneEphemeralKey), 3: .bytes(sealed)]).encoded()
+        CBOR.map([1: .int(TapProtocol.version), 2: .bytes(sealed)]).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2, 3])
-        self.init(phoneEphemeralKey: try bytesField(m, 2, "phone ephemeral key", count: 65),
-                  sealed: try bytesField(m, 3, "sealed payload"))
+        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2])
+        self.init(sealed: try bytesField(m, 2, "sealed payload"))
     }
 }
 
-/// Step 3, inner layer (only ever seen decrypted): credential, action, proof of possession.
+/// Step 4, inner layer (only ever seen decrypted): credential, action, proof of possession.
 public struct PresentationPayload: Sendable, Equatable {
     public var credential: [UInt8]
     public var action: TapAction
@@ -149,7 +193,7 @@ public struct PresentationPayload: Sendable, Equatable {
     }
 }
 
-/// Step 4: the lock's answer, notified on the Result characteristic. When session keys exist the
+/// Step 5: the lock's answer, notified on the Result characteristic. When session keys exist the
 /// result carries a MAC so a bystander cannot show the phone a fake "granted".
 public struct TapResultMessage: Sendable, Equatable {
     public var granted: Bool
@@ -186,34 +230,40 @@ public struct TapResultMessage: Sendable, Equatable {
     }
 }
 
-/// Keys and transcript of one tap. Both sides compute the same values from the hello bytes and the
-/// phone's ephemeral key:
-///   TH   = SHA-256(hello bytes ‖ phone ephemeral key)
-///   PRK  = HKDF-SHA256(ikm: ECDH(x), salt: nonce, info: "KeywayTap1 keys" ‖ TH, L = 44)
-///   presentation key = PRK[0..<16], presentation nonce = PRK[16..<28], result key = PRK[28..<44]
-/// A fresh ECDH pair per tap means each key encrypts exactly one message, so a fixed GCM nonce per
-/// key is safe.
+/// Keys and transcript of one tap. Both sides compute the same values from the two hellos:
+///   TH   = SHA-256(phone hello bytes ‖ reader hello bytes)
+///   OKM  = HKDF-SHA256(ikm: ECDH(x), salt: transaction id ‖ nonce, info: "KeywayTap2 keys" ‖ TH, L = 76)
+///   presentation key = OKM[0..<16], presentation nonce = OKM[16..<28], result key = OKM[28..<44],
+///   exporter secret = OKM[44..<76]
+/// A fresh ECDH pair per tap on both sides means each key encrypts exactly one message, so a fixed
+/// GCM nonce per key is safe. The exporter secret is never used by the full tap itself: it is what a
+/// later FAST repeat tap derives its persistent key from (docs/PROTOCOL.md, "Key schedule").
 public struct TapKeySchedule: Sendable {
+    public static let info = Array("KeywayTap2 keys".utf8)
     public let transcriptHash: [UInt8]
     public let presentationKey: [UInt8]
     public let presentationNonce: [UInt8]
     public let resultKey: [UInt8]
+    public let exporterSecret: [UInt8]
 
-    public init(sharedSecret: [UInt8], helloBytes: [UInt8], nonce: [UInt8], phoneEphemeralKey: [UInt8]) throws {
-        transcriptHash = SHA256.hash(helloBytes + phoneEphemeralKey)
-        let okm = try HKDF.deriveKey(inputKeyMaterial: sharedSecret, salt: nonce,
-                                     info: Array("KeywayTap1 keys".utf8) + transcriptHash, outputLength: 44)
+    public init(sharedSecret: [UInt8], phoneHelloBytes: [UInt8], readerHelloBytes: [UInt8], transactionID: [UInt8], nonce: [UInt8]) throws {
+        transcriptHash = SHA256.hash(phoneHelloBytes + readerHelloBytes)
+        let okm = try HKDF.deriveKey(inputKeyMaterial: sharedSecret, salt: transactionID + nonce,
+                                     info: Self.info + transcriptHash, outputLength: 76)
         presentationKey = Array(okm[0..<16])
         presentationNonce = Array(okm[16..<28])
         resultKey = Array(okm[28..<44])
+        exporterSecret = Array(okm[44..<76])
     }
 
-    /// What the phone signs with its credential's `cnf` key:
-    /// ["KeywayTapProof1", lock id, nonce, lock ephemeral key, phone ephemeral key, action].
-    public static func proofInput(lockID: String, nonce: [UInt8], lockEphemeralKey: [UInt8], phoneEphemeralKey: [UInt8], action: TapAction) -> [UInt8] {
-        CBOR.array([.text("KeywayTapProof1"), .text(lockID), .bytes(nonce), .bytes(lockEphemeralKey),
-                    .bytes(phoneEphemeralKey), .unsigned(UInt64(action.rawValue))]).encoded()
+    /// What the phone signs with its credential's `cnf` key: ["KeywayTapProof2", TH, action]. TH
+    /// binds the proof to both hellos — both ephemeral keys, the transaction id, nonce, lock id, lock
+    /// time and the reader's certificate and signature.
+    public static func proofInput(transcriptHash: [UInt8], action: TapAction) -> [UInt8] {
+        CBOR.array([.text("KeywayTapProof2"), .bytes(transcriptHash), .unsigned(UInt64(action.rawValue))]).encoded()
     }
+
+    public func proofInput(_ action: TapAction) -> [UInt8] { Self.proofInput(transcriptHash: transcriptHash, action: action) }
 
     public func resultMAC(_ message: TapResultMessage) throws -> [UInt8] {
         Array(try HMACSHA256.authenticate(message.macInput, key: resultKey).prefix(16))

@@ -9,7 +9,7 @@ import XCTest
 import Events
 import Hardware
 import KeywayCrypto
-@testable import MobileKey
+@testable @_spi(NonConformantPhone) import MobileKey
 
 /// The attack suite of issue 8 (docs/SECURITY.md names each test as the proof of a defence).
 ///
@@ -60,13 +60,13 @@ final class AttackSuiteTests: XCTestCase {
         let phone = try bench.phone(try await adaKey())
         let victim = try await connect()
         var mark = try await bench.mark()
-        let pending = try phone.present(hello: try await victim.readHello(), action: .open, at: bench.now)
+        let pending = try await victim.pending(phone, at: bench.now)
         let granted = try pending.result(try await victim.present(pending.presentation))
         XCTAssertTrue(granted.granted)
         try await bench.expectOneDecision(at: entrance, after: mark, granted: true, reason: nil, decision: victim.lastDecision)
 
         let attacker = try await connect()
-        _ = try await attacker.readHello()
+        try await attacker.hello()
         mark = try await bench.mark()
         let replay = try TapResultMessage(decoding: try await attacker.present(pending.presentation))
         XCTAssertFalse(replay.granted)
@@ -75,7 +75,7 @@ final class AttackSuiteTests: XCTestCase {
         let e = try await bench.expectOneDecision(at: entrance, after: mark, reason: "replayed", decision: attacker.lastDecision)
         XCTAssertNil(e.event.user, "a replay names nobody")
 
-        _ = try await victim.readHello()
+        try await victim.hello()
         mark = try await bench.mark()
         let again = try TapResultMessage(decoding: try await victim.present(pending.presentation))
         XCTAssertEqual(again.reason, "replayed")
@@ -88,9 +88,8 @@ final class AttackSuiteTests: XCTestCase {
     func testPresentationFromAnotherConnectionsNonceIsTampered() async throws {
         let phone = try bench.phone(try await adaKey())
         let a = try await connect(), b = try await connect()
-        let helloA = try await a.readHello()
-        _ = try await b.readHello()
-        let pending = try phone.present(hello: helloA, action: .open, at: bench.now)
+        let pending = try await a.pending(phone, at: bench.now)
+        try await b.hello()
         var mark = try await bench.mark()
         let onB = try TapResultMessage(decoding: try await b.present(pending.presentation))
         XCTAssertEqual(onB.reason, "tampered")
@@ -103,7 +102,7 @@ final class AttackSuiteTests: XCTestCase {
         try await bench.expectOneDecision(at: entrance, after: mark, granted: true, reason: nil, decision: a.lastDecision)
         // And once it decrypted, it is spent: on a third connection it is a replay.
         let c = try await connect()
-        _ = try await c.readHello()
+        try await c.hello()
         mark = try await bench.mark()
         let onC = try TapResultMessage(decoding: try await c.present(pending.presentation))
         XCTAssertEqual(onC.reason, "replayed")
@@ -115,27 +114,27 @@ final class AttackSuiteTests: XCTestCase {
     func testNonceReuseAfterExpiry() async throws {
         let phone = try bench.phone(try await adaKey())
         let c = try await connect()
-        let hello = try await c.readHello()
+        let (opening, hello) = try await c.open(phone)
         await bench.clock.advance(by: TapProtocol.nonceLifetime + 1)
         var mark = try await bench.mark()
-        let late = try phone.present(hello: hello, action: .open, at: bench.now)
+        let late = try opening.present(readerHello: hello, action: .open, at: bench.now)
         let expired = try TapResultMessage(decoding: try await c.present(late.presentation))
         XCTAssertEqual(expired.reason, "nonce_expired")
         try await bench.expectOneDecision(at: entrance, after: mark, reason: "nonce_expired", decision: c.lastDecision)
 
         mark = try await bench.mark()
-        let reuse = try phone.present(hello: hello, action: .open, at: bench.now)
+        let reuse = try opening.present(readerHello: hello, action: .open, at: bench.now)
         let unknown = try TapResultMessage(decoding: try await c.present(reuse.presentation))
         XCTAssertEqual(unknown.reason, "nonce_unknown")
         try await bench.expectOneDecision(at: entrance, after: mark, reason: "nonce_unknown", decision: c.lastDecision)
     }
 
-    /// U1: a presentation on a connection that never read a hello, and a second presentation on a
+    /// U1: a presentation on a connection that never exchanged hellos, and a second presentation on a
     /// connection whose hello was already answered.
     func testPresentationWithoutHelloOrOnAUsedNonceIsNonceUnknown() async throws {
         let phone = try bench.phone(try await adaKey())
         let other = try await connect()
-        let pending = try phone.present(hello: try await other.readHello(), action: .open, at: bench.now)
+        let pending = try await other.pending(phone, at: bench.now)
         let noHello = try await connect()
         var mark = try await bench.mark()
         let r1 = try TapResultMessage(decoding: try await noHello.present(pending.presentation))
@@ -143,12 +142,13 @@ final class AttackSuiteTests: XCTestCase {
         try await bench.expectOneDecision(at: entrance, after: mark, reason: "nonce_unknown", decision: noHello.lastDecision)
 
         let c = try await connect()
-        let hello = try await c.readHello()
-        let first = try phone.present(hello: hello, action: .open, at: bench.now)
+        let (opening, hello) = try await c.open(phone)
+        let first = try opening.present(readerHello: hello, action: .open, at: bench.now)
         let firstResult = try first.result(try await c.present(first.presentation))
         XCTAssertTrue(firstResult.granted)
         mark = try await bench.mark()
-        let second = try phone.present(hello: hello, action: .open, at: bench.now)
+        // The connection's session ended with the first presentation: no nonce to answer.
+        let second = try opening.present(readerHello: hello, action: .open, at: bench.now)
         let r2 = try TapResultMessage(decoding: try await c.present(second.presentation))
         XCTAssertEqual(r2.reason, "nonce_unknown")
         try await bench.expectOneDecision(at: entrance, after: mark, reason: "nonce_unknown", decision: c.lastDecision)
@@ -156,21 +156,18 @@ final class AttackSuiteTests: XCTestCase {
 
     // MARK: - Tampering
 
-    /// One flipped bit in each field of the outer presentation: CBOR structure and version, the
-    /// phone's ephemeral key (prefix, x, y), the sealed box's length, ciphertext and GCM tag.
+    /// One flipped bit in each field of the outer presentation: CBOR structure and version (02 → 03:
+    /// another protocol version), the sealed box's length, ciphertext and GCM tag. (The phone's
+    /// ephemeral key travels in its hello in v2: see `testPhoneHelloKeysThatAreNotPointsAreRefusedOverGATT`.)
     func testFlippedBitsInEachOuterFieldAreDenied() async throws {
         let phone = try bench.phone(try await adaKey())
         // Field offsets from one presentation (every presentation has the same layout).
-        let probe = try phone.present(hello: try await connect().readHello(), action: .open, at: bench.now).presentation
+        let probe = try await connect().pending(phone, at: bench.now).presentation
         let outer = try Presentation(decoding: probe)
-        let eph = try XCTUnwrap(probe.firstIndex(of: outer.phoneEphemeralKey))
         let sealed = probe.count - outer.sealed.count
         let cases: [(String, Int, String)] = [
             ("map header", 0, "malformed_presentation"),
-            ("version", 2, "malformed_presentation"),
-            ("ephemeral key prefix", eph, "malformed_presentation"),
-            ("ephemeral key x", eph + 10, "malformed_presentation"),
-            ("ephemeral key y", eph + 64, "malformed_presentation"),
+            ("version", 2, "protocol_version_unsupported"),
             ("sealed length", sealed - 1, "malformed_presentation"),
             ("ciphertext start", sealed, "tampered"),
             ("ciphertext middle", sealed + outer.sealed.count / 2, "tampered"),
@@ -178,7 +175,7 @@ final class AttackSuiteTests: XCTestCase {
         ]
         for (field, index, reason) in cases {
             let c = try await connect()
-            let pending = try phone.present(hello: try await c.readHello(), action: .open, at: bench.now)
+            let pending = try await c.pending(phone, at: bench.now)
             XCTAssertEqual(pending.presentation.count, probe.count)
             let mark = try await bench.mark()
             let r = try TapResultMessage(decoding: try await c.present(pending.presentation.flipping(at: index)))
@@ -199,7 +196,7 @@ final class AttackSuiteTests: XCTestCase {
         let cose = try COSESign1(decoding: cred)
         let claimsAt = try XCTUnwrap(cred.firstIndex(of: cose.payload))
         let kidAt = try XCTUnwrap(cred.firstIndex(of: try XCTUnwrap(cose.keyID)))
-        func payload(_ credential: [UInt8], action: UInt64, proof: [UInt8], version: Int64 = 1) -> [UInt8] {
+        func payload(_ credential: [UInt8], action: UInt64, proof: [UInt8], version: Int64 = 2) -> [UInt8] {
             CBOR.map([1: .int(version), 2: .bytes(credential), 3: .unsigned(action), 4: .bytes(proof)]).encoded()
         }
 
@@ -225,7 +222,7 @@ final class AttackSuiteTests: XCTestCase {
         ]
         for k in cases {
             let c = try await connect()
-            let tap = try CraftedTap(hello: try await c.readHello())
+            let tap = try await CraftedTap.open(c)
             let mark = try await bench.mark()
             let r = try tap.authenticatedResult(try await c.present(try tap.seal(try k.build(tap))))
             XCTAssertEqual(r.granted, k.reason == nil, k.name)
@@ -250,8 +247,8 @@ final class AttackSuiteTests: XCTestCase {
         let phone = try bench.phone(try await adaKey())
         func attempt(_ name: String, _ message: [UInt8]? = nil, fragments: [[UInt8]]? = nil) async throws {
             let c = try await connect()
-            let hello = try await c.readHello()
-            let bytes = try message ?? phone.present(hello: hello, action: .open, at: bench.now).presentation
+            let (opening, hello) = try await c.open(phone)
+            let bytes = try message ?? opening.present(readerHello: hello, action: .open, at: bench.now).presentation
             let mark = try await bench.mark()
             for f in fragments ?? TapFragments.split(bytes) { try await c.writeFragment(f) }
             let r = try TapResultMessage(decoding: try await c.nextResult())
@@ -261,9 +258,9 @@ final class AttackSuiteTests: XCTestCase {
             try await bench.expectOneDecision(at: entrance, after: mark, reason: "malformed_presentation", decision: c.lastDecision)
         }
         let c0 = try await connect()
-        let genuine = try phone.present(hello: try await c0.readHello(), action: .open, at: bench.now).presentation
+        let genuine = try await c0.pending(phone, at: bench.now).presentation
         try await attempt("without its GCM tag", Array(genuine.dropLast(16)))
-        try await attempt("cut after the ephemeral key", Array(genuine.prefix(70)))
+        try await attempt("cut inside the sealed box", Array(genuine.prefix(70)))
         try await attempt("empty message", [])
         try await attempt("one byte over the bound", [UInt8](repeating: 0x5A, count: TapProtocol.maxPresentationSize + 1))
         try await attempt("5000 bytes, every fragment written", [UInt8](repeating: 0x5A, count: 5000))
@@ -271,7 +268,7 @@ final class AttackSuiteTests: XCTestCase {
 
         // One ATT value of 600 bytes by Prepare Write: refused by the ATT server at Execute Write.
         let c = try await connect()
-        _ = try await c.readHello()
+        try await c.hello()
         let mark = try await bench.mark()
         let mtu = c.client.mtu
         var offset = 0
@@ -292,9 +289,9 @@ final class AttackSuiteTests: XCTestCase {
     /// U2: broken fragmenting (a first fragment that is not fragment 0, a write too short to be a
     /// fragment) is a failed tap recorded as `malformed_presentation`, once.
     func testBrokenFragmentsAreRecordedAsMalformedPresentation() async throws {
-        for (name, fragment) in [("out of order", [UInt8]([1, 1, 0xA3, 0x01, 0x01])), ("shorter than a fragment header", [0x00])] {
+        for (name, fragment) in [("out of order", [UInt8]([1, 1, 0xA2, 0x01, 0x02])), ("shorter than a fragment header", [0x00])] {
             let c = try await connect()
-            _ = try await c.readHello()
+            try await c.hello()
             let mark = try await bench.mark()
             try await c.writeFragment(fragment)
             let r = try TapResultMessage(decoding: try await c.nextResult())
@@ -312,7 +309,9 @@ final class AttackSuiteTests: XCTestCase {
                  user: String?, file: StaticString = #filePath, line: UInt = #line) async throws -> RecordedEvent {
         let lockID = lockID ?? entrance
         let c = try await connect(lockID)
-        let pending = try bench.phone(credential: credential, holder: holder).present(hello: try await c.readHello(), action: .open, at: bench.now)
+        // Non-conformant (test-only): it presents whatever it holds, even to a lock outside its `aud`,
+        // so the lock's own checks are what this exercises.
+        let pending = try await c.pending(bench.phone(credential: credential, holder: holder).nonConformant(), at: bench.now)
         let mark = try await bench.mark()
         let r = try pending.result(try await c.present(pending.presentation))
         XCTAssertEqual(r.granted, granted, file: file, line: line)
@@ -483,17 +482,22 @@ final class AttackSuiteTests: XCTestCase {
 
     // MARK: - Forged readers
 
-    /// A fake lock answers the phone's hello read with a forged hello. The phone must refuse before it
+    /// A fake lock answers the phone's hello with a forged reader hello — signed for the very phone
+    /// hello it received, where the forger has a key to sign with. The phone must refuse before it
     /// reveals anything: not one byte reaches the Presentation characteristic, and no lock records a tap.
     func testForgedReaderHelloIsRefusedBeforeAnythingIsRevealed() async throws {
         let phone = try bench.phone(try await adaKey())
-        let genuine = try ReaderHello(decoding: try await connect().readHello())
+        let genuine = try ReaderHello(decoding: try await connect().hello())
         let dolores = try XCTUnwrap(bench.emu.keys.locks["room-dolores"])
+        let site = bench.siteID
 
-        func signed(_ h: ReaderHello, by key: P256.PrivateKey) throws -> [UInt8] {
-            var h = h
-            h.signature = try ECDSA.sign(h.toBeSigned, with: key)
-            return h.encoded()
+        /// A reader that signs `h` with `key` over the phone hello it is sent.
+        func signing(_ h: ReaderHello, by key: P256.PrivateKey) -> @Sendable ([UInt8]?) async throws -> [UInt8] {
+            { phoneHello in
+                var h = h
+                h.signature = try ECDSA.sign(h.toBeSigned(siteID: site, phoneHello: try PhoneHello(decoding: phoneHello ?? [])), with: key)
+                return h.encoded()
+            }
         }
         var swappedNonce = genuine
         swappedNonce.nonce = [UInt8](repeating: 0x42, count: TapProtocol.nonceSize)
@@ -504,18 +508,20 @@ final class AttackSuiteTests: XCTestCase {
                                                             issuedAt: bench.now.addingTimeInterval(-60), expires: bench.now.addingTimeInterval(86_400)).bytes
         var otherLocksCertificate = genuine
         otherLocksCertificate.certificate = dolores.certificate.bytes
+        let fixed: (ReaderHello) -> @Sendable ([UInt8]?) async throws -> [UInt8] = { h in { _ in h.encoded() } }
 
-        let cases: [(String, [UInt8], (TapPhoneError) -> Bool)] = [
-            ("genuine hello, nonce swapped", swappedNonce.encoded(), { $0 == .badHelloSignature }),
-            ("genuine certificate, signed by another key", try signed(genuine, by: try P256.PrivateKey()), { $0 == .badHelloSignature }),
-            ("certificate from a rogue issuer", try signed(selfCertified, by: rogueDevice), { if case .untrustedLock = $0 { true } else { false } }),
-            ("another lock's certificate and stolen device key", try signed(otherLocksCertificate, by: dolores.deviceKey),
+        let cases: [(String, @Sendable ([UInt8]?) async throws -> [UInt8], (TapPhoneError) -> Bool)] = [
+            ("a genuine hello answering another phone hello", fixed(genuine), { $0 == .badHelloSignature }),
+            ("genuine hello, nonce swapped", fixed(swappedNonce), { $0 == .badHelloSignature }),
+            ("genuine certificate, signed by another key", signing(genuine, by: try P256.PrivateKey()), { $0 == .badHelloSignature }),
+            ("certificate from a rogue issuer", signing(selfCertified, by: rogueDevice), { if case .untrustedLock = $0 { true } else { false } }),
+            ("another lock's certificate and stolen device key", signing(otherLocksCertificate, by: dolores.deviceKey),
              { if case .untrustedLock = $0 { true } else { false } }),
-            ("garbage", [0xA1, 0x01, 0x02], { if case .malformedHello = $0 { true } else { false } }),
+            ("garbage", { _ in [0xA1, 0x01, 0x02] }, { if case .malformedHello = $0 { true } else { false } }),
         ]
         let mark = try await bench.mark()
-        for (name, hello, expected) in cases {
-            let reader = try ForgedReader(hello: hello)
+        for (name, answer, expected) in cases {
+            let reader = try ForgedReader(answer: answer)
             let (error, spy) = try await reader.tap(with: phone, at: bench.now)
             guard case .phoneRefusedLock(let inner)? = error as? PhoneTapError, let why = inner as? TapPhoneError else {
                 XCTFail("\(name): the phone did not refuse the reader: \(String(describing: error))"); continue
@@ -524,14 +530,15 @@ final class AttackSuiteTests: XCTestCase {
             XCTAssertEqual(spy.writes(to: reader.handles.presentation).count, 0, "\(name): presentation bytes reached the forged reader")
             XCTAssertEqual(spy.executeWrites.count, 0, name)
             XCTAssertEqual(reader.presentations.count, 0, name)
-            XCTAssertFalse(spy.pdus.isEmpty, "\(name): the spy saw the phone's requests (MTU, discovery, hello read)")
+            XCTAssertEqual(spy.writes(to: reader.handles.readerHello).count, 1, "\(name): the phone wrote its hello, nothing else")
         }
         let recorded = try await bench.events(after: mark, types: [.accessGranted, .accessDenied])
         XCTAssertEqual(recorded.count, 0, "no lock saw a tap")
 
-        // Control: a genuine hello relayed by the fake reader does get a presentation (sealed to the
-        // real lock's ephemeral key), so the spy would have seen one above.
-        let relay = try ForgedReader(hello: try await connect().readHello())
+        // Control: a reader relaying the phone's hello to the real lock and its answer back does get
+        // a presentation (sealed to the real lock's keys), so the spy would have seen one above.
+        let upstream = try await connect()
+        let relay = try ForgedReader(answer: { phoneHello in try await upstream.hello(phoneHello) })
         let (relayError, relaySpy) = try await relay.tap(with: phone, at: bench.now)
         guard case .noResult? = relayError as? PhoneTapError else { return XCTFail("\(String(describing: relayError))") }
         XCTAssertFalse(relaySpy.writes(to: relay.handles.presentation).isEmpty)
@@ -545,27 +552,36 @@ final class AttackSuiteTests: XCTestCase {
         let cache = LockCertificateCache()
         let phone = try bench.phone(key, cache: cache)
         let entranceKeys = try XCTUnwrap(bench.emu.keys.locks[entrance])
+        let site = bench.siteID
         let cert = entranceKeys.certificate
 
         let c = try await connect()
-        let pending = try phone.present(hello: try await c.readHello(), action: .open, at: bench.now)
+        let pending = try await c.pending(phone, at: bench.now)
         let genuineResult = try pending.result(try await c.present(pending.presentation))
         XCTAssertTrue(genuineResult.granted)
         XCTAssertNotNil(cache.lookup(cert.bytes, siteID: bench.siteID, issuers: bench.emu.keys.trustedIssuers, at: bench.now), "the genuine tap cached the entrance's certificate")
 
         // The cached certificate, with a hello signed by someone else.
-        var hello = try ReaderHello(decoding: try await connect().readHello())
-        hello.signature = try ECDSA.sign(hello.toBeSigned, with: try P256.PrivateKey())
-        var reader = try ForgedReader(hello: hello.encoded())
+        let genuine = try ReaderHello(decoding: try await connect().hello())
+        let stranger = try P256.PrivateKey()
+        var reader = try ForgedReader(answer: { phoneHello in
+            var h = genuine
+            h.signature = try ECDSA.sign(h.toBeSigned(siteID: site, phoneHello: try PhoneHello(decoding: phoneHello ?? [])), with: stranger)
+            return h.encoded()
+        })
         var (error, spy) = try await reader.tap(with: phone, at: bench.now)
         guard case .phoneRefusedLock(let e1)? = error as? PhoneTapError else { return XCTFail("\(String(describing: error))") }
         XCTAssertEqual(e1 as? TapPhoneError, .badHelloSignature)
         XCTAssertTrue(spy.writes(to: reader.handles.presentation).isEmpty)
 
         // The cached certificate and the entrance's stolen device key, posing as another lock.
-        hello.lockID = "room-dolores"
-        hello.signature = try ECDSA.sign(hello.toBeSigned, with: entranceKeys.deviceKey)
-        reader = try ForgedReader(hello: hello.encoded())
+        let deviceKey = entranceKeys.deviceKey
+        reader = try ForgedReader(answer: { phoneHello in
+            var h = genuine
+            h.lockID = "room-dolores"
+            h.signature = try ECDSA.sign(h.toBeSigned(siteID: site, phoneHello: try PhoneHello(decoding: phoneHello ?? [])), with: deviceKey)
+            return h.encoded()
+        })
         (error, spy) = try await reader.tap(with: phone, at: bench.now)
         guard case .phoneRefusedLock(let e2)? = error as? PhoneTapError, case .untrustedLock? = e2 as? TapPhoneError else {
             return XCTFail("\(String(describing: error))")
@@ -576,12 +592,133 @@ final class AttackSuiteTests: XCTestCase {
         for (name, at) in [("expired", cert.expires.addingTimeInterval(Verifier.defaultClockSkewTolerance + 1)),
                            ("not yet valid", cert.issuedAt.addingTimeInterval(-Verifier.defaultClockSkewTolerance - 1))] {
             XCTAssertNil(cache.lookup(cert.bytes, siteID: bench.siteID, issuers: bench.emu.keys.trustedIssuers, at: at), name)
-            let hello = try await connect().readHello()
-            XCTAssertThrowsError(try phone.present(hello: hello, action: .open, at: at), name) {
+            let (opening, hello) = try await connect().open(phone)
+            XCTAssertThrowsError(try opening.present(readerHello: hello, action: .open, at: at), name) {
                 guard case .untrustedLock? = $0 as? TapPhoneError else { return XCTFail("\(name): \($0)") }
             }
         }
     }
+    // MARK: - Protocol v2 (issue 14 items 1 and 7)
+
+    /// A version 1 phone reads Reader Hello first: ATT Error Response, application error 0x84, and
+    /// one `protocol_version_unsupported` event. A version 1 presentation written anyway gets the same
+    /// reason in an (unauthenticated) result, one event again. Nothing names a user.
+    func testAVersion1PhoneGetsAClearRefusalAndOneEvent() async throws {
+        let c = try await connect()
+        var mark = try await bench.mark()
+        do {
+            _ = try await c.readHello()
+            XCTFail("a hello read without a phone hello was answered")
+        } catch let GATTClientError.attError(code, _, _) {
+            XCTAssertEqual(code, .application(LockGATT.ApplicationError.protocolVersionUnsupported))
+        }
+        var e = try await bench.expectOneDecision(at: entrance, after: mark, reason: "protocol_version_unsupported", decision: c.lastDecision)
+        XCTAssertNil(e.event.user)
+        XCTAssertTrue("\(PhoneTapError.helloRefused(.attError(.application(0x84), handle: c.helloHandle, request: .readRequest)))".contains("version 2 only"))
+
+        mark = try await bench.mark()
+        let v1 = CBOR.map([1: .int(1), 2: .bytes(try P256.PrivateKey().publicKey.uncompressed), 3: .bytes([UInt8](repeating: 1, count: 40))]).encoded()
+        let r = try TapResultMessage(decoding: try await c.present(v1))
+        XCTAssertEqual(r.reason, "protocol_version_unsupported")
+        XCTAssertNil(r.mac)
+        e = try await bench.expectOneDecision(at: entrance, after: mark, reason: "protocol_version_unsupported", decision: c.lastDecision)
+        XCTAssertNil(e.event.user)
+
+        // A phone hello claiming version 1: refused at the write with the same error and reason.
+        mark = try await bench.mark()
+        let v1Hello = CBOR.map([1: .int(1), 2: .bytes(try P256.PrivateKey().publicKey.uncompressed), 3: .bytes([UInt8](repeating: 1, count: 16))]).encoded()
+        do {
+            try await c.writePhoneHello(v1Hello)
+            XCTFail("a version 1 phone hello was accepted")
+        } catch let GATTClientError.attError(code, _, _) {
+            XCTAssertEqual(code, .application(LockGATT.ApplicationError.protocolVersionUnsupported))
+        }
+        try await bench.expectOneDecision(at: entrance, after: mark, reason: "protocol_version_unsupported", decision: c.lastDecision)
+    }
+
+    /// Issue 14 item 7: phone ephemeral keys that are not points — x ≥ p, y ≥ p, (0,0), the infinity
+    /// byte `00`, compressed `02…` — are refused at the phone hello (ATT application error 0x85), each
+    /// with one `malformed_phone_hello` event, before the lock signs or derives anything.
+    func testPhoneHelloKeysThatAreNotPointsAreRefusedOverGATT() async throws {
+        let p = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
+        let good = try P256.PrivateKey().publicKey.uncompressed
+        let x = Hex.encode(Array(good[1..<33])), y = Hex.encode(Array(good[33..<65]))
+        let cases: [(String, [UInt8])] = [
+            ("x = p", Hex.decode("04" + p + y)!),
+            ("x > p", Hex.decode("04" + String(repeating: "ff", count: 32) + y)!),
+            ("y = p", Hex.decode("04" + x + p)!),
+            ("y > p", Hex.decode("04" + x + String(repeating: "ff", count: 32))!),
+            ("(0, 0)", [0x04] + [UInt8](repeating: 0, count: 64)),
+            ("infinity 00", [0x00]),
+            ("compressed 02", Hex.decode("02" + x)!),
+        ]
+        for (name, key) in cases {
+            let c = try await connect()
+            let mark = try await bench.mark()
+            let hello = CBOR.map([1: .int(2), 2: .bytes(key), 3: .bytes([UInt8](repeating: 1, count: 16))]).encoded()
+            do {
+                try await c.writePhoneHello(hello)
+                XCTFail("\(name): the lock answered")
+            } catch let GATTClientError.attError(code, _, _) {
+                XCTAssertEqual(code, .application(LockGATT.ApplicationError.malformedPhoneHello), name)
+            }
+            let e = try await bench.expectOneDecision(at: entrance, after: mark, reason: "malformed_phone_hello", decision: c.lastDecision)
+            XCTAssertNil(e.event.user, name)
+        }
+    }
+
+    /// Issue 14 finding 2: a conformant phone reveals nothing to a genuine, certified lock of its site
+    /// that is outside its credential's `aud`, nor to one whose clock is more than 60 s off its own:
+    /// it wrote only its hello, no lock recorded a tap. The non-conformant test phone presents and
+    /// the lock judges `wrong_lock`.
+    func testAConformantPhoneRevealsNothingToALockOutsideItsAudOrOffItsClock() async throws {
+        let phone = try bench.phone(try await adaKey())   // main entrance only
+        func tapOver(_ lockID: String, _ phone: TapPhone) async throws -> (Error?, ATTSpyBearer, LockGATT.Session) {
+            let link = LoopbackLink()
+            let spy = ATTSpyBearer(wrapping: link.peripheral)
+            let session = try bench.gatt(lockID).open(spy)
+            let client = try GATTClient(bearer: link.central)
+            defer { client.close() }
+            do {
+                _ = try await PhoneTap.run(client: client, phone: phone, action: .open, now: bench.now, resultTimeout: .milliseconds(500))
+                return (nil, spy, session)
+            } catch { return (error, spy, session) }
+        }
+        let handles = try bench.gatt("room-dolores").handles
+        var mark = try await bench.mark()
+        var (error, spy, _) = try await tapOver("room-dolores", phone)
+        guard case .phoneRefusedLock(let why)? = error as? PhoneTapError else { return XCTFail("\(String(describing: error))") }
+        XCTAssertEqual(why as? TapPhoneError, .lockNotInCredential("room-dolores"))
+        XCTAssertEqual(spy.writes(to: handles.presentation).count, 0)
+        XCTAssertEqual(spy.writes(to: handles.readerHello).count, 1, "only its hello")
+        var recorded = try await bench.events(after: mark, types: [.accessGranted, .accessDenied])
+        XCTAssertEqual(recorded.count, 0, "the lock never received a presentation")
+
+        // The main entrance's clock 61 s fast, then 61 s slow.
+        for offset in [61.0, -61.0] {
+            try await bench.lock(entrance).setClockOffset(offset)
+            mark = try await bench.mark()
+            (error, spy, _) = try await tapOver(entrance, phone)
+            guard case .phoneRefusedLock(let why)? = error as? PhoneTapError, case .lockClockSkewed? = why as? TapPhoneError else {
+                return XCTFail("\(offset): \(String(describing: error))")
+            }
+            XCTAssertEqual(spy.writes(to: handles.presentation).count, 0)
+            recorded = try await bench.events(after: mark, types: [.accessGranted, .accessDenied])
+            XCTAssertEqual(recorded.count, 0)
+        }
+        try await bench.lock(entrance).setClockOffset(59)
+        (error, _, _) = try await tapOver(entrance, phone)
+        XCTAssertNil(error, "59 s off is within the tolerance")
+        try await bench.lock(entrance).setClockOffset(0)
+        await bench.clock.advance(by: 10)
+
+        // The non-conformant test phone presents, and the lock judges.
+        mark = try await bench.mark()
+        let (e2, _, session) = try await tapOver("room-dolores", phone.nonConformant())
+        XCTAssertNil(e2)
+        try await bench.expectOneDecision(at: "room-dolores", after: mark, reason: "wrong_lock", decision: session.decisions.last)
+    }
+
 
     // MARK: - Tags, PINs, removed users
 

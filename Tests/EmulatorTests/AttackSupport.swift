@@ -6,7 +6,7 @@ import XCTest
 import Events
 import Hardware
 import KeywayCrypto
-import MobileKey
+@_spi(NonConformantPhone) import MobileKey
 
 // Support for AttackSuiteTests: an emulator on the coworking site with simulated time, a raw GATT
 // "phone" that can write any bytes to a lock's Presentation characteristic, a forged reader (a fake
@@ -186,8 +186,36 @@ final class RawGATTPhone: @unchecked Sendable {
 
     func close() {
         client.close()
+    /// Reads Reader Hello as it stands (a version 1 phone's first step; the answer to this
+    /// connection's phone hello once one was written).
         pump?.cancel()
     }
+    /// Writes a phone hello (protocol v2, step 2) to Reader Hello.
+    func writePhoneHello(_ bytes: [UInt8]) async throws { try await client.write(helloHandle, bytes) }
+
+    /// Starts a tap with `phoneHello` (a fresh random one when nil) and returns the reader hello
+    /// answering it: the lock's session on this connection.
+    @discardableResult
+    func hello(_ phoneHello: [UInt8]? = nil) async throws -> [UInt8] {
+        let bytes = try phoneHello ?? PhoneHello(phoneEphemeralKey: try P256.PrivateKey().publicKey.uncompressed,
+                                                  transactionID: try SecureRandom.bytes(TapProtocol.transactionIDSize)).encoded()
+        try await writePhoneHello(bytes)
+        return try await readHello()
+    }
+
+    /// `phone`'s hello written, and the reader hello answering it.
+    func open(_ phone: TapPhone) async throws -> (opening: TapPhone.Opening, readerHello: [UInt8]) {
+        let opening = try phone.open()
+        return (opening, try await hello(opening.phoneHello))
+    }
+
+    /// A whole exchange up to the presentation: `phone`'s hello, the reader's answer, and the
+    /// presentation the phone builds (after all its checks) at `now`.
+    func pending(_ phone: TapPhone, action: TapAction = .open, at now: Date) async throws -> TapPhone.Pending {
+        let (opening, hello) = try await open(phone)
+        return try opening.present(readerHello: hello, action: action, at: now)
+    }
+
 
     func readHello() async throws -> [UInt8] { try await client.read(helloHandle) }
 
@@ -226,6 +254,7 @@ final class RawGATTPhone: @unchecked Sendable {
 // MARK: - A malicious phone that holds the session keys
 
 /// Builds presentations the way `TapPhone` does, but lets the test put anything inside the sealed
+    let phoneHello: PhoneHello
 /// payload: a phone (or an app under the attacker's control) holds its own session keys, so the
 /// lock's checks behind decryption — payload parsing, credential, proof, action — face arbitrary bytes.
 struct CraftedTap {
@@ -234,25 +263,30 @@ struct CraftedTap {
     let ephemeral: P256.PrivateKey
     let keys: TapKeySchedule
 
-    init(hello helloBytes: [UInt8]) throws {
-        self.helloBytes = helloBytes
+    /// Writes a phone hello of its own on `c` and derives the tap's keys from the lock's answer.
+    static func open(_ c: RawGATTPhone) async throws -> CraftedTap {
+        let ephemeral = try P256.PrivateKey()
+        let phoneHello = PhoneHello(phoneEphemeralKey: ephemeral.publicKey.uncompressed, transactionID: try SecureRandom.bytes(TapProtocol.transactionIDSize))
+        return try CraftedTap(ephemeral: ephemeral, phoneHello: phoneHello, helloBytes: try await c.hello(phoneHello.encoded()))
+    }
+
+    init(ephemeral: P256.PrivateKey, phoneHello: PhoneHello, helloBytes: [UInt8]) throws {
+        self.ephemeral = ephemeral; self.phoneHello = phoneHello; self.helloBytes = helloBytes
         hello = try ReaderHello(decoding: helloBytes)
-        ephemeral = try P256.PrivateKey()
         let lockEphemeral = try P256.PublicKey(uncompressed: hello.lockEphemeralKey)
-        keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, lockEphemeral), helloBytes: helloBytes,
-                                  nonce: hello.nonce, phoneEphemeralKey: ephemeral.publicKey.uncompressed)
+        keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, lockEphemeral), phoneHelloBytes: phoneHello.encoded(),
+                                  readerHelloBytes: helloBytes, transactionID: phoneHello.transactionID, nonce: hello.nonce)
     }
 
     /// The proof of possession a genuine phone makes for `action`.
     func proof(_ action: TapAction, holder: P256.PrivateKey) throws -> [UInt8] {
-        try ECDSA.sign(TapKeySchedule.proofInput(lockID: hello.lockID, nonce: hello.nonce, lockEphemeralKey: hello.lockEphemeralKey,
-                                                 phoneEphemeralKey: ephemeral.publicKey.uncompressed, action: action), with: holder)
+        try ECDSA.sign(keys.proofInput(action), with: holder)
     }
 
     /// A presentation sealing `payload` (any bytes) under this tap's keys.
     func seal(_ payload: [UInt8]) throws -> [UInt8] {
         let sealed = try AESGCM.seal(payload, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
-        return Presentation(phoneEphemeralKey: ephemeral.publicKey.uncompressed, sealed: sealed).encoded()
+        return Presentation(sealed: sealed).encoded()
     }
 
     /// Authenticates a result with this tap's result key (what the crafted phone can check).
@@ -296,8 +330,9 @@ final class ATTSpyBearer: ATTBearer {
     var executeWrites: [[UInt8]] { pdus.filter { $0.first == 0x18 } }
 }
 
-/// A fake lock: the Keyway lock service with a hello of the attacker's making. It records every
-/// presentation written to it — the test proves a genuine phone writes none.
+/// A fake lock: the Keyway lock service with a hello of the attacker's making — fixed bytes, or
+/// made (signed) for the phone hello it was written — and it records every presentation written to
+/// it: the test proves a genuine phone writes none.
 final class ForgedReader: @unchecked Sendable {
     let database: GATTDatabase
     let handles: KeywayLockService.Handles
@@ -305,14 +340,21 @@ final class ForgedReader: @unchecked Sendable {
 
     /// Presentations the fake lock received (a class so the handler can hold it before `self` exists).
     final class Recorder: Sendable {
-        let values = Mutex<[[UInt8]]>([])
+        let values = Locked<[[UInt8]]>([])
+        let phoneHello = Locked<[UInt8]?>(nil)
     }
 
-    init(hello: [UInt8]) throws {
+    convenience init(hello: [UInt8]) throws {
+        try self.init(answer: { _ in hello })
+    }
+
+    /// `answer` makes the reader hello from the phone hello written on the connection (nil if none).
+    init(answer: @escaping @Sendable ([UInt8]?) async throws -> [UInt8]) throws {
         let presented = Recorder()
         self.presented = presented
         database = try KeywayLockService.database(deviceName: "Main entrance", handlers: .init(
-            readerHello: { _ in hello },
+            readerHello: { _ in try await answer(presented.phoneHello.withLock { $0 }) },
+            phoneHello: { _, value in presented.phoneHello.withLock { $0 = value } },
             presentation: { _, value in presented.values.withLock { $0.append(value) } },
             lockInfo: { _ in [] }))
         handles = try XCTUnwrap(KeywayLockService.Handles(in: database))

@@ -140,7 +140,8 @@ final class ConcurrencyStressTests: XCTestCase {
                         // Office-mode requests from phones without the right too: denied, but still events.
                         let action: TapAction = roll == 0 ? .officeModeOn : (roll == 1 ? .officeModeOff : .open)
                         do {
-                            let d = try await emu.tapWithKey(phone.keyID, lock: lock, action: action)
+                            // Non-conformant: the phone presents even where it holds no key, so the lock decides (`wrong_lock`).
+                            let d = try await emu.tapWithKey(phone.keyID, lock: lock, action: action, phone: .nonConformant)
                             let id = await emu.bridge.eventID(for: d.record)
                             attempts.append(TapAttempt(phone: i, lock: lock, action: action, keyID: phone.keyID, decision: d, eventID: id, error: nil))
                         } catch {

@@ -57,12 +57,18 @@ final class LoopbackTapTests: XCTestCase {
         XCTAssertEqual(recorded?.event.method, .mobile)
     }
 
+        // A lock the key is not for: the (conformant, protocol v2) built-in phone refuses it before
+        // revealing anything, so the lock decides and records nothing.
     func testDenialsOverTheRadioCarryTheirReasons() async throws {
         _ = try await issue(["user": "u-ada", "locks": ["main-entrance"]])
         var r = try await tap(["lock": "room-dolores", "user": "u-ada"])
-        XCTAssertEqual(r["result"] as? String, "denied")
-        XCTAssertEqual(r["reason"] as? String, "wrong_lock")
-        XCTAssertNotNil(r["event_id"] as? String)
+        XCTAssertEqual(r["result"] as? String, "phone_refused")
+        XCTAssertEqual(r["reason"] as? String, "lock_not_in_credential")
+        XCTAssertNil(r["event_id"] as? String)
+        // The lock's own `wrong_lock` is reached by a non-conformant phone (not exposed by the API yet).
+        let ada = try XCTUnwrap(try emu.store.keys(user: "u-ada").first)
+        let d = try await emu.tapWithKey(ada.keyID, lock: "room-dolores", phone: .nonConformant)
+        XCTAssertEqual(d.reason?.rawValue, "wrong_lock")
 
         // A key issued to an external phone: the built-in phone cannot prove possession.
         let external = try await issue(["user": "u-grace", "locks": ["main-entrance"], "holder_public_key": try P256Helper.publicPEM()])

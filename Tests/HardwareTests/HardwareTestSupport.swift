@@ -142,8 +142,9 @@ struct TestKeys {
 
 /// One full tap of the mobile-key protocol between a phone and a lock, in process.
 func tap(_ phone: TapPhone, on lock: Lock, action: TapAction = .open, distance: Double = 0) async throws -> (Decision, TapResultMessage) {
-    let session = try await lock.beginTap(distance: distance)
-    let pending = try phone.present(hello: session.helloBytes, action: action, at: await lock.lockTime())
+    let opening = try phone.open()
+    let session = try await lock.beginTap(phoneHello: opening.phoneHello, distance: distance)
+    let pending = try opening.present(readerHello: session.helloBytes, action: action, at: await lock.lockTime())
     let outcome = try await lock.finishTap(session, presentation: pending.presentation)
     let result = try pending.result(outcome.resultMessage)
     return (outcome.decision, result)

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Hardware
 import KeywayCrypto
-import MobileKey
+@_spi(NonConformantPhone) import MobileKey
 
 /// Mobile keys at the lock, through the real tap protocol (reader hello, encrypted presentation,
 /// proof of possession, authenticated result) — the lock verifies offline with its own clock and the
@@ -45,9 +45,10 @@ final class MobileKeyAtTheLockTests: XCTestCase {
             XCTAssertEqual(d.userID, "u-linus", "authentic claims name the user even on denial")
             if d.granted { XCTAssertEqual(result.openMilliseconds, 7000) }
         }
-        // Inside its window, the key still does not open another room.
+        // Inside its window, the key still does not open another room (a non-conformant phone
+        // presents it there anyway; a conformant one refuses the lock before revealing anything).
         await clock.set(to: at("2025-01-06T14:00:00-08:00"))
-        let other = try await tap(phone, on: site.lock("room-dolores")!)
+        let other = try await tap(phone.nonConformant(), on: site.lock("room-dolores")!)
         XCTAssertEqual(other.0.reason, Reason(DenialReason.wrongLock))
     }
 
@@ -124,22 +125,53 @@ final class MobileKeyAtTheLockTests: XCTestCase {
 
     func testTapNeedsThePhoneWithinReachAndProvisionedKeys() async throws {
         let lock = site.lock("main-entrance")!   // wall reader: 10 cm
-        _ = try await lock.beginTap(distance: 0.09)
-        await XCTAssertThrowsAsync(try await lock.beginTap(distance: 0.2)) { e in
+        let hello = try TapPhone(credential: [], holderKey: try P256.PrivateKey(), siteID: "s", trustedIssuers: TrustedIssuers([])).open().phoneHello
+        _ = try await lock.beginTap(phoneHello: hello, distance: 0.09)
+        await XCTAssertThrowsAsync(try await lock.beginTap(phoneHello: hello, distance: 0.2)) { e in
             XCTAssertEqual(e as? HardwareError, .outOfReach(lockID: "main-entrance", distance: 0.2, reach: 0.1))
         }
         let bare = Site(config: site.config, clock: clock)
-        await XCTAssertThrowsAsync(try await bare.lock("main-entrance")!.beginTap()) { e in
+        await XCTAssertThrowsAsync(try await bare.lock("main-entrance")!.beginTap(phoneHello: hello)) { e in
             XCTAssertEqual(e as? HardwareError, .mobileKeysNotProvisioned(lockID: "main-entrance"))
         }
+    }
+
+    /// Protocol v2 at the lock: a phone hello of version 1, or one that is not valid, is a failed tap
+    /// recorded once with its reason; a version 1 phone (it reads the hello first) likewise.
+    func testAPhoneHelloTheLockCannotAnswerIsRecordedOnce() async throws {
+        let lock = site.lock("main-entrance")!
+        let key = try P256.PrivateKey().publicKey.uncompressed
+        let cases: [(String, [UInt8], String)] = [
+            ("version 1", CBOR.map([1: .int(1), 2: .bytes(key), 3: .bytes([UInt8](repeating: 1, count: 16))]).encoded(), "protocol_version_unsupported"),
+            ("junk", [0xff], "malformed_phone_hello"),
+            ("compressed key", CBOR.map([1: .int(2), 2: .bytes([0x02] + key[1..<33] + key[1..<33]), 3: .bytes([UInt8](repeating: 1, count: 16))]).encoded(),
+             "malformed_phone_hello"),
+        ]
+        for (name, hello, reason) in cases {
+            let before = log.all.count
+            await XCTAssertThrowsAsync(try await lock.beginTap(phoneHello: hello)) { e in
+                XCTAssertEqual((e as? TapRefused)?.decision.reason?.rawValue, reason, name)
+            }
+            XCTAssertEqual(log.all.count, before + 1, name)
+            XCTAssertEqual(log.all.last?.reason?.rawValue, reason, name)
+        }
+        let before = log.all.count
+        let d = try await lock.refuseVersion1Tap()
+        XCTAssertEqual(d.reason?.rawValue, "protocol_version_unsupported")
+        XCTAssertEqual(log.all.count, before + 1)
+        await XCTAssertThrowsAsync(try await lock.refuseVersion1Tap(distance: 5)) { e in
+            guard case .outOfReach? = e as? HardwareError else { return XCTFail("\(e)") }
+        }
+        XCTAssertEqual(log.all.count, before + 1, "nothing recorded out of reach")
     }
 
     func testAReplayedPresentationIsDeniedAndRecorded() async throws {
         let validity = ValidityWindow(notBefore: start, expires: start.addingTimeInterval(86_400))
         let (phone, _) = try keys.phone(user: "u-ada", locks: ["room-valencia"], validity: validity, at: start)
         let lock = site.lock("room-valencia")!
-        let session = try await lock.beginTap()
-        let pending = try phone.present(hello: session.helloBytes, action: .open, at: start)
+        let opening = try phone.open()
+        let session = try await lock.beginTap(phoneHello: opening.phoneHello)
+        let pending = try opening.present(readerHello: session.helloBytes, action: .open, at: start)
         let first = try await lock.finishTap(session, presentation: pending.presentation)
         XCTAssertTrue(first.decision.granted)
         let second = try await lock.finishTap(session, presentation: pending.presentation)

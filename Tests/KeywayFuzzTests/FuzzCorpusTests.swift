@@ -41,7 +41,10 @@ final class FuzzCorpusTests: XCTestCase {
         let credentials = try seeds(FuzzTargets.named("credential")!).map(\.1)
         XCTAssertTrue(credentials.contains { if case .granted = f.verifier.verify($0, at: f.now, revocations: f.revocations) { return true }; return false })
         for (name, hello) in try seeds(FuzzTargets.named("tap-hello")!) {
-            XCTAssertNoThrow(try f.phone().present(hello: hello, action: .open, at: f.now), "hello \(name) is accepted by the phone")
+            XCTAssertNoThrow(try f.opening().present(readerHello: hello, action: .open, at: f.now), "hello \(name) answers the fixture phone's hello and is accepted")
+        }
+        for (name, hello) in try seeds(FuzzTargets.named("tap-phone-hello")!) {
+            XCTAssertNoThrow(try f.lockIdentity().startSession(phoneHello: hello, now: f.now), "phone hello \(name) is answered by the lock")
         }
         let sites = try seeds(FuzzTargets.named("site-file")!)
         for (name, text) in sites {

@@ -98,3 +98,14 @@ enum MKTest {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }
+
+extension TapPhone {
+    /// One tap's messages between this phone and `lock` (tests): the phone hello, the lock's session
+    /// answering it at `lockTime`, and the presentation the phone builds at `at` (the same instant
+    /// unless given).
+    func presentation(to lock: TapLockIdentity, action: TapAction = .open, at: Date, lockTime: Date? = nil) throws -> (session: TapLockSession, pending: TapPhone.Pending) {
+        let opening = try open()
+        let session = try lock.startSession(phoneHello: opening.phoneHello, now: lockTime ?? at)
+        return (session, try opening.present(readerHello: session.helloBytes, action: action, at: at))
+    }
+}

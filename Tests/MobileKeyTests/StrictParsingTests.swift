@@ -38,29 +38,42 @@ final class StrictParsingTests: XCTestCase {
         XCTAssertNoThrow(try TapResultMessage(decoding: genuine))
 
         // An extra key 6.
-        let extra = CBOR.map([1: .int(1), 2: .bool(true), 4: .unsigned(7000), 6: .bytes([1])]).encoded()
+        let extra = CBOR.map([1: .int(2), 2: .bool(true), 4: .unsigned(7000), 6: .bytes([1])]).encoded()
         XCTAssertThrowsError(try TapResultMessage(decoding: extra)) { XCTAssertEqual($0 as? TapMessageError, .malformed("unknown key")) }
 
-        // Keys 2 and 1 swapped on the wire: a3 02 f5 01 01 04 19 1b58.
-        let reordered: [UInt8] = [0xA3, 0x02, 0xF5, 0x01, 0x01, 0x04, 0x19, 0x1B, 0x58]
+        // Keys 2 and 1 swapped on the wire: a3 02 f5 01 02 04 19 1b58.
+        let reordered: [UInt8] = [0xA3, 0x02, 0xF5, 0x01, 0x02, 0x04, 0x19, 0x1B, 0x58]
         XCTAssertEqual(try CBORDecoder(limits: TapProtocol.limits).decode(reordered),
-                       .map([1: .int(1), 2: .bool(true), 4: .unsigned(7000)]), "the same map, in another order")
+                       .map([1: .int(2), 2: .bool(true), 4: .unsigned(7000)]), "the same map, in another order")
         XCTAssertThrowsError(try TapResultMessage(decoding: reordered))
-        XCTAssertNoThrow(try TapResultMessage(decoding: [0xA3, 0x01, 0x01, 0x02, 0xF5, 0x04, 0x19, 0x1B, 0x58]))
+        XCTAssertNoThrow(try TapResultMessage(decoding: [0xA3, 0x01, 0x02, 0x02, 0xF5, 0x04, 0x19, 0x1B, 0x58]))
 
         // open ms 7000 as a 4-byte integer (1a 00001b58) instead of the shortest 2-byte form.
-        let long: [UInt8] = [0xA3, 0x01, 0x01, 0x02, 0xF5, 0x04, 0x1A, 0x00, 0x00, 0x1B, 0x58]
+        let long: [UInt8] = [0xA3, 0x01, 0x02, 0x02, 0xF5, 0x04, 0x1A, 0x00, 0x00, 0x1B, 0x58]
         XCTAssertThrowsError(try TapResultMessage(decoding: long))
 
-        // The same rules hold for the presentation (lock side) and the hello (phone side).
-        let presentation = Presentation(phoneEphemeralKey: try P256.PrivateKey().publicKey.uncompressed, sealed: [1, 2, 3]).encoded()
+        // The same rules hold for the phone hello and presentation (lock side) and the hello (phone side).
+        let presentation = Presentation(sealed: [1, 2, 3]).encoded()
         XCTAssertNoThrow(try Presentation(decoding: presentation))
         guard case .map(var m) = try CBORDecoder(limits: TapProtocol.limits).decode(presentation) else { return XCTFail() }
         m[9] = .bytes([])
         XCTAssertThrowsError(try Presentation(decoding: CBOR.map(m).encoded()))
         m[9] = nil
-        m[3] = nil
-        XCTAssertThrowsError(try Presentation(decoding: CBOR.map(m).encoded())) { XCTAssertEqual($0 as? TapMessageError, .malformed("missing key 3")) }
+        m[2] = nil
+        XCTAssertThrowsError(try Presentation(decoding: CBOR.map(m).encoded())) { XCTAssertEqual($0 as? TapMessageError, .malformed("missing key 2")) }
+        let phoneHello = PhoneHello(phoneEphemeralKey: try P256.PrivateKey().publicKey.uncompressed, transactionID: [UInt8](repeating: 3, count: 16)).encoded()
+        XCTAssertNoThrow(try PhoneHello(decoding: phoneHello))
+        guard case .map(var h) = try CBORDecoder(limits: TapProtocol.limits).decode(phoneHello) else { return XCTFail() }
+        h[4] = .bytes([])
+        XCTAssertThrowsError(try PhoneHello(decoding: CBOR.map(h).encoded())) { XCTAssertEqual($0 as? TapMessageError, .malformed("unknown key")) }
+        h[4] = nil
+        h[3] = .bytes([UInt8](repeating: 3, count: 15))
+        XCTAssertThrowsError(try PhoneHello(decoding: CBOR.map(h).encoded()), "a 15-byte transaction id")
+        // Keys 3 and 2 swapped: the same map, refused.
+        var swapped: [UInt8] = [0xA3, 0x01, 0x02]
+        swapped += Array(phoneHello[71...]) + Array(phoneHello[3..<71])
+        XCTAssertEqual(swapped.count, phoneHello.count)
+        XCTAssertThrowsError(try PhoneHello(decoding: swapped)) { XCTAssertEqual($0 as? TapMessageError, .malformed("not in deterministic encoding (key order or integer form)")) }
     }
 
     // MARK: - Low-S
@@ -83,10 +96,11 @@ final class StrictParsingTests: XCTestCase {
         // The phone refuses a hello whose (otherwise valid) signature is high-S.
         let lock = TapLockIdentity(lockID: "door", deviceKey: device, certificate: certificate.bytes, verifier: verifier)
         let phone = TapPhone(credential: try issued().bytes, holderKey: holder, siteID: site, trustedIssuers: trusted)
-        var hello = try lock.startSession(now: t0).hello
-        XCTAssertNoThrow(try phone.present(hello: hello.encoded(), action: .open, at: t0))
+        let opening = try phone.open()
+        var hello = try lock.startSession(phoneHello: opening.phoneHello, now: t0).hello
+        XCTAssertNoThrow(try opening.present(readerHello: hello.encoded(), action: .open, at: t0))
         hello.signature = ECDSA.highS(hello.signature)
-        XCTAssertThrowsError(try phone.present(hello: hello.encoded(), action: .open, at: t0)) {
+        XCTAssertThrowsError(try opening.present(readerHello: hello.encoded(), action: .open, at: t0)) {
             XCTAssertEqual($0 as? TapPhoneError, .badHelloSignature)
         }
     }
@@ -153,7 +167,7 @@ final class StrictParsingTests: XCTestCase {
         let cache = LockCertificateCache()
         let lock = TapLockIdentity(lockID: "door", deviceKey: device, certificate: certificate.bytes, verifier: verifier)
         let phone = TapPhone(credential: try issued().bytes, holderKey: holder, siteID: site, trustedIssuers: trusted, certificateCache: cache)
-        _ = try phone.present(hello: try lock.startSession(now: t0).helloBytes, action: .open, at: t0)
+        _ = try phone.presentation(to: lock, at: t0)
         XCTAssertNotNil(cache.lookup(certificate.bytes, siteID: site, issuers: trusted, at: t0))
         XCTAssertNil(cache.lookup(certificate.bytes, siteID: "another-site", issuers: trusted, at: t0), "another site")
         let rotated = TrustedIssuers([try P256.PrivateKey().publicKey])
@@ -161,7 +175,7 @@ final class StrictParsingTests: XCTestCase {
 
         // A phone whose trust anchors no longer hold the issuer refuses the lock, cache or not.
         let rotatedPhone = TapPhone(credential: try issued().bytes, holderKey: holder, siteID: site, trustedIssuers: rotated, certificateCache: cache)
-        XCTAssertThrowsError(try rotatedPhone.present(hello: try lock.startSession(now: t0).helloBytes, action: .open, at: t0)) {
+        XCTAssertThrowsError(try rotatedPhone.presentation(to: lock, at: t0)) {
             XCTAssertEqual($0 as? TapPhoneError, .untrustedLock(.unknownIssuer))
         }
     }

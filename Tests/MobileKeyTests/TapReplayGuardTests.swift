@@ -51,8 +51,8 @@ final class TapReplayGuardTests: XCTestCase {
 
     /// A flood of presentations pushes a sniffed presentation's fingerprint out of the lock's memory.
     /// Replayed afterwards it is no longer *named* a replay, but it is still denied: its nonce was
-    /// consumed, and on any other session it does not decrypt. Likewise a second presentation on a
-    /// session whose nonce is used is `nonce_unknown`.
+    /// consumed, and on any other session it does not decrypt. A second presentation on a session
+    /// whose presentation opened is `replayed` (v2: the session's phone key, from its hello, is spent).
     func testAFloodNeverTurnsAReplayIntoAGrant() throws {
         let issuerKey = try P256.PrivateKey()
         let issuer = CredentialIssuer(siteID: "sf", key: issuerKey)
@@ -67,16 +67,18 @@ final class TapReplayGuardTests: XCTestCase {
         let phone = TapPhone(credential: credential.bytes, holderKey: holder, siteID: "sf", trustedIssuers: TrustedIssuers([issuerKey.publicKey]))
         let none = RevocationList.empty(siteID: "sf")
 
-        let session = try lock.startSession(now: t0)
-        let sniffed = try phone.present(hello: session.helloBytes, action: .open, at: t0).presentation
+        let (session, pending) = try phone.presentation(to: lock, at: t0)
+        let sniffed = pending.presentation
         guard case .accepted = session.evaluate(sniffed, now: t0, revocations: none) else { return XCTFail() }
-        let second = try phone.present(hello: session.helloBytes, action: .open, at: t0).presentation
-        XCTAssertEqual(session.evaluate(second, now: t0, revocations: none).denial, .nonceUnknown, "one presentation per nonce")
+        // One presentation per session: another one (any bytes) on the used session is refused before
+        // any decryption — `replayed`, since the session's phone key (from its hello) was spent.
+        let second = try phone.presentation(to: lock, at: t0).pending.presentation
+        XCTAssertEqual(session.evaluate(second, now: t0, revocations: none).denial, .replayed, "one presentation per session")
 
         // Junk never reaches the guard (fingerprints are recorded only after AES-GCM): a flood of it
         // evicts nothing, and the sniffed presentation is still named a replay.
         for i in 0..<32 {
-            let junk = try lock.startSession(now: t0)
+            let junk = try lock.startSession(phoneHello: try phone.open().phoneHello, now: t0)
             XCTAssertEqual(junk.evaluate([0xA0, 0, UInt8(i)], now: t0, revocations: none).denial, .malformedPresentation)
         }
         XCTAssertEqual(session.evaluate(sniffed, now: t0, revocations: none).denial, .replayed, "junk evicted nothing")
@@ -84,8 +86,8 @@ final class TapReplayGuardTests: XCTestCase {
         // Genuine taps by other phones do fill the bounded guard and evict it.
         func flood(_ round: UInt8) throws {
             for _ in 0..<32 {
-                let other = try lock.startSession(now: t0)
-                let p = try phone.present(hello: other.helloBytes, action: .open, at: t0).presentation
+                let (other, pending) = try phone.presentation(to: lock, at: t0)
+                let p = pending.presentation
                 guard case .accepted = other.evaluate(p, now: t0, revocations: none) else { return XCTFail("round \(round)") }
             }
         }
@@ -93,7 +95,7 @@ final class TapReplayGuardTests: XCTestCase {
         XCTAssertEqual(session.evaluate(sniffed, now: t0 + 1, revocations: none).denial, .nonceUnknown,
                        "forgotten as a replay, still refused on its own session")
         try flood(1)
-        let later = try lock.startSession(now: t0 + 1)
+        let later = try lock.startSession(phoneHello: try phone.open().phoneHello, now: t0 + 1)
         XCTAssertEqual(later.evaluate(sniffed, now: t0 + 1, revocations: none).denial, .decryptionFailed,
                        "and on any other session")
     }

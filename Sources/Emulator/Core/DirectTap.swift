@@ -5,10 +5,12 @@ import MobileKey
 extension Emulator {
     /// A tap by the built-in phone with a stored key over the loopback radio, without the HTTP layer
     /// (benchmarks and in-process tests). Same path as `POST /v1/taps` minus JSON.
-    public func tapWithKey(_ keyID: String, lock lockID: String, action: TapAction = .open, distance: Double = 0) async throws -> Decision {
+    /// `phone`: `.nonConformant` lets the lock judge a lock outside the key's `aud` (`wrong_lock`).
+    public func tapWithKey(_ keyID: String, lock lockID: String, action: TapAction = .open, distance: Double = 0,
+                           phone: BuiltInPhoneMode = .conformant) async throws -> Decision {
         guard let key = try store.key(id: keyID) else { throw APIError.notFound("key", keyID) }
         let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance, siteID: config.siteID,
-                                          issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
+                                          issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now(), phoneMode: phone)
         switch outcome {
         case .decided(let decision, _): return decision
         case .phoneRefused(let why): throw APIError(409, "phone_refused", why.description)

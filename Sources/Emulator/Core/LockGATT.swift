@@ -16,6 +16,8 @@ public final class LockGATT: Sendable {
         struct State {
             var distance: Double
             var session: TapLockSession?
+            /// The reader hello answering this connection's latest phone hello (re-readable).
+            var readerHello: [UInt8]?
             var reassembler = TapReassembler()
             /// Every decision the lock made on this connection, in order; `taken` of them were handed out.
             var decisions: [Decision] = []
@@ -88,6 +90,11 @@ public final class LockGATT: Sendable {
         public static let unpowered: UInt8 = 0x81
         public static let notProvisioned: UInt8 = 0x82
         public static let noSession: UInt8 = 0x83
+        /// Reader Hello read before any phone hello on the connection (a protocol version 1 phone),
+        /// or a phone hello of another version: this lock speaks version 2 only.
+        public static let protocolVersionUnsupported: UInt8 = 0x84
+        /// The phone hello is not a valid message (strict parsing; its key not a point on P-256).
+        public static let malformedPhoneHello: UInt8 = 0x85
 
         /// The one mapping of a lock's refusal to the ATT error a phone sees: its own cause, never a
         /// stand-in (`unlikelyError` for anything a phone cannot act on).
@@ -106,6 +113,7 @@ public final class LockGATT: Sendable {
         let box = WeakBox<LockGATT>()
         let handlers = KeywayLockService.Handlers(
             readerHello: { ctx in try await box.value?.readHello(ctx) ?? [] },
+            phoneHello: { ctx, value in try await box.value?.receivePhoneHello(ctx, value) },
             presentation: { ctx, value in try await box.value?.receivePresentation(ctx, value) },
             lockInfo: { _ in try await box.value?.lockInfo() ?? [] })
         database = try KeywayLockService.database(deviceName: deviceName, handlers: handlers)
@@ -139,17 +147,37 @@ public final class LockGATT: Sendable {
         connections.withLock { $0[ObjectIdentifier(server)] }
     }
 
-    // Reading the hello starts a tap: a fresh nonce and ephemeral key per read.
-    private func readHello(_ ctx: GATTRequestContext) async throws -> [UInt8] {
+    // Protocol v2: the phone's hello (written to Reader Hello) starts a tap — a fresh nonce and
+    // ephemeral key, and the reader hello signed over both ephemeral keys, read next.
+    private func receivePhoneHello(_ ctx: GATTRequestContext, _ value: [UInt8]) async throws {
         guard let conn = connection(ctx.server) else { throw ATTErrorCode.unlikelyError }
         let distance = conn.state.withLock { $0.distance }
         do {
-            let session = try await lock.beginTap(distance: distance)
-            conn.state.withLock { $0.session = session; $0.reassembler.reset() }
-            return session.helloBytes
+            let session = try await lock.beginTap(phoneHello: value, distance: distance)
+            conn.state.withLock { $0.session = session; $0.readerHello = session.helloBytes; $0.reassembler.reset() }
+        } catch let e as HardwareError {
+            throw ApplicationError.attError(for: e)
+        } catch let refused as TapRefused {
+            // Recorded by the lock (one event); the phone sees why in the ATT error.
+            conn.state.withLock { $0.session = nil; $0.readerHello = nil }
+            conn.decided(refused.decision)
+            throw ATTErrorCode.application(refused.decision.reason?.rawValue == TapDenial.protocolVersionUnsupported.code
+                                           ? ApplicationError.protocolVersionUnsupported : ApplicationError.malformedPhoneHello)
+        }
+    }
+
+    // The reader hello answering this connection's phone hello. Read without one, the phone speaks
+    // version 1 (it reads first): refused with 0x84, recorded once as `protocol_version_unsupported`.
+    private func readHello(_ ctx: GATTRequestContext) async throws -> [UInt8] {
+        guard let conn = connection(ctx.server) else { throw ATTErrorCode.unlikelyError }
+        let (distance, hello) = conn.state.withLock { ($0.distance, $0.readerHello) }
+        if let hello { return hello }
+        do {
+            conn.decided(try await lock.refuseVersion1Tap(distance: distance))
         } catch let e as HardwareError {
             throw ApplicationError.attError(for: e)
         }
+        throw ATTErrorCode.application(ApplicationError.protocolVersionUnsupported)
     }
 
     private func receivePresentation(_ ctx: GATTRequestContext, _ fragment: [UInt8]) async throws {
@@ -166,6 +194,10 @@ public final class LockGATT: Sendable {
             // Broken fragmenting is a failed tap the platform should see, not silence.
             decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.malformedPresentation.code))
             message = TapResultMessage(granted: false, reason: TapDenial.malformedPresentation.code, openMilliseconds: 0).encoded()
+        case .success(.complete(let presentation)) where TapProtocol.claimedVersion(presentation).map({ $0 != TapProtocol.version }) ?? false:
+            // A message of another protocol version (a version 1 phone's presentation).
+            decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.protocolVersionUnsupported.code))
+            message = TapResultMessage(granted: false, reason: TapDenial.protocolVersionUnsupported.code, openMilliseconds: 0).encoded()
         case .success(.complete(let presentation)):
             guard let session = conn.state.withLock({ s -> TapLockSession? in defer { s.session = nil }; return s.session }) else {
                 // A presentation without a hello on this connection: no nonce to answer.

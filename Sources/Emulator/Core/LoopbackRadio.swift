@@ -2,8 +2,14 @@ import BLE
 import Foundation
 import Hardware
 import KeywayCrypto
-import MobileKey
+@_spi(NonConformantPhone) import MobileKey
 import Synchronization
+
+/// How the emulator's built-in phone behaves. `conformant` (the default) refuses, before revealing
+/// anything, a lock outside its credential's `aud` or whose clock is more than 60 s off its own (the
+/// tap is then `phone_refused`, and the lock records nothing). `nonConformant` presents to any
+/// certified lock of the site, so a QA user or a test can make the lock itself judge `wrong_lock`.
+public enum BuiltInPhoneMode: String, Sendable, CaseIterable { case conformant, nonConformant = "non_conformant" }
 
 /// The in-process radio: every lock's GATT server, and the built-in phone that taps over a
 /// `LoopbackLink` — the same ATT bytes a real BLE link carries, optionally captured to btsnoop.
@@ -41,17 +47,23 @@ final class LoopbackRadio: @unchecked Sendable {
     enum Outcome {
         case decided(Decision, phoneResult: TapResultMessage?)
         case phoneRefused(TapPhoneError)
+
+        /// The tap protocol version the built-in phone spoke (for the API's `protocol`).
+        var protocolVersion: Int64 { TapProtocol.version }
+        /// `full` for a whole exchange (for the API's `mode`; a FAST repeat tap will say `fast`).
+        var mode: String { "full" }
     }
 
     /// One whole tap by the built-in phone holding `key`: connect, MTU, discovery, subscribe, read
     /// the hello, write the presentation, wait for the result notification, disconnect.
     func tap(lockID: String, key: IssuedKey, action: TapAction, distance: Double, siteID: String, issuers: TrustedIssuers,
-             cache: LockCertificateCache, now: Date) async throws -> Outcome {
+             cache: LockCertificateCache, now: Date, phoneMode: BuiltInPhoneMode = .conformant) async throws -> Outcome {
         guard let gatt = locks[lockID] else { throw APIError.notFound("lock", lockID) }
         // A key issued to an external phone: the built-in phone lacks its private key, so it can only
         // sign with a key of its own — the lock must refuse the proof of possession.
         let holder = try holderKey(key)
-        let phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
+        var phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
+        if phoneMode == .nonConformant { phone = phone.nonConformant() }
 
         let link = LoopbackLink()
         var lockSide: any ATTBearer = link.peripheral

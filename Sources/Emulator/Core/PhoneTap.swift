@@ -9,8 +9,9 @@ public enum PhoneTapError: Error, CustomStringConvertible {
     case lockServiceNotFound
     /// The lock service lacks a characteristic the protocol needs.
     case lockServiceIncomplete(String)
-    /// Reading the reader hello failed; the lock answers its refusals (out of reach, unpowered, not
-    /// provisioned) with ATT application errors, decoded in the description.
+    /// Writing the phone hello or reading the reader hello failed; the lock answers its refusals
+    /// (out of reach, unpowered, not provisioned, protocol version) with ATT application errors,
+    /// decoded in the description.
     case helloRefused(GATTClientError)
     /// The phone checked the reader's hello and refused to reveal its credential to it (a
     /// `TapPhoneError`, or the phone's own crypto failing).
@@ -33,10 +34,13 @@ public enum PhoneTapError: Error, CustomStringConvertible {
                 case LockGATT.ApplicationError.outOfReach: return "the lock refused the tap: the phone is out of its reach"
                 case LockGATT.ApplicationError.unpowered: return "the lock refused the tap: it has no power"
                 case LockGATT.ApplicationError.notProvisioned: return "the lock refused the tap: it has no site keys"
+                case LockGATT.ApplicationError.protocolVersionUnsupported:
+                    return "the lock refused the tap: it speaks Keyway tap protocol version \(TapProtocol.version) only (the phone hello comes first)"
+                case LockGATT.ApplicationError.malformedPhoneHello: return "the lock refused the tap: the phone hello is malformed"
                 default: break
                 }
             }
-            return "reading the reader hello failed: \(e)"
+            return "the hello exchange failed: \(e)"
         case .phoneRefusedLock(let e):
             return "the phone refused the lock: \(e)"
         case .noResult(let why):
@@ -57,7 +61,7 @@ public enum PhoneTap {
     public struct Timing: Sendable {
         /// MTU exchange, discovery and subscription.
         public var setup: Duration = .zero
-        /// From the hello read to the result notification (what the person at the door waits for).
+        /// From the phone hello to the result notification (what the person at the door waits for).
         public var exchange: Duration = .zero
     }
 
@@ -65,6 +69,11 @@ public enum PhoneTap {
         public let result: TapResultMessage
         public let mtu: Int
         public let timing: Timing
+        /// The tap protocol version spoken (`TapProtocol.version`).
+        public var protocolVersion: Int64 { TapProtocol.version }
+        /// `full` (a whole exchange: both hellos, presentation, result). A later FAST repeat tap
+        /// will report `fast`.
+        public var mode: String { "full" }
     }
 
     /// Runs one tap on a connected `client` for `action`, presenting at `now` (the phone's clock).
@@ -91,12 +100,19 @@ public enum PhoneTap {
         let t1 = clock.now
         timing.setup = t1 - t0
 
+        // Protocol v2: the phone hello (ephemeral key, transaction id) is written to Reader Hello, then
+        // the reader's answer, signed over both, is read back.
+        let opening: TapPhone.Opening
+        do { opening = try phone.open() } catch { throw PhoneTapError.phoneRefusedLock(error) }
         let helloBytes: [UInt8]
-        do { helloBytes = try await client.read(hello.valueHandle) } catch let e as GATTClientError {
+        do {
+            try await client.write(hello.valueHandle, opening.phoneHello)
+            helloBytes = try await client.read(hello.valueHandle)
+        } catch let e as GATTClientError {
             throw PhoneTapError.helloRefused(e)
         }
         let pending: TapPhone.Pending
-        do { pending = try phone.present(hello: helloBytes, action: action, at: now) } catch {
+        do { pending = try opening.present(readerHello: helloBytes, action: action, at: now) } catch {
             throw PhoneTapError.phoneRefusedLock(error)
         }
         for fragment in TapFragments.split(pending.presentation) {
