@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
@@ -45,20 +48,30 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fuzzing),
+        // The control API's types, server protocol and client, generated from its OpenAPI document
+        // (`make generate`, tools/generate-api; the document is bundled and served at /openapi.yaml).
+        .target(name: "KeywayAPI", dependencies: [
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+        ], exclude: ["openapi-generator-config.yaml"], resources: [.copy("openapi.yaml")]),
         .target(name: "Emulator", dependencies: [
-            "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
+            "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events", "KeywayAPI",
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], swiftSettings: fuzzing),
         .executableTarget(name: "keyway", dependencies: [
-            "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
+            "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events", "KeywayAPI",
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "KeywayBench", dependencies: [
-            "Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
+            "Emulator", "KeywayAPI", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -70,7 +83,10 @@ let package = Package(
 
         // Fuzz targets (one per parser of outside bytes) and their driver; tools/fuzz builds the driver
         // with libFuzzer, `swift build` builds it as a replay/seed tool.
-        .target(name: "KeywayFuzz", dependencies: ["Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware"],
+        .target(name: "KeywayFuzz", dependencies: ["Emulator", "KeywayCrypto", "MobileKey", "BLE", "Hardware", "KeywayAPI",
+                                                  .product(name: "Hummingbird", package: "hummingbird"),
+                                                  .product(name: "NIOEmbedded", package: "swift-nio"),
+                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: fuzzing),
         .executableTarget(name: "keyway-fuzz", dependencies: ["KeywayFuzz"], swiftSettings: fuzzing),
 
@@ -80,7 +96,7 @@ let package = Package(
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "MobileKey", "KeywayCrypto"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "KeywayCrypto"]),
         .testTarget(name: "KeywayCLITests", dependencies: ["keyway", "Events"]),  // the `keyway` executable's command logic
-        .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "Events", "Hardware", "MobileKey", "BLE"]),
+        .testTarget(name: "EmulatorTests", dependencies: ["Emulator", "KeywayAPI", "Events", "Hardware", "MobileKey", "BLE"]),
         .testTarget(name: "KeywayFuzzTests", dependencies: ["KeywayFuzz", "MobileKey", "BLE", "Hardware"]),
     ],
     swiftLanguageModes: [.v6]

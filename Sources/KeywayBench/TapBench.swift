@@ -14,9 +14,7 @@ func benchTap(_ report: BenchReport) async throws {
     o.dataDir = dir.path
     o.clock = .simulated
     let emu = try await Emulator.start(o)
-    let body = try JSONBody(try JSONSerialization.data(withJSONObject: ["user": "u-ada", "locks": ["main-entrance"]]), allowed: Emulator.keyFields)
-    let issued = try await emu.issueKey(body)
-    let keyID = issued["key_id"] as! String
+    let keyID = try await emu.issueKey(.init(user: "u-ada", locks: ["main-entrance"])).keyId
 
     func oneTap() async throws -> Bool {
         try await emu.tapWithKey(keyID, lock: "main-entrance").granted

@@ -1,6 +1,7 @@
 import BLE
 import Emulator
 import Foundation
+import KeywayAPI
 import KeywayCrypto
 import Hardware
 import MobileKey
@@ -37,8 +38,8 @@ public enum FuzzSeeds {
             let pending = try opening.present(readerHello: session.helloBytes, action: action, at: f.now)
             let evaluation = session.evaluate(pending.presentation, now: f.now, revocations: f.revocations)
             hellos.append(session.helloBytes)
-            presentations.append(pending.presentation)
             phoneHellos.append(try f.phone().open().phoneHello)
+            presentations.append(pending.presentation)
             var granted = false
             if case .accepted = evaluation { granted = true }
             results.append(session.resultMessage(granted: granted, reason: evaluation.denial?.code, openMilliseconds: granted ? 7000 : 0))
@@ -47,8 +48,8 @@ public enum FuzzSeeds {
             }
         }
         seeds["tap-hello"] = hellos
-        seeds["tap-presentation"] = presentations
         seeds["tap-phone-hello"] = [f.opening().phoneHello] + phoneHellos
+        seeds["tap-presentation"] = presentations
         seeds["tap-result"] = results + [ResultExchange.shared.genuineBytes]
         seeds["tap-fragments"] = fragments
         // Empty proofs: the target signs a genuine one, so these reach the grant path.
@@ -117,26 +118,23 @@ public enum FuzzSeeds {
         options.clockStart = Date(timeIntervalSince1970: 1_795_420_800)
         options.capturePath = dir.appendingPathComponent("taps.btsnoop").path
         let emu = try await Emulator.start(options)
-        func body(_ object: [String: Any], _ allowed: Set<String>) throws -> JSONBody {
-            try JSONBody(JSONSerialization.data(withJSONObject: object), allowed: allowed)
-        }
-        _ = try await emu.issueKey(try body(["user": "u-ada", "locks": ["main-entrance", "office-101"], "office_mode": true], Emulator.keyFields))
-        _ = try await emu.tap(try body(["lock": "main-entrance", "user": "u-ada"], Emulator.tapFields))
-        _ = try await emu.tap(try body(["lock": "office-101", "user": "u-ada", "action": "office_mode_on"], Emulator.tapFields))
-        _ = try? await emu.tap(try body(["lock": "room-dolores", "user": "u-ada"], Emulator.tapFields))
+        _ = try await emu.issueKey(.init(user: "u-ada", locks: ["main-entrance", "office-101"], officeMode: true))
+        _ = try await emu.tap(.init(lock: "main-entrance", user: "u-ada"))
+        _ = try await emu.tap(.init(lock: "office-101", user: "u-ada", action: .officeModeOn))
+        _ = try? await emu.tap(.init(lock: "room-dolores", user: "u-ada"))
         await emu.shutdown()
         return try [UInt8](Data(contentsOf: URL(fileURLWithPath: options.capturePath!)))
     }
 
     static func apiBodies(ids: [String?]) -> [[UInt8]] {
-        let ops = ControlAPI.bodyOperations
+        let routes = ControlAPIFuzz.routes
         // (path, id, body): ids as a client would send them.
         let examples: [(String, String?, String)] = [
-            ("/v1/locks/:id/open", "main-entrance", #"{"action":"open","user":"u-ada","iq":"iq-lobby"}"#),
-            ("/v1/iqs/:id/online", "iq-lobby", #"{"online":false}"#),
-            ("/v1/iqs/:id/position", "iq-lounge", #"{"x":4.5,"y":-2,"z":1,"range_m":9.1}"#),
-            ("/v1/controllers/:id/power", "ctl-back-door", #"{"on":false}"#),
-            ("/v1/doors/:id/sensor", "back-door", #"{"open":true}"#),
+            ("/v1/locks/{id}/open", "main-entrance", #"{"action":"open","user":"u-ada","iq":"iq-lobby"}"#),
+            ("/v1/iqs/{id}/online", "iq-lobby", #"{"online":false}"#),
+            ("/v1/iqs/{id}/position", "iq-lounge", #"{"x":4.5,"y":-2,"z":1,"range_m":9.1}"#),
+            ("/v1/controllers/{id}/power", "ctl-back-door", #"{"on":false}"#),
+            ("/v1/doors/{id}/sensor", "back-door", #"{"open":true}"#),
             ("/v1/keys", nil, #"{"user":"u-ada","locks":["main-entrance","office-101"],"not_before":"2026-11-23T08:00:00Z","not_after":"2026-11-24T08:00:00Z","office_mode":true,"schedule":["mon-fri 08:00-18:00"],"grace_before_s":300}"#),
             ("/v1/keys", nil, #"{"user":"u-grace","group":"members"}"#),
             ("/v1/taps", nil, #"{"lock":"main-entrance","user":"u-ada","action":"open","distance_m":0.03}"#),
@@ -146,7 +144,7 @@ public enum FuzzSeeds {
             ("/v1/clock/set", nil, #"{"time":"2026-11-23T09:00:00Z"}"#),
         ]
         return examples.compactMap { path, id, body in
-            guard let op = ops.firstIndex(where: { $0.path == path }), let i = ids.firstIndex(of: id) else { return nil }
+            guard let op = routes.firstIndex(of: path), let i = ids.firstIndex(of: id) else { return nil }
             return [UInt8(op), UInt8(i)] + Array(body.utf8)
         }
     }

@@ -411,7 +411,7 @@ final class AttackSuiteTests: XCTestCase {
         let key = try await adaKey([entrance, "storage-basement"])
         let holder = try P256.PrivateKey(pem: try XCTUnwrap(key.holderPrivateKeyPEM))
         let revoked = try await bench.emu.revokeKey(key.keyID)
-        XCTAssertEqual(revoked["revocation_list_version"] as? Int, 1)
+        XCTAssertEqual(revoked.revocationListVersion, 1)
         var mark = try await bench.mark()
         _ = try await bench.emu.iqSync("iq-lobby")
         let pushed = try await bench.events(after: mark, lock: entrance, types: [.revocationUpdated])
@@ -463,7 +463,7 @@ final class AttackSuiteTests: XCTestCase {
     /// The same for a fob with end dates (u-alan's January 2025 day pass) at the main entrance with its
     /// IQ offline: set back into January 2025, the lock still says `expired`.
     func testClockRolledBackDoesNotReviveAnExpiredFob() async throws {
-        _ = try await bench.emu.iqOnline("iq-lobby", try bench.body(["online": false], allowed: ["online"]))
+        _ = try await bench.emu.iqOnline("iq-lobby", .init(online: false))
         let alan = "5A:0C:81:E4"
         var mark = try await bench.mark()
         var r = try await bench.apiTap(["lock": entrance, "tag": alan])
@@ -754,7 +754,7 @@ final class AttackSuiteTests: XCTestCase {
         XCTAssertEqual(r["reason"] as? String, "keypad_locked_out", "locked out even against the right PIN")
         try await bench.expectOneDecision(at: entrance, after: mark, reason: "keypad_locked_out", method: .pin, apiResponse: r)
 
-        _ = try await bench.emu.advanceClock(try bench.body(["seconds": 300], allowed: ["seconds"]))
+        _ = try await bench.emu.advanceClock(.init(seconds: 300))
         mark = try await bench.mark()
         r = try await bench.apiTap(["lock": entrance, "pin": "4821"])
         XCTAssertEqual(r["result"] as? String, "granted")

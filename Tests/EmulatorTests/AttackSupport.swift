@@ -54,13 +54,10 @@ final class AttackBench {
 
     // MARK: Keys
 
-    func body(_ obj: [String: Any], allowed: Set<String>) throws -> JSONBody {
-        try JSONBody(try JSONSerialization.data(withJSONObject: obj), allowed: allowed)
-    }
 
     /// Issues a key through the emulator (`POST /v1/keys` minus HTTP) and returns it as stored.
     func issue(_ obj: [String: Any]) async throws -> IssuedKey {
-        let r = try await emu.issueKey(try body(obj, allowed: Emulator.keyFields))
+        let r = try await emu.issueKey(json: obj)
         let id = try XCTUnwrap(r["key_id"] as? String)
         return try XCTUnwrap(try emu.store.key(id: id))
     }
@@ -79,7 +76,7 @@ final class AttackBench {
 
     /// Emulator API tap (tags, PINs), as `POST /v1/taps` minus HTTP.
     func apiTap(_ obj: [String: Any]) async throws -> [String: Any] {
-        try await emu.tap(try body(obj, allowed: Emulator.tapFields))
+        try await emu.tap(json: obj)
     }
 
     // MARK: Journal

@@ -96,9 +96,6 @@ final class ConcurrencyStressTests: XCTestCase {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    static func body(_ obj: [String: Any], allowed: Set<String>) throws -> JSONBody {
-        try JSONBody(try JSONSerialization.data(withJSONObject: obj), allowed: allowed)
-    }
 
     func testConcurrentTapsWithIQOutagesClockRevocationsAndDoorsLeaveAnExplainedJournal() async throws {
         let p = Parameters.fromEnvironment()
@@ -117,8 +114,7 @@ final class ConcurrencyStressTests: XCTestCase {
         for i in 0..<p.phones {
             let locks = lockIDs.enumerated().filter { ($0.offset + i) % 4 != 3 }.map(\.element)
             let office = i % 4 == 0
-            let k = try await emu.issueKey(try Self.body(["user": "stress-\(i)", "locks": locks, "office_mode": office],
-                                                    allowed: Emulator.keyFields))
+            let k = try await emu.issueKey(json: ["user": "stress-\(i)", "locks": locks, "office_mode": office])
             phones.append(Phone(user: "stress-\(i)", keyID: try XCTUnwrap(k["key_id"] as? String), locks: Set(locks), officeMode: office))
         }
         // Keys of these phones get revoked during the run (two of them by concurrent calls).
@@ -159,7 +155,7 @@ final class ConcurrencyStressTests: XCTestCase {
                     let q = iqIDs[Int(rng.next() % UInt64(iqIDs.count))]
                     guard let iq = emu.site.iq(q) else { break }
                     let online = await iq.isOnline
-                    _ = try await emu.iqOnline(q, try Self.body(["online": !online], allowed: ["online"]))
+                    _ = try await emu.iqOnline(q, .init(online: !online))
                     bg.iqToggles[q, default: 0] += 1
                     try await Task.sleep(for: .milliseconds(2))
                 }
@@ -185,15 +181,15 @@ final class ConcurrencyStressTests: XCTestCase {
                     // Spread over the start of the run, while the phones tap.
                     try await Task.sleep(for: .milliseconds(5 * (n + 1)))
                     let r = try await emu.revokeKey(key)
-                    bg.revoked[key] = UInt64(try XCTUnwrap(r["revocation_list_version"] as? Int))
+                    bg.revoked[key] = UInt64(r.revocationListVersion)
                 }
                 let pair = Array(toRevoke.suffix(2))
                 if pair.count == 2 {
                     async let a = emu.revokeKey(pair[0])
                     async let b = emu.revokeKey(pair[1])
                     let (ra, rb) = try await (a, b)
-                    bg.revoked[pair[0]] = UInt64(try XCTUnwrap(ra["revocation_list_version"] as? Int))
-                    bg.revoked[pair[1]] = UInt64(try XCTUnwrap(rb["revocation_list_version"] as? Int))
+                    bg.revoked[pair[0]] = UInt64(ra.revocationListVersion)
+                    bg.revoked[pair[1]] = UInt64(rb.revocationListVersion)
                 }
                 return .background(bg)
             }
@@ -205,14 +201,14 @@ final class ConcurrencyStressTests: XCTestCase {
                 while !stop.stopped, !controllerIDs.isEmpty {
                     let c = controllerIDs[Int(rng.next() % UInt64(controllerIDs.count))]
                     let value = !(open[c] ?? false)
-                    _ = try await emu.doorSensor(c, try Self.body(["open": value], allowed: ["open"]))
+                    _ = try await emu.doorSensor(c, .init(open: value))
                     open[c] = value
                     bg.doorChanges[c, default: []].append(value)
                     try await Task.sleep(for: .milliseconds(3))
                 }
                 // Leave the doors closed, so the end state does not depend on a door left ajar.
                 for (c, isOpen) in open where isOpen {
-                    _ = try await emu.doorSensor(c, try Self.body(["open": false], allowed: ["open"]))
+                    _ = try await emu.doorSensor(c, .init(open: false))
                     bg.doorChanges[c, default: []].append(false)
                 }
                 return .background(bg)
@@ -354,7 +350,7 @@ final class ConcurrencyStressTests: XCTestCase {
         let stored = try XCTUnwrap(try emu.store.signedRevocationList(site: emu.config.siteID))
         let storedList = try RevocationList.empty(siteID: emu.config.siteID).accepting(stored, issuers: emu.keys.trustedIssuers)
         XCTAssertEqual(storedList.version, directoryVersion, "the stored revocation list is older than the directory's")
-        XCTAssertEqual(Set(try emu.keysJSON(user: nil).filter { $0["revoked"] as? Bool == true }.compactMap { $0["key_id"] as? String }),
+        XCTAssertEqual(Set(try emu.listKeys(user: nil).filter(\.revoked).map(\.keyId)),
                        Set(toRevoke))
 
         // 6. Once an IQ collects the trails, nothing of an in-reach lock is still held.

@@ -36,9 +36,6 @@ final class EmulatedWorldTests: XCTestCase {
         return e
     }
 
-    func body(_ obj: [String: Any], allowed: Set<String>) throws -> JSONBody {
-        try JSONBody(try JSONSerialization.data(withJSONObject: obj), allowed: allowed)
-    }
 
     /// A Monday 09:00 in San Francisco (17:00Z), `weeks` weeks from the Monday on or before `date`,
     /// inside every group's schedule.
@@ -52,8 +49,8 @@ final class EmulatedWorldTests: XCTestCase {
     }
 
     func grantedTap(_ e: Emulator, lock: String = "main-entrance", user: String = "u-ada") async throws -> [String: Any] {
-        _ = try await e.issueKey(try body(["user": user, "locks": [lock]], allowed: Emulator.keyFields))
-        return try await e.tap(try body(["lock": lock, "user": user], allowed: Emulator.tapFields))
+        _ = try await e.issueKey(json: ["user": user, "locks": [lock]])
+        return try await e.tap(json: ["lock": lock, "user": user])
     }
 
     func testTapsAreGrantedAcrossTheWholeWorldSpan() async throws {
@@ -81,10 +78,10 @@ final class EmulatedWorldTests: XCTestCase {
         // The API moves the clock at most 31 days per call: walk back a year, a step at a time.
         for _ in 0..<12 {
             let t = e.clock.now().addingTimeInterval(-30 * 86_400)
-            _ = try await e.setClock(try body(["time": rfc3339(t)], allowed: ["time"]))
+            _ = try await e.setClock(.init(time: t))
         }
         let back = Self.mondayMorning(near: e.clock.now())
-        _ = try await e.setClock(try body(["time": rfc3339(back)], allowed: ["time"]))
+        _ = try await e.setClock(.init(time: back))
         XCTAssertLessThan(e.clock.now(), Date().addingTimeInterval(-300 * 86_400))
         let r = try await grantedTap(e)
         XCTAssertEqual(r["result"] as? String, "granted", "\(r)")
@@ -122,7 +119,7 @@ final class EmulatedWorldTests: XCTestCase {
         let cases: [(fault: String, reason: String)] = [("expired", "lock_certificate_expired"),
                                                         ("not_yet_valid", "lock_certificate_not_yet_valid")]
         for c in cases {
-            let lock = try await e.setLockCertificate("main-entrance", try body(["fault": c.fault], allowed: Emulator.certificateFields))
+            let lock = try await e.setLockCertificate("main-entrance", json: ["fault": c.fault])
             XCTAssertEqual((lock["certificate"] as? [String: Any])?["state"] as? String, c.fault)
             let r = try await grantedTap(e)
             XCTAssertEqual(r["result"] as? String, "phone_refused", "\(r)")
@@ -139,20 +136,20 @@ final class EmulatedWorldTests: XCTestCase {
         // Another lock is unaffected; restoring the certificate restores taps.
         var r = try await grantedTap(e, lock: "room-dolores")
         XCTAssertEqual(r["result"] as? String, "granted")
-        _ = try await e.setLockCertificate("main-entrance", try body(["fault": "none"], allowed: Emulator.certificateFields))
-        r = try await e.tap(try body(["lock": "main-entrance", "user": "u-ada"], allowed: Emulator.tapFields))
+        _ = try await e.setLockCertificate("main-entrance", json: ["fault": "none"])
+        r = try await e.tap(json: ["lock": "main-entrance", "user": "u-ada"])
         XCTAssertEqual(r["result"] as? String, "granted", "\(r)")
     }
 
     func testACertificateWindowExpiresWithTheSimulatedClockAndResetRestoresIt() async throws {
         let e = try await start(at: Self.mondayMorning(near: Date()))
         let until = e.clock.now().addingTimeInterval(3600)
-        _ = try await e.setLockCertificate("main-entrance", try body(["not_after": rfc3339(until)], allowed: Emulator.certificateFields))
+        _ = try await e.setLockCertificate("main-entrance", json: ["not_after": rfc3339(until)])
         var r = try await grantedTap(e)
         XCTAssertEqual(r["result"] as? String, "granted")
         // Past the end plus the phone's skew tolerance.
-        _ = try await e.advanceClock(try body(["seconds": 3600 + Verifier.defaultClockSkewTolerance + 10], allowed: ["seconds"]))
-        r = try await e.tap(try body(["lock": "main-entrance", "user": "u-ada"], allowed: Emulator.tapFields))
+        _ = try await e.advanceClock(.init(seconds: 3600 + Verifier.defaultClockSkewTolerance + 10))
+        r = try await e.tap(json: ["lock": "main-entrance", "user": "u-ada"])
         XCTAssertEqual(r["result"] as? String, "phone_refused")
         XCTAssertEqual(r["reason"] as? String, "lock_certificate_expired")
 
@@ -174,7 +171,7 @@ final class EmulatedWorldTests: XCTestCase {
         ]
         for (obj, field) in bad {
             do {
-                _ = try await e.setLockCertificate("main-entrance", try body(obj, allowed: Emulator.certificateFields))
+                _ = try await e.setLockCertificate("main-entrance", json: obj)
                 XCTFail("accepted \(obj)")
             } catch let err as APIError {
                 XCTAssertEqual(err.status, 400, "\(obj)")
@@ -182,7 +179,7 @@ final class EmulatedWorldTests: XCTestCase {
             }
         }
         do {
-            _ = try await e.setLockCertificate("no-such-lock", try body(["fault": "expired"], allowed: Emulator.certificateFields))
+            _ = try await e.setLockCertificate("no-such-lock", json: ["fault": "expired"])
             XCTFail("accepted an unknown lock")
         } catch let err as APIError { XCTAssertEqual(err.status, 404) }
         // Nothing changed.
@@ -193,18 +190,18 @@ final class EmulatedWorldTests: XCTestCase {
     func testTheSimulatedClockCannotLeaveTheWorldSpan() async throws {
         let e = try await start(at: EmulatedWorld.span.upperBound.addingTimeInterval(-3600))
         do {
-            _ = try await e.advanceClock(try body(["seconds": 7200], allowed: ["seconds"]))
+            _ = try await e.advanceClock(.init(seconds: 7200))
             XCTFail("advanced past 2100")
         } catch let err as APIError {
             XCTAssertEqual(err.status, 409)
             XCTAssertEqual(err.code, "clock_out_of_range")
         }
         do {
-            _ = try await e.setClock(try body(["time": "2100-01-02T00:00:00Z"], allowed: ["time"]))
+            _ = try await e.setClock(.init(time: Date(timeIntervalSince1970: 4_102_531_200)))
             XCTFail("set past 2100")
         } catch let err as APIError { XCTAssertEqual(err.code, "clock_out_of_range") }
         XCTAssertEqual(e.clock.now(), EmulatedWorld.span.upperBound.addingTimeInterval(-3600), "the clock did not move")
-        _ = try await e.advanceClock(try body(["seconds": 3600], allowed: ["seconds"]))
+        _ = try await e.advanceClock(.init(seconds: 3600))
         XCTAssertEqual(e.clock.now(), EmulatedWorld.span.upperBound, "the span's last instant is reachable")
     }
 

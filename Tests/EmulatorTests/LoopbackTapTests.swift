@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Emulator
+import KeywayAPI
 import Events
 import Hardware
 import MobileKey
@@ -27,16 +28,13 @@ final class LoopbackTapTests: XCTestCase {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func body(_ obj: [String: Any], allowed: Set<String>) throws -> JSONBody {
-        try JSONBody(try JSONSerialization.data(withJSONObject: obj), allowed: allowed)
-    }
 
     func issue(_ obj: [String: Any]) async throws -> [String: Any] {
-        try await emu.issueKey(try body(obj, allowed: Emulator.keyFields))
+        try await emu.issueKey(json: obj)
     }
 
     func tap(_ obj: [String: Any]) async throws -> [String: Any] {
-        try await emu.tap(try body(obj, allowed: Emulator.tapFields))
+        try await emu.tap(json: obj)
     }
 
     func testGrantedTapUnlocksRelocksAndIsJournaled() async throws {
@@ -48,7 +46,7 @@ final class LoopbackTapTests: XCTestCase {
         let state = try await emu.lockJSON(id: "main-entrance")["state"] as? String
         XCTAssertEqual(state, "unlocked")
         let openMs = try XCTUnwrap(r["open_ms"] as? Int)
-        _ = try await emu.advanceClock(try body(["seconds": Double(openMs) / 1000 + 1], allowed: ["seconds"]))
+        _ = try await emu.advanceClock(.init(seconds: Double(openMs) / 1000 + 1))
         let after = try await emu.lockJSON(id: "main-entrance")["state"] as? String
         XCTAssertEqual(after, "locked")
         let recorded = try await emu.journal.event(id: eventID)
@@ -57,10 +55,10 @@ final class LoopbackTapTests: XCTestCase {
         XCTAssertEqual(recorded?.event.method, .mobile)
     }
 
-        // A lock the key is not for: the (conformant, protocol v2) built-in phone refuses it before
-        // revealing anything, so the lock decides and records nothing.
     func testDenialsOverTheRadioCarryTheirReasons() async throws {
         _ = try await issue(["user": "u-ada", "locks": ["main-entrance"]])
+        // A lock the key is not for: the (conformant, protocol v2) built-in phone refuses it before
+        // revealing anything, so the lock decides and records nothing.
         var r = try await tap(["lock": "room-dolores", "user": "u-ada"])
         XCTAssertEqual(r["result"] as? String, "phone_refused")
         XCTAssertEqual(r["reason"] as? String, "lock_not_in_credential")
@@ -85,7 +83,7 @@ final class LoopbackTapTests: XCTestCase {
         let k = try await issue(["user": "u-ada", "locks": ["main-entrance"]])
         let id = k["key_id"] as! String
         let revoked = try await emu.revokeKey(id)
-        XCTAssertEqual(revoked["revocation_list_version"] as? Int, 1)
+        XCTAssertEqual(revoked.revocationListVersion, 1)
         // Until an IQ syncs, the lock still holds list version 0 and grants.
         var r = try await tap(["lock": "main-entrance", "key_id": id])
         XCTAssertEqual(r["result"] as? String, "granted")
@@ -108,8 +106,9 @@ final class LoopbackTapTests: XCTestCase {
         do { _ = try await tap(["lock": "main-entrance", "user": "u-nobody"]); XCTFail() } catch let e as APIError {
             XCTAssertEqual(e.code, "no_key")
         }
-        XCTAssertThrowsError(try JSONBody(Data(#"{"lock":"x","colour":"red"}"#.utf8), allowed: Emulator.tapFields)) {
+        XCTAssertThrowsError(try Emulator.request(["lock": "x", "user": "u-ada", "colour": "red"], as: Components.Schemas.TapRequest.self)) {
             XCTAssertEqual(($0 as? APIError)?.field, "colour")
+            XCTAssertEqual(($0 as? APIError)?.message, "unknown field")
         }
     }
 
@@ -140,10 +139,10 @@ final class LoopbackTapTests: XCTestCase {
         _ = try await emu.reset()
         let state = try await emu.lockJSON(id: "main-entrance")["state"] as? String
         XCTAssertEqual(state, "locked")
-        XCTAssertTrue(try emu.keysJSON(user: nil).isEmpty)
-        let events = try await emu.eventsJSON(types: [], lock: nil, since: nil, after: nil, limit: 100, all: false)
+        XCTAssertTrue(try emu.listKeys(user: nil).isEmpty)
+        let events = try await emu.events(types: [], lock: nil, since: nil, after: nil, limit: 100, all: false)
         XCTAssertTrue(events.isEmpty, "\(events.count) events after reset")
-        let all = try await emu.eventsJSON(types: [], lock: nil, since: nil, after: nil, limit: 100, all: true)
+        let all = try await emu.events(types: [], lock: nil, since: nil, after: nil, limit: 100, all: true)
         XCTAssertFalse(all.isEmpty, "the journal keeps everything")
     }
 }

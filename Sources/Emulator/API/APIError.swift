@@ -1,5 +1,7 @@
 import Events
 import Foundation
+import KeywayAPI
+import OpenAPIRuntime
 
 /// An API failure with the HTTP status and the field it concerns. Rendered as
 /// `{"error": {"code", "message", "field"}}` — never a stack trace, never a secret.
@@ -18,91 +20,88 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { field.map { "\($0): \(message)" } ?? message }
 
-    public var json: [String: Any] {
-        var e: [String: Any] = ["code": code, "message": message]
-        if let field { e["field"] = field }
-        return ["error": e]
+    /// The document's error body, `{"error": {"code", "message", "field"}}`.
+    public var body: Components.Schemas._Error {
+        Components.Schemas._Error(error: .init(code: code, message: message, field: field))
+    }
+
+    /// `body` as JSON bytes (keys sorted, dates as the API writes them).
+    public var jsonBytes: Data {
+        (try? APIDates.jsonEncoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":"internal error"}}"#.utf8)
     }
 }
 
-/// A parsed JSON object body with typed, field-naming accessors: every rejection says which field
-/// and why, and unknown fields are refused (a typo must not silently change a test's meaning).
-public struct JSONBody {
-    public let object: [String: Any]
-
-    public init(_ data: Data, allowed: Set<String>) throws {
-        if data.isEmpty { object = [:]; return }
-        let any: Any
-        do { any = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) }
-        catch { throw APIError(400, "invalid_json", "request body is not valid JSON") }
-        guard let obj = any as? [String: Any] else { throw APIError(400, "invalid_json", "request body must be a JSON object") }
-        for key in obj.keys where !allowed.contains(key) {
-            throw APIError.badRequest(key, "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
-        }
-        object = obj
-    }
-
-    public func has(_ k: String) -> Bool { object[k] != nil && !(object[k] is NSNull) }
-
-    public func string(_ k: String, required: Bool = false, maxLength: Int = 256) throws -> String? {
-        guard let v = object[k], !(v is NSNull) else {
-            if required { throw APIError.badRequest(k, "required") }
-            return nil
-        }
-        guard let s = v as? String else { throw APIError.badRequest(k, "must be a string") }
-        guard !s.isEmpty else { throw APIError.badRequest(k, "must not be empty") }
-        guard s.utf8.count <= maxLength else { throw APIError.badRequest(k, "longer than \(maxLength) bytes") }
+/// Checks the generated types cannot express (lengths, ranges, non-empty): every rejection names
+/// its field and says why. Unknown fields, wrong JSON types and missing required fields are refused
+/// earlier, by the generated decoders (ControlAPI's error middleware names the field).
+enum Input {
+    static func text(_ s: String, _ field: String, maxLength: Int) throws -> String {
+        guard !s.isEmpty else { throw APIError.badRequest(field, "must not be empty") }
+        guard s.utf8.count <= maxLength else { throw APIError.badRequest(field, "longer than \(maxLength) bytes") }
         return s
     }
 
-    public func bool(_ k: String, required: Bool = false) throws -> Bool? {
-        guard let v = object[k], !(v is NSNull) else {
-            if required { throw APIError.badRequest(k, "required") }
-            return nil
-        }
-        // JSONSerialization gives NSNumber for both numbers and booleans; accept only real booleans.
-        guard let n = v as? NSNumber, isJSONBoolean(n) else {
-            throw APIError.badRequest(k, "must be true or false")
-        }
-        return n.boolValue
+    static func text(_ s: String?, _ field: String, maxLength: Int) throws -> String? {
+        try s.map { try text($0, field, maxLength: maxLength) }
     }
 
-    public func number(_ k: String, required: Bool = false, range: ClosedRange<Double>) throws -> Double? {
-        guard let v = object[k], !(v is NSNull) else {
-            if required { throw APIError.badRequest(k, "required") }
-            return nil
-        }
-        guard let n = v as? NSNumber, !isJSONBoolean(n) else { throw APIError.badRequest(k, "must be a number") }
-        let d = n.doubleValue
-        guard d.isFinite, range.contains(d) else { throw APIError.badRequest(k, "must be between \(range.lowerBound) and \(range.upperBound)") }
+    static func texts(_ a: [String]?, _ field: String, maxCount: Int) throws -> [String]? {
+        guard let a else { return nil }
+        guard !a.isEmpty else { throw APIError.badRequest(field, "must not be empty") }
+        guard a.count <= maxCount else { throw APIError.badRequest(field, "at most \(maxCount) entries") }
+        for s in a where s.isEmpty || s.utf8.count > 128 { throw APIError.badRequest(field, "must be an array of non-empty strings") }
+        return a
+    }
+
+    static func number(_ d: Double, _ field: String, _ range: ClosedRange<Double>) throws -> Double {
+        guard d.isFinite, range.contains(d) else { throw APIError.badRequest(field, "must be between \(range.lowerBound) and \(range.upperBound)") }
         return d
     }
 
-    public func integer(_ k: String, required: Bool = false, range: ClosedRange<Int>) throws -> Int? {
-        guard let d = try number(k, required: required, range: Double(range.lowerBound)...Double(range.upperBound)) else { return nil }
-        guard d == d.rounded() else { throw APIError.badRequest(k, "must be a whole number") }
-        return Int(d)
+    static func number(_ d: Double?, _ field: String, _ range: ClosedRange<Double>) throws -> Double? {
+        try d.map { try number($0, field, range) }
     }
 
-    public func strings(_ k: String, required: Bool = false, maxCount: Int = 64) throws -> [String]? {
-        guard let v = object[k], !(v is NSNull) else {
-            if required { throw APIError.badRequest(k, "required") }
-            return nil
-        }
-        guard let a = v as? [Any] else { throw APIError.badRequest(k, "must be an array of strings") }
-        guard !a.isEmpty else { throw APIError.badRequest(k, "must not be empty") }
-        guard a.count <= maxCount else { throw APIError.badRequest(k, "at most \(maxCount) entries") }
-        return try a.map {
-            guard let s = $0 as? String, !s.isEmpty, s.utf8.count <= 128 else { throw APIError.badRequest(k, "must be an array of non-empty strings") }
-            return s
-        }
+    static func integer(_ i: Int?, _ field: String, _ range: ClosedRange<Int>) throws -> Int? {
+        guard let i else { return nil }
+        guard range.contains(i) else { throw APIError.badRequest(field, "must be between \(range.lowerBound) and \(range.upperBound)") }
+        return i
     }
+}
 
-    public func date(_ k: String, required: Bool = false) throws -> Date? {
-        guard let s = try string(k, required: required, maxLength: 64) else { return nil }
-        guard let d = parseRFC3339(s) else { throw APIError.badRequest(k, "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z") }
+/// The API's one date-time form, both ways: written `2026-11-22T09:00:00.000Z`, read as any RFC 3339
+/// date-time (`Events.RFC3339`), for bodies, query parameters and the generated client alike.
+public struct APIDates: DateTranscoder {
+    public init() {}
+    public func encode(_ date: Date) throws -> String { RFC3339.format(date) }
+    public func decode(_ string: String) throws -> Date {
+        guard let d = RFC3339.parse(string) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z"))
+        }
         return d
     }
+
+    /// The generated server's and client's configuration.
+    public static let configuration = Configuration(dateTranscoder: APIDates())
+
+    static let jsonEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(RFC3339.format(date))
+        }
+        return e
+    }()
+
+    static let jsonDecoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            return try APIDates().decode(try c.decode(String.self))
+        }
+        return d
+    }()
 }
 
 /// RFC 3339 with or without fractional seconds; nil if it is not one (`Events.RFC3339`).
@@ -110,6 +109,3 @@ func parseRFC3339(_ s: String) -> Date? { RFC3339.parse(s) }
 
 /// `2026-11-22T09:00:00.000Z` (`Events.RFC3339`).
 public func rfc3339(_ d: Date) -> String { RFC3339.format(d) }
-
-/// Foundation hands JSON booleans over as NSNumber too; the objCType "c" tells them apart from 0/1.
-func isJSONBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }

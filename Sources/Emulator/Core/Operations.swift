@@ -1,112 +1,105 @@
 import Events
 import Foundation
 import Hardware
+import KeywayAPI
 import KeywayCrypto
 import MobileKey
 
 /// What the control API (and the CLI through it) can ask of the emulator. Each operation validates
 /// its input completely before touching any device, so a bad request changes nothing.
 extension Emulator {
+    public typealias Schemas = Components.Schemas
+
     // MARK: - Site and devices
 
-    public func healthJSON() async -> [String: Any] {
-        ["status": "ok", "site": config.siteID, "transport": options.transport.rawValue, "clock": options.clock.rawValue,
-         "time": rfc3339(clock.now()), "locks": config.locks.count, "iqs": config.iqs.count]
+    public func health() async throws -> Schemas.Health {
+        Schemas.Health(status: .ok, site: config.siteID, transport: try wire(options.transport.rawValue), clock: try wire(options.clock.rawValue),
+                       time: clock.now(), locks: config.locks.count, iqs: config.iqs.count)
     }
 
-    public func siteJSON() async -> [String: Any] {
-        [
-            "id": config.siteID, "name": config.name, "organisation": config.organisation,
-            "time_zone": config.timeZone.identifier,
-            "locks": config.locks.map { ["id": $0.id, "name": $0.name, "kind": $0.kind.rawValue] as [String: Any] },
-            "door_controllers": config.doorControllers.map { ["id": $0.id, "name": $0.name, "lock": $0.lockID, "relay": $0.relay.rawValue] as [String: Any] },
-            "iqs": config.iqs.map { ["id": $0.id, "name": $0.name] as [String: Any] },
-            "access_groups": config.accessGroups.map { ["id": $0.id, "name": $0.name] as [String: Any] },
-            "users": config.users.map { ["id": $0.id, "name": $0.name] as [String: Any] },
-            "issuer_key_id": Hex.encode(keys.issuerKeyID),
-            "issuer_public_key": keys.issuerPublicKey.pem,
-        ]
+    public func siteDescription() throws -> Schemas.Site {
+        Schemas.Site(
+            id: config.siteID, name: config.name, organisation: config.organisation, timeZone: config.timeZone.identifier,
+            locks: try config.locks.map { .init(id: $0.id, name: $0.name, kind: try wire($0.kind.rawValue)) },
+            doorControllers: try config.doorControllers.map { .init(id: $0.id, name: $0.name, lock: $0.lockID, relay: try wire($0.relay.rawValue)) },
+            iqs: config.iqs.map { .init(id: $0.id, name: $0.name) },
+            accessGroups: config.accessGroups.map { .init(id: $0.id, name: $0.name) },
+            users: config.users.map { .init(id: $0.id, name: $0.name) },
+            issuerKeyId: Hex.encode(keys.issuerKeyID), issuerPublicKey: keys.issuerPublicKey.pem)
     }
 
-    func lockJSON(_ lock: Lock) async -> [String: Any] {
+    func lockDescription(_ lock: Lock) async throws -> Schemas.Lock {
         let s = await lock.status
         let iqs = (try? await site.iqsReaching(lock: lock.id)) ?? []
-        var o: [String: Any] = [
-            "id": s.id, "name": s.name, "kind": s.kind.rawValue, "state": s.state.rawValue,
-            "position": ["x": s.position.x, "y": s.position.y, "z": s.position.z],
-            "open_time_s": Int(s.openTime), "office_mode": s.state == .officeMode,
-            "revocation_list_version": Int(s.revocationListVersion), "access_list_version": Int(s.accessListVersion),
-            "battery_low": s.batteryLow, "powered": s.powered,
-            "feedback": ["led": s.feedback.led.rawValue, "beep": s.feedback.beep.rawValue],
-            "iq_reach": iqs, "in_iq_reach": !iqs.isEmpty,
-            "trail": ["count": s.trailCount, "capacity": s.trailCapacity, "pending_loss": Int(s.trailPendingLoss)],
-            "lock_time": rfc3339(s.lockTime), "door_controller": s.doorController,
-        ]
-        if let b = s.batteryLevel { o["battery_level"] = Int(b) }
-        if let u = s.unlockedUntil { o["unlocked_until"] = rfc3339(u) }
-        if let c = certificateJSON(s.id) { o["certificate"] = c }
-        return o
+        return Schemas.Lock(
+            id: s.id, name: s.name, kind: try wire(s.kind.rawValue), state: try wire(s.state.rawValue),
+            position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
+            openTimeS: Int(s.openTime), officeMode: s.state == .officeMode,
+            revocationListVersion: Int(s.revocationListVersion), accessListVersion: Int(s.accessListVersion),
+            batteryLow: s.batteryLow, batteryLevel: s.batteryLevel.map(Int.init), powered: s.powered,
+            feedback: .init(led: try wire(s.feedback.led.rawValue), beep: try wire(s.feedback.beep.rawValue)),
+            iqReach: iqs, inIqReach: !iqs.isEmpty,
+            trail: .init(count: s.trailCount, capacity: s.trailCapacity, pendingLoss: Int(s.trailPendingLoss)),
+            lockTime: s.lockTime, unlockedUntil: s.unlockedUntil, doorController: s.doorController,
+            certificate: certificateState(s.id))
     }
 
-    public func locksJSON() async -> [[String: Any]] {
-        var out: [[String: Any]] = []
-        for l in site.locks { out.append(await lockJSON(l)) }
+    public func locks() async throws -> [Schemas.Lock] {
+        var out: [Schemas.Lock] = []
+        for l in site.locks { out.append(try await lockDescription(l)) }
         return out
     }
 
-    public func lockJSON(id: String) async throws -> [String: Any] {
+    public func lock(id: String) async throws -> Schemas.Lock {
         guard let l = site.lock(id) else { throw APIError.notFound("lock", id) }
-        return await lockJSON(l)
+        return try await lockDescription(l)
     }
 
-    public func iqsJSON() async -> [[String: Any]] {
-        var out: [[String: Any]] = []
-        for q in site.iqs {
-            let s = await q.status
-            var o: [String: Any] = ["id": s.id, "name": s.name, "online": s.online, "activated": s.activated,
-                                    "position": ["x": s.position.x, "y": s.position.y, "z": s.position.z],
-                                    "range_m": s.range, "locks_in_reach": s.locksInReach]
-            if let t = s.lastSync { o["last_sync"] = rfc3339(t) }
-            out.append(o)
-        }
+    func iqDescription(_ q: IQ) async -> Schemas.Iq {
+        let s = await q.status
+        return Schemas.Iq(id: s.id, name: s.name, online: s.online, activated: s.activated,
+                          position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
+                          rangeM: s.range, locksInReach: s.locksInReach, lastSync: s.lastSync)
+    }
+
+    public func iqs() async -> [Schemas.Iq] {
+        var out: [Schemas.Iq] = []
+        for q in site.iqs { out.append(await iqDescription(q)) }
         return out
     }
 
-    public func controllersJSON() async -> [[String: Any]] {
-        var out: [[String: Any]] = []
-        for c in site.doorControllers {
-            let s = await c.status
-            var o: [String: Any] = ["id": s.id, "name": s.name, "lock": s.lockID, "relay": s.relay.rawValue, "powered": s.powered,
-                                    "relay_energised": s.relayEnergised, "door_free": s.doorFree, "held_open_limit_s": Int(s.heldOpenLimit)]
-            if let open = s.doorOpen { o["door_open"] = open }
-            if let a = s.alarm { o["alarm"] = a.rawValue }
-            out.append(o)
-        }
+    func controllerDescription(_ c: DoorController) async throws -> Schemas.DoorController {
+        let s = await c.status
+        return Schemas.DoorController(id: s.id, name: s.name, lock: s.lockID, relay: try wire(s.relay.rawValue), powered: s.powered,
+                                      relayEnergised: s.relayEnergised, doorFree: s.doorFree, doorOpen: s.doorOpen,
+                                      alarm: try s.alarm.map { try wire($0.rawValue) }, heldOpenLimitS: Int(s.heldOpenLimit))
+    }
+
+    public func controllers() async throws -> [Schemas.DoorController] {
+        var out: [Schemas.DoorController] = []
+        for c in site.doorControllers { out.append(try await controllerDescription(c)) }
         return out
     }
 
     // MARK: - Lock certificate faults
 
-    public static let certificateFields: Set<String> = ["fault", "not_before", "not_after"]
-
     /// Re-certifies lock `id`'s device key for a window of the test's choosing (until reset): a
     /// deliberate fault, since the emulator's own certificates are valid over the whole world span.
-    public func setLockCertificate(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
+    public func setLockCertificate(_ id: String, _ body: Schemas.LockCertificateRequest) async throws -> Schemas.Lock {
         guard let lock = site.lock(id) else { throw APIError.notFound("lock", id) }
-        let fault = try body.string("fault", maxLength: 32)
-        let dated = body.has("not_before") || body.has("not_after")
-        guard fault != nil || dated else { throw APIError.badRequest("fault", "give fault, or not_before and/or not_after") }
+        let dated = body.notBefore != nil || body.notAfter != nil
+        guard body.fault != nil || dated else { throw APIError.badRequest("fault", "give fault, or not_before and/or not_after") }
         let validity: ValidityWindow
-        if let fault {
+        if let fault = body.fault {
             guard !dated else { throw APIError.badRequest("fault", "give either fault or not_before/not_after") }
-            guard let f = EmulatedWorld.CertificateFault(rawValue: fault) else {
+            guard let f = EmulatedWorld.CertificateFault(rawValue: fault.rawValue) else {
                 throw APIError.badRequest("fault", "one of \(EmulatedWorld.CertificateFault.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             validity = f.validity
         } else {
             let whole = EmulatedWorld.certificateValidity
-            let from = try body.date("not_before") ?? whole.notBefore
-            let until = try body.date("not_after") ?? whole.expires
+            let from = body.notBefore ?? whole.notBefore
+            let until = body.notAfter ?? whole.expires
             // CWT NumericDate in whole seconds; years 1970–9999 keep every reader's date code happy.
             let representable = Date(timeIntervalSince1970: 0)...Date(timeIntervalSince1970: 253_402_300_799)
             guard representable.contains(from) else { throw APIError.badRequest("not_before", "must be between 1970 and 9999") }
@@ -127,54 +120,53 @@ extension Emulator {
         }
         do { try await lock.replaceCertificate(certificate.bytes) } catch let e as HardwareError { throw APIError.hardware(e) }
         overrideCertificate(id, certificate)
-        return await lockJSON(lock)
+        return try await lockDescription(lock)
     }
 
-    func certificateJSON(_ id: String) -> [String: Any]? {
+    func certificateState(_ id: String) -> Schemas.LockCertificateState? {
         guard let c = lockCertificate(id) else { return nil }
-        let state: String
+        let state: Schemas.LockCertificateState.StatePayload
         switch c.validityError(at: clock.now()) {
-        case .notYetValid?: state = "not_yet_valid"
-        case .expired?: state = "expired"
-        default: state = "valid"
+        case .notYetValid?: state = .notYetValid
+        case .expired?: state = .expired
+        default: state = .valid
         }
-        return ["not_before": rfc3339(c.issuedAt), "not_after": rfc3339(c.expires), "state": state]
+        return .init(notBefore: c.issuedAt, notAfter: c.expires, state: state)
     }
 
     // MARK: - Keys
 
-    public static let keyFields: Set<String> = ["user", "locks", "group", "not_before", "not_after", "grace_before_s", "grace_after_s",
-                                          "office_mode", "holder_public_key", "schedule"]
     /// One clock call moves simulated time at most this far: every timer in between fires in order,
     /// and a year of 60-second IQ syncs would keep the emulator busy for a long time.
     static let maxClockStep: Double = 31 * 86_400
 
-    public func issueKey(_ body: JSONBody) async throws -> [String: Any] {
-        let user = try body.string("user", required: true, maxLength: 128)!
-        let lockList = try body.strings("locks")
-        let group = try body.string("group", maxLength: 128)
+    public func issueKey(_ body: Schemas.KeyRequest) async throws -> Schemas.IssuedKey {
+        let user = try Input.text(body.user, "user", maxLength: 128)
+        let lockList = try Input.texts(body.locks, "locks", maxCount: 64)
+        let group = try Input.text(body.group, "group", maxLength: 128)
         guard (lockList == nil) != (group == nil) else { throw APIError.badRequest("locks", "give either locks or group") }
         var lockIDs: [String] = []
         var schedule: WeeklySchedule? = nil
-        var officeMode = try body.bool("office_mode") ?? false
+        var officeMode = body.officeMode ?? false
         if let lockList {
             for id in lockList where config.lockIndex[id] == nil { throw APIError.badRequest("locks", "no lock '\(id)' in site \(config.siteID)") }
-            lockIDs = Array(NSOrderedSet(array: lockList)) as! [String]
+            var seen = Set<String>()
+            lockIDs = lockList.filter { seen.insert($0).inserted }
         } else if let group {
             guard let g = config.accessGroups.first(where: { $0.id == group }) else { throw APIError.badRequest("group", "no access group '\(group)'") }
             lockIDs = config.locks.map(\.id).filter { g.locks.includes($0) }
             guard !lockIDs.isEmpty else { throw APIError.badRequest("group", "access group '\(group)' has no locks") }
             guard lockIDs.count <= Credential.maxLocks else { throw APIError.badRequest("group", "more than \(Credential.maxLocks) locks") }
             schedule = try Emulator.weeklySchedule(g.schedule, timeZone: config.timeZone.identifier)
-            if body.has("office_mode") == false { officeMode = g.officeMode }
+            if body.officeMode == nil { officeMode = g.officeMode }
         }
         let now = clock.now()
-        let notBefore = try body.date("not_before") ?? now
-        let notAfter = try body.date("not_after") ?? notBefore.addingTimeInterval(86_400)
+        let notBefore = body.notBefore ?? now
+        let notAfter = body.notAfter ?? notBefore.addingTimeInterval(86_400)
         guard EmulatedWorld.span.contains(notBefore) else { throw APIError.badRequest("not_before", "must be between 2000 and 2100") }
         guard EmulatedWorld.span.contains(notAfter) else { throw APIError.badRequest("not_after", "must be between 2000 and 2100") }
         guard notAfter > notBefore else { throw APIError.badRequest("not_after", "must be after not_before") }
-        if let windows = try body.strings("schedule", maxCount: 32) {
+        if let windows = try Input.texts(body.schedule, "schedule", maxCount: 32) {
             var parsed: [WeeklyWindow] = []
             for w in windows {
                 guard let ww = WeeklyWindow(parsing: w) else {
@@ -184,12 +176,12 @@ extension Emulator {
             }
             schedule = try Emulator.weeklySchedule(Timetable(parsed), timeZone: config.timeZone.identifier)
         }
-        let graceBefore = try body.integer("grace_before_s", range: 0...86_400) ?? 0
-        let graceAfter = try body.integer("grace_after_s", range: 0...86_400) ?? 0
+        let graceBefore = try Input.integer(body.graceBeforeS, "grace_before_s", 0...86_400) ?? 0
+        let graceAfter = try Input.integer(body.graceAfterS, "grace_after_s", 0...86_400) ?? 0
 
         var holderPrivate: P256.PrivateKey? = nil
         let holderPublic: P256.PublicKey
-        if let pem = try body.string("holder_public_key", maxLength: 4096) {
+        if let pem = try Input.text(body.holderPublicKey, "holder_public_key", maxLength: 4096) {
             holderPublic = try Emulator.parsePublicKey(pem)
         } else {
             // The built-in phone makes its own key pair; its private key never leaves the emulator.
@@ -207,31 +199,28 @@ extension Emulator {
         try store.insert(IssuedKey(keyID: keyID, userID: user, lockIDs: lockIDs, notBefore: issued.credential.notBefore,
                                    expires: issued.credential.expires, officeMode: officeMode, credential: issued.bytes,
                                    holderPrivateKeyPEM: try holderPrivate?.pkcs8PEM(), revoked: false, issuedAt: now))
-        return ["key_id": keyID, "credential": Data(issued.bytes).base64EncodedString(), "user": user, "locks": lockIDs,
-                "not_before": rfc3339(issued.credential.notBefore), "not_after": rfc3339(issued.credential.expires),
-                "office_mode": officeMode, "holder": holderPrivate == nil ? "external" : "built_in"]
+        return Schemas.IssuedKey(keyId: keyID, credential: .init(issued.bytes), user: user, locks: lockIDs,
+                                 notBefore: issued.credential.notBefore, notAfter: issued.credential.expires,
+                                 officeMode: officeMode, holder: holderPrivate == nil ? .external : .builtIn)
     }
 
-    public func keysJSON(user: String?) throws -> [[String: Any]] {
-        try store.keys(user: user).map(Emulator.keyJSON)
+    public func listKeys(user: String?) throws -> [Schemas.Key] {
+        try store.keys(user: user).map(Emulator.keyDescription)
     }
 
-    static func keyJSON(_ k: IssuedKey) -> [String: Any] {
-        ["id": k.keyID, "key_id": k.keyID, "user": k.userID, "locks": k.lockIDs, "not_before": rfc3339(k.notBefore),
-         "not_after": rfc3339(k.expires), "office_mode": k.officeMode, "revoked": k.revoked,
-         "holder": k.holderPrivateKeyPEM == nil ? "external" : "built_in"]
+    static func keyDescription(_ k: IssuedKey) -> Schemas.Key {
+        Schemas.Key(id: k.keyID, keyId: k.keyID, user: k.userID, locks: k.lockIDs, notBefore: k.notBefore, notAfter: k.expires,
+                    officeMode: k.officeMode, revoked: k.revoked, holder: k.holderPrivateKeyPEM == nil ? .external : .builtIn)
     }
 
     /// Revokes a key: a new signed revocation list version, which IQs push to the locks they reach.
-    public func revokeKey(_ id: String) async throws -> [String: Any] {
-        guard let k = try store.key(id: id) else { throw APIError.notFound("key", id) }
-        guard let raw = Hex.decode(id) else { throw APIError.notFound("key", id) }
+    public func revokeKey(_ id: String) async throws -> Schemas.Revocation {
+        guard try store.key(id: id) != nil, let raw = Hex.decode(id) else { throw APIError.notFound("key", id) }
         let version = try await site.directory.revoke(keyIDs: [raw])
         let list = await site.directory.revocationList
         let signed = try keys.issuer.sign(list)
         try store.revoke(id: id, newList: list, signed: signed)
-        _ = k
-        return ["key_id": id, "revoked": true, "revocation_list_version": Int(version)]
+        return Schemas.Revocation(keyId: id, revoked: true, revocationListVersion: Int(version))
     }
 
     static func parsePublicKey(_ text: String) throws -> P256.PublicKey {
@@ -265,47 +254,42 @@ extension Emulator {
 
     // MARK: - Taps
 
-    public static let tapFields: Set<String> = ["lock", "user", "key_id", "tag", "pin", "action", "distance_m"]
-
-    public func tap(_ body: JSONBody) async throws -> [String: Any] {
-        let lockID = try body.string("lock", required: true, maxLength: 128)!
+    public func tap(_ body: Schemas.TapRequest) async throws -> Schemas.TapResult {
+        let lockID = try Input.text(body.lock, "lock", maxLength: 128)
         guard let lock = site.lock(lockID) else { throw APIError.notFound("lock", lockID) }
-        let actionName = try body.string("action", maxLength: 32) ?? "open"
-        guard let action = TapAction(name: actionName) else {
-            throw APIError.badRequest("action", "one of \(TapAction.allCases.map(\.name).joined(separator: ", "))")
-        }
-        let distance = try body.number("distance_m", range: 0...1000) ?? 0
-        let who = ["user", "key_id", "tag", "pin"].filter { body.has($0) }
-        guard who.count == 1 else { throw APIError.badRequest("user", "give exactly one of user, key_id, tag, pin") }
+        let action = try Emulator.tapAction(body.action)
+        let distance = try Input.number(body.distanceM, "distance_m", 0...1000) ?? 0
+        let given = [body.user, body.keyId, body.tag, body.pin].compactMap { $0 }
+        guard given.count == 1 else { throw APIError.badRequest("user", "give exactly one of user, key_id, tag, pin") }
 
         let decision: Decision
-        var extra: [String: Any] = [:]
+        var keyID: String? = nil
+        var phoneVerified: Bool? = nil
         do {
-            switch who[0] {
-            case "tag":
-                let text = try body.string("tag", maxLength: 32)!
-                guard let uid = TagUID(hex: text) else { throw APIError.badRequest("tag", "hex UID of 4 to 10 bytes") }
+            if let text = body.tag {
+                guard let uid = TagUID(hex: try Input.text(text, "tag", maxLength: 32)) else { throw APIError.badRequest("tag", "hex UID of 4 to 10 bytes") }
                 decision = try await lock.presentTag(uid, action: action, distance: distance)
-            case "pin":
-                let pin = try body.string("pin", maxLength: 16)!
-                guard pin.allSatisfy({ $0.isASCII && $0.isNumber }) else { throw APIError.badRequest("pin", "digits only") }
+            } else if let pin = body.pin {
+                guard try Input.text(pin, "pin", maxLength: 16).allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                    throw APIError.badRequest("pin", "digits only")
+                }
                 decision = try await lock.enterPIN(pin, action: action)
-            default:
+            } else {
                 let key = try pickKey(for: body, lockID: lockID)
-                extra["key_id"] = key.keyID
+                keyID = key.keyID
                 let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
                                                   siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
                 switch outcome {
                 case .decided(let d, let phoneResult):
                     decision = d
-                    if let r = phoneResult { extra["phone_verified_result"] = r.granted == decision.granted }
+                    if let r = phoneResult { phoneVerified = r.granted == decision.granted }
                 case .phoneRefused(let why):
                     // The phone walked away after the hello: nothing was presented, the lock decided
                     // nothing and recorded nothing, and its state is unchanged.
                     let state = await lock.status.state
-                    return ["result": "phone_refused", "lock": lockID, "action": action.name, "method": "mobile",
-                            "state": state.rawValue, "open_ms": 0, "reason": why.code, "message": why.description,
-                            "event_id": NSNull(), "key_id": key.keyID, "user": key.userID]
+                    return Schemas.TapResult(result: .phoneRefused, reason: why.code, message: why.description, lock: lockID,
+                                             action: try wire(action.name), method: .mobile, state: try wire(state.rawValue),
+                                             openMs: 0, eventId: nil, user: key.userID, keyId: key.keyID)
                 }
             }
         } catch let e as HardwareError {
@@ -313,40 +297,44 @@ extension Emulator {
         }
         let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
-        var out: [String: Any] = ["result": decision.granted ? "granted" : "denied", "lock": lockID, "action": action.name,
-                                  "method": decision.method.rawValue, "state": decision.state.rawValue,
-                                  "open_ms": decision.outcome == .unlocked ? Int(decision.openTime ?? 0) * 1000 : 0]
-        out["reason"] = decision.reason?.rawValue ?? NSNull()
-        out["event_id"] = eventID ?? NSNull()
-        if let u = decision.userID { out["user"] = u }
-        for (k, v) in extra { out[k] = v }
-        return out
+        return Schemas.TapResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, lock: lockID,
+                                 action: try wire(action.name), method: try wire(decision.method.rawValue), state: try wire(decision.state.rawValue),
+                                 openMs: decision.outcome == .unlocked ? Int(decision.openTime ?? 0) * 1000 : 0,
+                                 eventId: eventID, user: decision.userID, keyId: keyID, phoneVerifiedResult: phoneVerified)
+    }
+
+    static func tapAction(_ action: Schemas.Action?) throws -> TapAction {
+        guard let action else { return .open }
+        guard let a = TapAction(name: action.rawValue) else {
+            throw APIError.badRequest("action", "one of \(TapAction.allCases.map(\.name).joined(separator: ", "))")
+        }
+        return a
     }
 
     /// The key the built-in phone presents: the named one, or the user's most useful one for this
     /// lock (valid and unrevoked first; otherwise the newest, so the denial shows why).
-    func pickKey(for body: JSONBody, lockID: String) throws -> IssuedKey {
-        if let id = try body.string("key_id", maxLength: 64) {
+    func pickKey(for body: Schemas.TapRequest, lockID: String) throws -> IssuedKey {
+        if let id = body.keyId {
+            let id = try Input.text(id, "key_id", maxLength: 64)
             guard let k = try store.key(id: id) else { throw APIError.notFound("key", id) }
             return k
         }
-        let user = try body.string("user", maxLength: 128)!
+        let user = try Input.text(body.user ?? "", "user", maxLength: 128)
         let all = try store.keys(user: user)
-        guard !all.isEmpty else { throw APIError(409, "no_key", "user '\(user)' holds no key; issue one with POST /v1/keys", field: "user") }
+        guard let newest = all.last else { throw APIError(409, "no_key", "user '\(user)' holds no key; issue one with POST /v1/keys", field: "user") }
         let now = clock.now()
         let forLock = all.filter { $0.lockIDs.contains(lockID) }
         if let best = forLock.last(where: { !$0.revoked && $0.notBefore <= now && now < $0.expires && $0.holderPrivateKeyPEM != nil }) { return best }
-        return forLock.last ?? all.last!
+        return forLock.last ?? newest
     }
 
     // MARK: - Remote, doors, controllers, IQs
 
-    public func remoteOpen(_ lockID: String, _ body: JSONBody) async throws -> [String: Any] {
+    public func remoteOpen(_ lockID: String, _ body: Schemas.RemoteOpenRequest) async throws -> Schemas.RemoteOpenResult {
         guard site.lock(lockID) != nil else { throw APIError.notFound("lock", lockID) }
-        let actionName = try body.string("action", maxLength: 32) ?? "open"
-        guard let action = TapAction(name: actionName) else { throw APIError.badRequest("action", "one of open, office_mode_on, office_mode_off") }
-        let user = try body.string("user", maxLength: 128)
-        let requestedIQ = try body.string("iq", maxLength: 128)
+        let action = try Emulator.tapAction(body.action)
+        let user = try Input.text(body.user, "user", maxLength: 128)
+        let requestedIQ = try Input.text(body.iq, "iq", maxLength: 128)
         let reaching = try await site.iqsReaching(lock: lockID)
         var chosen: IQ? = nil
         for id in reaching where requestedIQ == nil || requestedIQ == id {
@@ -360,9 +348,9 @@ extension Emulator {
         do { decision = try await iq.remote(action, lockID: lockID, userID: user) } catch let e as HardwareError { throw APIError.hardware(e) }
         let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
-        return ["result": decision.granted ? "granted" : "denied", "reason": decision.reason?.rawValue ?? NSNull(),
-                "via": iq.id, "state": decision.state.rawValue, "event_id": eventID ?? NSNull(),
-                "open_ms": decision.outcome == .unlocked ? Int(decision.openTime ?? 0) * 1000 : 0]
+        return Schemas.RemoteOpenResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, via: iq.id,
+                                        state: try wire(decision.state.rawValue), eventId: eventID,
+                                        openMs: decision.outcome == .unlocked ? Int(decision.openTime ?? 0) * 1000 : 0)
     }
 
     func controller(forDoor id: String) throws -> DoorController {
@@ -371,78 +359,73 @@ extension Emulator {
         throw APIError.notFound("door (controller or lock with a controller)", id)
     }
 
-    public func doorSensor(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
+    public func doorSensor(_ id: String, _ body: Schemas.DoorSensorRequest) async throws -> Schemas.DoorController {
         let c = try controller(forDoor: id)
-        let open = try body.bool("open", required: true)!
-        do { try await c.setDoor(open: open) } catch let e as HardwareError { throw APIError.hardware(e) }
+        do { try await c.setDoor(open: body.open) } catch let e as HardwareError { throw APIError.hardware(e) }
         await settle()
-        return await controllersJSON().first { ($0["id"] as? String) == c.id } ?? [:]
+        return try await controllerDescription(c)
     }
 
-    public func doorExit(_ id: String) async throws -> [String: Any] {
+    public func doorExit(_ id: String) async throws -> Schemas.ExitResult {
         let c = try controller(forDoor: id)
         let decision: Decision
         do { decision = try await c.pressRequestToExit() } catch let e as HardwareError { throw APIError.hardware(e) }
         let eventID = await bridge.eventID(for: decision)
-        return ["result": decision.granted ? "granted" : "denied", "reason": decision.reason?.rawValue ?? NSNull(),
-                "event_id": eventID ?? NSNull(), "open_ms": Int(decision.openTime ?? 0) * 1000]
+        return Schemas.ExitResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, eventId: eventID,
+                                  openMs: Int(decision.openTime ?? 0) * 1000)
     }
 
-    public func controllerPower(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
+    public func controllerPower(_ id: String, _ body: Schemas.PowerRequest) async throws -> Schemas.DoorController {
         guard let c = site.doorController(id) else { throw APIError.notFound("door controller", id) }
-        let on = try body.bool("on", required: true)!
-        await c.setPower(on)
+        await c.setPower(body.on)
         await settle()
-        return await controllersJSON().first { ($0["id"] as? String) == id } ?? [:]
+        return try await controllerDescription(c)
     }
 
-    public func iqOnline(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
+    public func iqOnline(_ id: String, _ body: Schemas.IQOnlineRequest) async throws -> Schemas.Iq {
         guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
-        let online = try body.bool("online", required: true)!
-        _ = await q.setOnline(online)
+        _ = await q.setOnline(body.online)
         await settle()
-        return await iqsJSON().first { ($0["id"] as? String) == id } ?? [:]
+        return await iqDescription(q)
     }
 
-    public func iqPosition(_ id: String, _ body: JSONBody) async throws -> [String: Any] {
-        guard site.iq(id) != nil else { throw APIError.notFound("IQ", id) }
-        let x = try body.number("x", required: true, range: -100_000...100_000)!
-        let y = try body.number("y", required: true, range: -100_000...100_000)!
-        let z = try body.number("z", range: -1000...1000) ?? 0
-        let range = try body.number("range_m", range: 0.1...100)
+    public func iqPosition(_ id: String, _ body: Schemas.IQPositionRequest) async throws -> Schemas.Iq {
+        guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
+        let x = try Input.number(body.x, "x", -100_000...100_000)
+        let y = try Input.number(body.y, "y", -100_000...100_000)
+        let z = try Input.number(body.z, "z", -1000...1000) ?? 0
+        let range = try Input.number(body.rangeM, "range_m", 0.1...100)
         do { try await site.moveIQ(id, to: Position(x: x, y: y, z: z), range: range) } catch let e as HardwareError { throw APIError.hardware(e) }
         await settle()
-        return await iqsJSON().first { ($0["id"] as? String) == id } ?? [:]
+        return await iqDescription(q)
     }
 
-    public func iqSync(_ id: String) async throws -> [String: Any] {
+    public func iqSync(_ id: String) async throws -> Schemas.IQSyncReport {
         guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
         let r = await q.syncNow()
         await settle()
-        var o: [String: Any] = ["iq": id, "locks_synced": r.locksSynced, "locks_unreachable": r.locksUnreachable,
-                                "records_collected": r.recordsCollected]
-        if let s = r.skipped { o["skipped"] = s.rawValue }
-        return o
+        return Schemas.IQSyncReport(iq: id, locksSynced: r.locksSynced, locksUnreachable: r.locksUnreachable,
+                                    recordsCollected: r.recordsCollected, skipped: r.skipped?.rawValue)
     }
 
     // MARK: - Clock
 
-    public func clockJSON() -> [String: Any] {
-        ["mode": options.clock.rawValue, "now": rfc3339(clock.now()), "time_zone": config.timeZone.identifier]
+    public func clockDescription() throws -> Schemas.Clock {
+        Schemas.Clock(mode: try wire(options.clock.rawValue), now: clock.now(), timeZone: config.timeZone.identifier)
     }
 
-    public func advanceClock(_ body: JSONBody) async throws -> [String: Any] {
+    public func advanceClock(_ body: Schemas.ClockAdvanceRequest) async throws -> Schemas.Clock {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
-        let seconds = try body.number("seconds", required: true, range: 0...Emulator.maxClockStep)!
+        let seconds = try Input.number(body.seconds, "seconds", 0...Emulator.maxClockStep)
         try Emulator.requireInWorld(s.now().addingTimeInterval(seconds), field: "seconds")
         await s.advance(by: seconds)
         await settle()
-        return clockJSON()
+        return try clockDescription()
     }
 
-    public func setClock(_ body: JSONBody) async throws -> [String: Any] {
+    public func setClock(_ body: Schemas.ClockSetRequest) async throws -> Schemas.Clock {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
-        let t = try body.date("time", required: true)!
+        let t = body.time
         guard abs(t.timeIntervalSince(s.now())) <= Emulator.maxClockStep else {
             // Valid on its own, refused because of where the clock is now: a conflict, not a bad request.
             throw APIError(409, "clock_step_too_large", "at most 31 days from the current simulated time per call", field: "time")
@@ -450,7 +433,7 @@ extension Emulator {
         try Emulator.requireInWorld(t, field: "time")
         await s.set(to: t)
         await settle()
-        return clockJSON()
+        return try clockDescription()
     }
 
     /// The simulated clock stays inside the world span, where the site's own PKI is valid.
@@ -469,7 +452,7 @@ extension Emulator {
 
     // MARK: - Events
 
-    public func eventsJSON(types: [String], lock: String?, since: Date?, after: Int64?, limit: Int, all: Bool) async throws -> [[String: Any]] {
+    public func events(types: [String], lock: String?, since: Date?, after: Int64?, limit: Int, all: Bool) async throws -> [Schemas.Event] {
         var set = Set<EventType>()
         for t in types {
             guard let et = EventType(name: t) else { throw APIError.badRequest("type", "unknown event type '\(t)'") }
@@ -479,15 +462,33 @@ extension Emulator {
         let floor = all ? nil : resetPosition
         let query = EventQuery(types: set, lock: lock, since: since, after: max(after ?? 0, floor ?? 0) == 0 ? nil : max(after ?? 0, floor ?? 0),
                                limit: limit)
-        return try await journal.events(query).map(Emulator.eventJSON)
+        return try await journal.events(query).map(Emulator.eventDescription)
     }
 
-    static func eventJSON(_ e: RecordedEvent) -> [String: Any] {
-        var o = (try? JSONSerialization.jsonObject(with: Data(e.cloudEventJSON()))) as? [String: Any] ?? [:]
-        o["stage"] = e.stage.rawValue
-        o["position"] = Int(e.position)
-        return o
+    /// The journal's CloudEvents JSON (the bytes a webhook gets: one encoding of an event) read back
+    /// as the document's `Event`, plus its place in the journal.
+    static func eventDescription(_ e: RecordedEvent) throws -> Schemas.Event {
+        let c = try APIDates.jsonDecoder.decode(CloudEvent.self, from: Data(e.cloudEventJSON()))
+        return Schemas.Event(specversion: c.specversion, id: c.id, source: c.source, _type: c.type, time: c.time,
+                             datacontenttype: c.datacontenttype, data: c.data, stage: try wire(e.stage.rawValue), position: Int(e.position))
     }
+
+    private struct CloudEvent: Decodable {
+        let specversion: Schemas.Event.SpecversionPayload
+        let id: String
+        let source: String
+        let type: Schemas.EventType
+        let time: Date
+        let datacontenttype: Schemas.Event.DatacontenttypePayload
+        let data: Schemas.EventData
+    }
+}
+
+/// A domain value as the document's enum of the same raw value. A value the document does not list is
+/// a bug on this side, answered as a 500 that names nothing (the doc test and schemathesis catch it).
+func wire<E: RawRepresentable>(_ raw: String) throws -> E where E.RawValue == String {
+    guard let e = E(rawValue: raw) else { throw APIError(500, "internal", "internal error") }
+    return e
 }
 
 extension APIError {

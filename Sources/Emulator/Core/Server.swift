@@ -9,7 +9,7 @@ public enum ControlServer {
         var logger = Logger(label: "keyway.api")
         logger.logLevel = .warning
         let app = Application(
-            router: ControlAPI.router(emu),
+            router: try ControlAPI.router(emu),
             configuration: .init(address: .hostname(emu.options.listenHost, port: emu.options.listenPort), serverName: "keyway"),
             onServerRunning: { channel in await onReady(channel.localAddress?.port ?? emu.options.listenPort) },
             logger: logger)

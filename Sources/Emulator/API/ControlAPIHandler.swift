@@ -1,0 +1,196 @@
+import Events
+import Foundation
+import KeywayAPI
+import OpenAPIRuntime
+
+/// The document's operations (the generated `APIProtocol`), each answered by one emulator operation
+/// (Core/Operations.swift). Refusals are thrown as APIError and rendered once, by ControlAPI's error
+/// middleware, in the document's error shape.
+struct ControlAPIHandler: APIProtocol {
+    let emu: Emulator
+    let session: LiveViewSession?
+
+    typealias Schemas = Components.Schemas
+
+    // MARK: - Service
+
+    func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
+        .ok(.init(body: .json(try await emu.health())))
+    }
+
+    func getOpenAPIDocument(_ input: Operations.GetOpenAPIDocument.Input) async throws -> Operations.GetOpenAPIDocument.Output {
+        .ok(.init(body: .yaml(HTTPBody([UInt8](try OpenAPIDocumentFile.bytes())))))
+    }
+
+    func getLiveView(_ input: Operations.GetLiveView.Input) async throws -> Operations.GetLiveView.Output {
+        .ok(.init(body: .html(HTTPBody(LiveView.html))))
+    }
+
+    func getLiveViewAlias(_ input: Operations.GetLiveViewAlias.Input) async throws -> Operations.GetLiveViewAlias.Output {
+        .ok(.init(body: .html(HTTPBody(LiveView.html))))
+    }
+
+    /// The live view's login: the token in a JSON body, answered with an HttpOnly, SameSite=Strict
+    /// session cookie (RequestGuard.swift, LiveViewSession), so the token never sits in a URL.
+    func login(_ input: Operations.Login.Input) async throws -> Operations.Login.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let presented = try Input.text(body.token, "token", maxLength: 4096)
+        guard let token = emu.options.apiToken, let session else {
+            return .ok(.init(body: .json(.init(tokenRequired: false))))
+        }
+        guard constantTimeEquals(presented, token) else { throw APIError(401, "unauthorized", "wrong token", field: "token") }
+        return .ok(.init(headers: .init(setCookie: session.cookie().description), body: .json(.init(tokenRequired: true))))
+    }
+
+    // MARK: - Site and devices
+
+    func getSite(_ input: Operations.GetSite.Input) async throws -> Operations.GetSite.Output {
+        .ok(.init(body: .json(try emu.siteDescription())))
+    }
+
+    func listLocks(_ input: Operations.ListLocks.Input) async throws -> Operations.ListLocks.Output {
+        .ok(.init(body: .json(try await emu.locks())))
+    }
+
+    func getLock(_ input: Operations.GetLock.Input) async throws -> Operations.GetLock.Output {
+        .ok(.init(body: .json(try await emu.lock(id: try pathID(input.path.id)))))
+    }
+
+    func remoteOpen(_ input: Operations.RemoteOpen.Input) async throws -> Operations.RemoteOpen.Output {
+        let body: Schemas.RemoteOpenRequest
+        switch input.body {
+        case .json(let b)?: body = b
+        case nil: body = .init()
+        }
+        return .ok(.init(body: .json(try await emu.remoteOpen(try pathID(input.path.id), body))))
+    }
+
+    func setLockCertificate(_ input: Operations.SetLockCertificate.Input) async throws -> Operations.SetLockCertificate.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.setLockCertificate(try pathID(input.path.id), body))))
+    }
+
+    func listIQs(_ input: Operations.ListIQs.Input) async throws -> Operations.ListIQs.Output {
+        .ok(.init(body: .json(await emu.iqs())))
+    }
+
+    func setIQOnline(_ input: Operations.SetIQOnline.Input) async throws -> Operations.SetIQOnline.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.iqOnline(try pathID(input.path.id), body))))
+    }
+
+    func moveIQ(_ input: Operations.MoveIQ.Input) async throws -> Operations.MoveIQ.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.iqPosition(try pathID(input.path.id), body))))
+    }
+
+    func syncIQ(_ input: Operations.SyncIQ.Input) async throws -> Operations.SyncIQ.Output {
+        .ok(.init(body: .json(try await emu.iqSync(try pathID(input.path.id)))))
+    }
+
+    func listControllers(_ input: Operations.ListControllers.Input) async throws -> Operations.ListControllers.Output {
+        .ok(.init(body: .json(try await emu.controllers())))
+    }
+
+    func setControllerPower(_ input: Operations.SetControllerPower.Input) async throws -> Operations.SetControllerPower.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.controllerPower(try pathID(input.path.id), body))))
+    }
+
+    func setDoorSensor(_ input: Operations.SetDoorSensor.Input) async throws -> Operations.SetDoorSensor.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.doorSensor(try pathID(input.path.id), body))))
+    }
+
+    func pressExit(_ input: Operations.PressExit.Input) async throws -> Operations.PressExit.Output {
+        .ok(.init(body: .json(try await emu.doorExit(try pathID(input.path.id)))))
+    }
+
+    // MARK: - Keys and taps
+
+    func listKeys(_ input: Operations.ListKeys.Input) async throws -> Operations.ListKeys.Output {
+        .ok(.init(body: .json(try emu.listKeys(user: input.query.user))))
+    }
+
+    func issueKey(_ input: Operations.IssueKey.Input) async throws -> Operations.IssueKey.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .created(.init(body: .json(try await emu.issueKey(body))))
+    }
+
+    func revokeKey(_ input: Operations.RevokeKey.Input) async throws -> Operations.RevokeKey.Output {
+        .ok(.init(body: .json(try await emu.revokeKey(try pathID(input.path.id)))))
+    }
+
+    func tap(_ input: Operations.Tap.Input) async throws -> Operations.Tap.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.tap(body))))
+    }
+
+    // MARK: - Clock
+
+    func getClock(_ input: Operations.GetClock.Input) async throws -> Operations.GetClock.Output {
+        .ok(.init(body: .json(try emu.clockDescription())))
+    }
+
+    func advanceClock(_ input: Operations.AdvanceClock.Input) async throws -> Operations.AdvanceClock.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.advanceClock(body))))
+    }
+
+    func setClock(_ input: Operations.SetClock.Input) async throws -> Operations.SetClock.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.setClock(body))))
+    }
+
+    // MARK: - Events
+
+    func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
+        let q = input.query
+        let limit = try Input.integer(q.limit, "limit", 1...10_000) ?? 100
+        let after = try Input.integer(q.after, "after", 0...Int.max).map(Int64.init)
+        let types = (q._type ?? []).flatMap { $0.split(separator: ",").map(String.init) }
+        let events = try await emu.events(types: types, lock: q.lock, since: q.since, after: after, limit: limit, all: q.all == "true")
+        return .ok(.init(body: .json(events)))
+    }
+
+    /// Server-Sent Events: a comment line, then one message per journaled event, until the client goes.
+    func streamEvents(_ input: Operations.StreamEvents.Input) async throws -> Operations.StreamEvents.Output {
+        let after = try Input.integer(input.query.after, "after", 0...Int.max).map(Int64.init) ?? emu.resetPosition
+        let journal = emu.journal
+        let messages = AsyncThrowingStream<ArraySlice<UInt8>, any Error> { continuation in
+            let task = Task {
+                continuation.yield(ArraySlice(": keyway event stream\n\n".utf8))
+                do {
+                    for try await e in journal.follow(EventQuery(after: after == 0 ? nil : after)) {
+                        let data = String(decoding: e.cloudEventJSON(), as: UTF8.self)
+                        continuation.yield(ArraySlice("id: \(e.position)\nevent: \(e.type.rawValue)\ndata: \(data)\n\n".utf8))
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+        return .ok(.init(body: .textEventStream(HTTPBody(messages, length: .unknown, iterationBehavior: .single))))
+    }
+
+    func listDeliveries(_ input: Operations.ListDeliveries.Input) async throws -> Operations.ListDeliveries.Output {
+        let status = await emu.deliveryStatus.map {
+            Schemas.Delivery(id: $0.name, endpoint: $0.description, delivered: Int($0.delivered), pending: Int($0.pending),
+                             deadLettered: Int($0.deadLettered))
+        }
+        return .ok(.init(body: .json(status)))
+    }
+
+    func reset(_ input: Operations.Reset.Input) async throws -> Operations.Reset.Output {
+        let position = try await emu.reset()
+        return .ok(.init(body: .json(.init(reset: true, eventsAfter: Int(position)))))
+    }
+
+    /// A path's `{id}`: the generated server has percent-decoded it; the document bounds its length.
+    func pathID(_ id: String) throws -> String {
+        guard !id.isEmpty, id.utf8.count <= 128 else { throw APIError.badRequest("id", "missing or too long") }
+        return id
+    }
+}
