@@ -141,11 +141,14 @@ public struct TapLockIdentity: Sendable {
     }
 
     /// With the lock's randomness given: for test vectors only (a lock never reuses either).
-    @_spi(TapVectors) public func startSession(phoneHello bytes: [UInt8], now: Date, ephemeral: P256.PrivateKey, nonce: [UInt8]) throws -> TapLockSession {
+    /// `signature`, when given, is a recorded signature over the same hello (ECDSA is randomised), so
+    /// a recorded exchange replays byte for byte.
+    @_spi(TapVectors) public func startSession(phoneHello bytes: [UInt8], now: Date, ephemeral: P256.PrivateKey, nonce: [UInt8],
+                                               signature: [UInt8]? = nil) throws -> TapLockSession {
         let phoneHello = try PhoneHello(decoding: bytes)
         var hello = ReaderHello(lockID: lockID, nonce: nonce, lockTime: UInt64(max(0, now.timeIntervalSince1970)),
                                 lockEphemeralKey: ephemeral.publicKey.uncompressed, certificate: certificate, signature: [])
-        hello.signature = try ECDSA.sign(hello.toBeSigned(siteID: verifier.siteID, phoneHello: phoneHello), with: deviceKey)
+        hello.signature = try signature ?? ECDSA.sign(hello.toBeSigned(siteID: verifier.siteID, phoneHello: phoneHello), with: deviceKey)
         let helloBytes = hello.encoded()
         let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, try P256.PublicKey(uncompressed: phoneHello.phoneEphemeralKey)),
                                       phoneHelloBytes: bytes, readerHelloBytes: helloBytes,
