@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 3
 PY := .venv/bin/python
 
-.PHONY: setup build run test bench hil clean tsan fuzz fuzz-smoke clock-ahead
+.PHONY: setup build run test bench hil clean tsan fuzz fuzz-smoke clock-ahead generate check-generated
 
 setup:
 	@tools/setup
@@ -62,5 +62,14 @@ tsan: setup
 	    echo "make tsan: ThreadSanitizer reports from keyway under the Python peers (above)"; exit 1; fi; \
 	  exit $$status
 
+# The control API's Swift types, server protocol and client, from Sources/KeywayAPI/openapi.yaml
+# (docs/openapi.yaml): run after editing the document, commit the result. check-generated (.ci/run)
+# fails when regenerating would change anything. The generator builds once into .build-openapi-generator.
+generate: setup
+	$(PY) tools/generate-api
+
+check-generated: setup
+	$(PY) tools/generate-api --check
+
 clean:
-	rm -rf .build .build-fuzz .build-tsan .bench .fuzz
+	rm -rf .build .build-fuzz .build-tsan .build-openapi-generator .bench .fuzz

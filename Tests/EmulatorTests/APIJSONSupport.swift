@@ -9,13 +9,13 @@ import KeywayAPI
 extension Emulator {
     static func request<T: Decodable>(_ obj: [String: Any], as type: T.Type = T.self) throws -> T {
         let data = try JSONSerialization.data(withJSONObject: obj)
-        do { return try APIDates.jsonDecoder.decode(T.self, from: data) } catch let e as DecodingError {
+        do { return try APIJSON.decoder.decode(T.self, from: data) } catch let e as DecodingError {
             throw ErrorMiddleware.requestError(e)
         }
     }
 
     static func answer<T: Encodable>(_ value: T) throws -> [String: Any] {
-        try XCTUnwrapDictionary(JSONSerialization.jsonObject(with: APIDates.jsonEncoder.encode(value)))
+        try XCTUnwrapDictionary(JSONSerialization.jsonObject(with: APIJSON.encoder.encode(value)))
     }
 
     func issueKey(json obj: [String: Any]) async throws -> [String: Any] {

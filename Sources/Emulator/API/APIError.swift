@@ -1,7 +1,6 @@
 import Events
 import Foundation
 import KeywayAPI
-import OpenAPIRuntime
 
 /// An API failure with the HTTP status and the field it concerns. Rendered as
 /// `{"error": {"code", "message", "field"}}` — never a stack trace, never a secret.
@@ -27,7 +26,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 
     /// `body` as JSON bytes (keys sorted, dates as the API writes them).
     public var jsonBytes: Data {
-        (try? APIDates.jsonEncoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":"internal error"}}"#.utf8)
+        (try? APIJSON.encoder.encode(body)) ?? Data(#"{"error":{"code":"internal","message":"internal error"}}"#.utf8)
     }
 }
 
@@ -62,6 +61,17 @@ enum Input {
         try d.map { try number($0, field, range) }
     }
 
+    static func date(_ s: String, _ field: String) throws -> Date {
+        guard s.utf8.count <= 64, let d = RFC3339.parse(s) else {
+            throw APIError.badRequest(field, "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z")
+        }
+        return d
+    }
+
+    static func date(_ s: String?, _ field: String) throws -> Date? {
+        try s.map { try date($0, field) }
+    }
+
     static func integer(_ i: Int?, _ field: String, _ range: ClosedRange<Int>) throws -> Int? {
         guard let i else { return nil }
         guard range.contains(i) else { throw APIError.badRequest(field, "must be between \(range.lowerBound) and \(range.upperBound)") }
@@ -69,39 +79,16 @@ enum Input {
     }
 }
 
-/// The API's one date-time form, both ways: written `2026-11-22T09:00:00.000Z`, read as any RFC 3339
-/// date-time (`Events.RFC3339`), for bodies, query parameters and the generated client alike.
-public struct APIDates: DateTranscoder {
-    public init() {}
-    public func encode(_ date: Date) throws -> String { RFC3339.format(date) }
-    public func decode(_ string: String) throws -> Date {
-        guard let d = RFC3339.parse(string) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "must be an RFC 3339 date-time like 2026-11-22T09:00:00Z"))
-        }
-        return d
-    }
-
-    /// The generated server's and client's configuration.
-    public static let configuration = Configuration(dateTranscoder: APIDates())
-
-    static let jsonEncoder: JSONEncoder = {
+/// JSON coders for the document's types outside the generated server (events read back from the
+/// journal's CloudEvents bytes, tests); date-times are strings in those types (tools/generate-api).
+enum APIJSON {
+    static let encoder: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(RFC3339.format(date))
-        }
         return e
     }()
 
-    static let jsonDecoder: JSONDecoder = {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { decoder in
-            let c = try decoder.singleValueContainer()
-            return try APIDates().decode(try c.decode(String.self))
-        }
-        return d
-    }()
+    static let decoder = JSONDecoder()
 }
 
 /// RFC 3339 with or without fractional seconds; nil if it is not one (`Events.RFC3339`).

@@ -28,7 +28,7 @@ public enum ControlAPI {
             router.add(middleware: BearerTokenMiddleware(token: token, session: session))
         }
         router.add(middleware: BodyLimitMiddleware())
-        try ControlAPIHandler(emu: emu, session: session).registerHandlers(on: router, configuration: APIDates.configuration)
+        try ControlAPIHandler(emu: emu, session: session).registerHandlers(on: router)
         return router
     }
 }
@@ -44,11 +44,13 @@ public enum OpenAPIDocumentFile {
 
     /// Each path of the document as a router pattern (`/v1/locks/:id`) with its methods.
     static func methodsByPath() throws -> [(pattern: String, methods: [String])] {
-        guard let doc = try Yams.load(yaml: String(decoding: try bytes(), as: UTF8.self)) as? [String: Any],
-              let paths = doc["paths"] as? [String: Any] else { return [] }
-        let verbs = ["get", "put", "post", "delete", "patch"]
-        return paths.map { path, item in
-            let methods = (item as? [String: Any]).map { ops in verbs.filter { ops[$0] != nil }.map { $0.uppercased() } } ?? []
+        struct Document: Decodable { let paths: [String: PathItem] }
+        struct PathItem: Decodable { let get, put, post, delete, patch: Present? }
+        struct Present: Decodable { init(from decoder: any Decoder) throws {} }
+        let doc = try YAMLDecoder().decode(Document.self, from: try bytes())
+        return doc.paths.map { path, item in
+            let methods = [("GET", item.get), ("PUT", item.put), ("POST", item.post), ("DELETE", item.delete), ("PATCH", item.patch)]
+                .filter { $0.1 != nil }.map(\.0)
             let pattern = path.replacingOccurrences(of: #"\{([^}]+)\}"#, with: ":$1", options: .regularExpression)
             return (pattern, methods)
         }

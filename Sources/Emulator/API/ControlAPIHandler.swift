@@ -149,7 +149,7 @@ struct ControlAPIHandler: APIProtocol {
         let limit = try Input.integer(q.limit, "limit", 1...10_000) ?? 100
         let after = try Input.integer(q.after, "after", 0...Int.max).map(Int64.init)
         let types = (q._type ?? []).flatMap { $0.split(separator: ",").map(String.init) }
-        let events = try await emu.events(types: types, lock: q.lock, since: q.since, after: after, limit: limit, all: q.all == "true")
+        let events = try await emu.events(types: types, lock: q.lock, since: try Input.date(q.since, "since"), after: after, limit: limit, all: q.all == "true")
         return .ok(.init(body: .json(events)))
     }
 

@@ -14,7 +14,7 @@ extension Emulator {
 
     public func health() async throws -> Schemas.Health {
         Schemas.Health(status: .ok, site: config.siteID, transport: try wire(options.transport.rawValue), clock: try wire(options.clock.rawValue),
-                       time: clock.now(), locks: config.locks.count, iqs: config.iqs.count)
+                       time: rfc3339(clock.now()), locks: config.locks.count, iqs: config.iqs.count)
     }
 
     public func siteDescription() throws -> Schemas.Site {
@@ -40,7 +40,7 @@ extension Emulator {
             feedback: .init(led: try wire(s.feedback.led.rawValue), beep: try wire(s.feedback.beep.rawValue)),
             iqReach: iqs, inIqReach: !iqs.isEmpty,
             trail: .init(count: s.trailCount, capacity: s.trailCapacity, pendingLoss: Int(s.trailPendingLoss)),
-            lockTime: s.lockTime, unlockedUntil: s.unlockedUntil, doorController: s.doorController,
+            lockTime: rfc3339(s.lockTime), unlockedUntil: s.unlockedUntil.map(rfc3339), doorController: s.doorController,
             certificate: certificateState(s.id))
     }
 
@@ -59,7 +59,7 @@ extension Emulator {
         let s = await q.status
         return Schemas.Iq(id: s.id, name: s.name, online: s.online, activated: s.activated,
                           position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
-                          rangeM: s.range, locksInReach: s.locksInReach, lastSync: s.lastSync)
+                          rangeM: s.range, locksInReach: s.locksInReach, lastSync: s.lastSync.map(rfc3339))
     }
 
     public func iqs() async -> [Schemas.Iq] {
@@ -98,8 +98,8 @@ extension Emulator {
             validity = f.validity
         } else {
             let whole = EmulatedWorld.certificateValidity
-            let from = body.notBefore ?? whole.notBefore
-            let until = body.notAfter ?? whole.expires
+            let from = try Input.date(body.notBefore, "not_before") ?? whole.notBefore
+            let until = try Input.date(body.notAfter, "not_after") ?? whole.expires
             // CWT NumericDate in whole seconds; years 1970–9999 keep every reader's date code happy.
             let representable = Date(timeIntervalSince1970: 0)...Date(timeIntervalSince1970: 253_402_300_799)
             guard representable.contains(from) else { throw APIError.badRequest("not_before", "must be between 1970 and 9999") }
@@ -131,7 +131,7 @@ extension Emulator {
         case .expired?: state = .expired
         default: state = .valid
         }
-        return .init(notBefore: c.issuedAt, notAfter: c.expires, state: state)
+        return .init(notBefore: rfc3339(c.issuedAt), notAfter: rfc3339(c.expires), state: state)
     }
 
     // MARK: - Keys
@@ -161,8 +161,8 @@ extension Emulator {
             if body.officeMode == nil { officeMode = g.officeMode }
         }
         let now = clock.now()
-        let notBefore = body.notBefore ?? now
-        let notAfter = body.notAfter ?? notBefore.addingTimeInterval(86_400)
+        let notBefore = try Input.date(body.notBefore, "not_before") ?? now
+        let notAfter = try Input.date(body.notAfter, "not_after") ?? notBefore.addingTimeInterval(86_400)
         guard EmulatedWorld.span.contains(notBefore) else { throw APIError.badRequest("not_before", "must be between 2000 and 2100") }
         guard EmulatedWorld.span.contains(notAfter) else { throw APIError.badRequest("not_after", "must be between 2000 and 2100") }
         guard notAfter > notBefore else { throw APIError.badRequest("not_after", "must be after not_before") }
@@ -200,7 +200,7 @@ extension Emulator {
                                    expires: issued.credential.expires, officeMode: officeMode, credential: issued.bytes,
                                    holderPrivateKeyPEM: try holderPrivate?.pkcs8PEM(), revoked: false, issuedAt: now))
         return Schemas.IssuedKey(keyId: keyID, credential: .init(issued.bytes), user: user, locks: lockIDs,
-                                 notBefore: issued.credential.notBefore, notAfter: issued.credential.expires,
+                                 notBefore: rfc3339(issued.credential.notBefore), notAfter: rfc3339(issued.credential.expires),
                                  officeMode: officeMode, holder: holderPrivate == nil ? .external : .builtIn)
     }
 
@@ -209,7 +209,7 @@ extension Emulator {
     }
 
     static func keyDescription(_ k: IssuedKey) -> Schemas.Key {
-        Schemas.Key(id: k.keyID, keyId: k.keyID, user: k.userID, locks: k.lockIDs, notBefore: k.notBefore, notAfter: k.expires,
+        Schemas.Key(id: k.keyID, keyId: k.keyID, user: k.userID, locks: k.lockIDs, notBefore: rfc3339(k.notBefore), notAfter: rfc3339(k.expires),
                     officeMode: k.officeMode, revoked: k.revoked, holder: k.holderPrivateKeyPEM == nil ? .external : .builtIn)
     }
 
@@ -411,7 +411,7 @@ extension Emulator {
     // MARK: - Clock
 
     public func clockDescription() throws -> Schemas.Clock {
-        Schemas.Clock(mode: try wire(options.clock.rawValue), now: clock.now(), timeZone: config.timeZone.identifier)
+        Schemas.Clock(mode: try wire(options.clock.rawValue), now: rfc3339(clock.now()), timeZone: config.timeZone.identifier)
     }
 
     public func advanceClock(_ body: Schemas.ClockAdvanceRequest) async throws -> Schemas.Clock {
@@ -425,7 +425,7 @@ extension Emulator {
 
     public func setClock(_ body: Schemas.ClockSetRequest) async throws -> Schemas.Clock {
         guard let s = simulatedClock else { throw APIError(409, "real_clock", "the clock is real; start serve with --clock simulated") }
-        let t = body.time
+        let t = try Input.date(body.time, "time")
         guard abs(t.timeIntervalSince(s.now())) <= Emulator.maxClockStep else {
             // Valid on its own, refused because of where the clock is now: a conflict, not a bad request.
             throw APIError(409, "clock_step_too_large", "at most 31 days from the current simulated time per call", field: "time")
@@ -468,7 +468,7 @@ extension Emulator {
     /// The journal's CloudEvents JSON (the bytes a webhook gets: one encoding of an event) read back
     /// as the document's `Event`, plus its place in the journal.
     static func eventDescription(_ e: RecordedEvent) throws -> Schemas.Event {
-        let c = try APIDates.jsonDecoder.decode(CloudEvent.self, from: Data(e.cloudEventJSON()))
+        let c = try APIJSON.decoder.decode(CloudEvent.self, from: Data(e.cloudEventJSON()))
         return Schemas.Event(specversion: c.specversion, id: c.id, source: c.source, _type: c.type, time: c.time,
                              datacontenttype: c.datacontenttype, data: c.data, stage: try wire(e.stage.rawValue), position: Int(e.position))
     }
@@ -478,7 +478,7 @@ extension Emulator {
         let id: String
         let source: String
         let type: Schemas.EventType
-        let time: Date
+        let time: String
         let datacontenttype: Schemas.Event.DatacontenttypePayload
         let data: Schemas.EventData
     }

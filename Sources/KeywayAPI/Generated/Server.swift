@@ -3312,7 +3312,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                         style: .form,
                         explode: true,
                         name: "since",
-                        as: Foundation.Date.self
+                        as: Swift.String.self
                     ),
                     _type: try converter.getOptionalQueryItemAsURI(
                         in: request.soar_query,

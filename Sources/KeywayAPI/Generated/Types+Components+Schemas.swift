@@ -108,7 +108,7 @@ extension Components {
         /// - Remark: Generated from `#/components/schemas/KeyID`.
         public typealias KeyID = Swift.String
         /// - Remark: Generated from `#/components/schemas/DateTime`.
-        public typealias DateTime = Foundation.Date
+        public typealias DateTime = Swift.String
         /// The CloudEvents `id` of the event the decision was journaled as (UUID v7); null if none was recorded.
         ///
         /// - Remark: Generated from `#/components/schemas/EventID`.
@@ -1054,11 +1054,11 @@ extension Components {
             /// Between 1970 and 9999.
             ///
             /// - Remark: Generated from `#/components/schemas/LockCertificateRequest/not_before`.
-            public var notBefore: Foundation.Date?
+            public var notBefore: Swift.String?
             /// After `not_before`; between 1970 and 9999.
             ///
             /// - Remark: Generated from `#/components/schemas/LockCertificateRequest/not_after`.
-            public var notAfter: Foundation.Date?
+            public var notAfter: Swift.String?
             /// Creates a new `LockCertificateRequest`.
             ///
             /// - Parameters:
@@ -1067,8 +1067,8 @@ extension Components {
             ///   - notAfter: After `not_before`; between 1970 and 9999.
             public init(
                 fault: Components.Schemas.LockCertificateRequest.FaultPayload? = nil,
-                notBefore: Foundation.Date? = nil,
-                notAfter: Foundation.Date? = nil
+                notBefore: Swift.String? = nil,
+                notAfter: Swift.String? = nil
             ) {
                 self.fault = fault
                 self.notBefore = notBefore
@@ -1086,11 +1086,11 @@ extension Components {
                     forKey: .fault
                 )
                 self.notBefore = try container.decodeIfPresent(
-                    Foundation.Date.self,
+                    Swift.String.self,
                     forKey: .notBefore
                 )
                 self.notAfter = try container.decodeIfPresent(
-                    Foundation.Date.self,
+                    Swift.String.self,
                     forKey: .notAfter
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
@@ -1841,11 +1841,11 @@ extension Components {
             /// Default now. Between 2000 and 2100.
             ///
             /// - Remark: Generated from `#/components/schemas/KeyRequest/not_before`.
-            public var notBefore: Foundation.Date?
+            public var notBefore: Swift.String?
             /// Default `not_before` + 24 h; must be after `not_before`; between 2000 and 2100.
             ///
             /// - Remark: Generated from `#/components/schemas/KeyRequest/not_after`.
-            public var notAfter: Foundation.Date?
+            public var notAfter: Swift.String?
             /// Seconds of grace before `not_before` (bookings 900 or 1800).
             ///
             /// - Remark: Generated from `#/components/schemas/KeyRequest/grace_before_s`.
@@ -1883,8 +1883,8 @@ extension Components {
                 user: Swift.String,
                 locks: [Swift.String]? = nil,
                 group: Swift.String? = nil,
-                notBefore: Foundation.Date? = nil,
-                notAfter: Foundation.Date? = nil,
+                notBefore: Swift.String? = nil,
+                notAfter: Swift.String? = nil,
                 graceBeforeS: Swift.Int? = nil,
                 graceAfterS: Swift.Int? = nil,
                 officeMode: Swift.Bool? = nil,
@@ -1929,11 +1929,11 @@ extension Components {
                     forKey: .group
                 )
                 self.notBefore = try container.decodeIfPresent(
-                    Foundation.Date.self,
+                    Swift.String.self,
                     forKey: .notBefore
                 )
                 self.notAfter = try container.decodeIfPresent(
-                    Foundation.Date.self,
+                    Swift.String.self,
                     forKey: .notAfter
                 )
                 self.graceBeforeS = try container.decodeIfPresent(
@@ -2634,12 +2634,12 @@ extension Components {
             /// At most 31 days from the current simulated time, either way (farther: 409 clock_step_too_large), and between 2000-01-01 and 2100-01-01 (outside: 409 clock_out_of_range).
             ///
             /// - Remark: Generated from `#/components/schemas/ClockSetRequest/time`.
-            public var time: Foundation.Date
+            public var time: Swift.String
             /// Creates a new `ClockSetRequest`.
             ///
             /// - Parameters:
             ///   - time: At most 31 days from the current simulated time, either way (farther: 409 clock_step_too_large), and between 2000-01-01 and 2100-01-01 (outside: 409 clock_out_of_range).
-            public init(time: Foundation.Date) {
+            public init(time: Swift.String) {
                 self.time = time
             }
             public enum CodingKeys: String, CodingKey {
@@ -2648,7 +2648,7 @@ extension Components {
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 self.time = try container.decode(
-                    Foundation.Date.self,
+                    Swift.String.self,
                     forKey: .time
                 )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [

@@ -4967,7 +4967,7 @@ public enum Operations {
                 /// Only events recorded at or after this time (RFC 3339).
                 ///
                 /// - Remark: Generated from `#/paths/v1/events/GET/query/since`.
-                public var since: Foundation.Date?
+                public var since: Swift.String?
                 /// Only these event types, full (`com.keyway.access.denied`) or short (`access.denied`).
                 /// Repeat the parameter or separate types by commas.
                 ///
@@ -4994,7 +4994,7 @@ public enum Operations {
                 public init(
                     limit: Swift.Int? = nil,
                     after: Swift.Int? = nil,
-                    since: Foundation.Date? = nil,
+                    since: Swift.String? = nil,
                     _type: [Swift.String]? = nil,
                     lock: Swift.String? = nil,
                     all: Swift.String? = nil
