@@ -12,7 +12,7 @@ import Glibc
 ///
 /// The sources capture this object strongly until `close()` cancels them, so an owner must call
 /// `close()` (the public wrappers do it in `deinit`).
-final class BlueZSocketHandle: @unchecked Sendable {
+final class BlueZSocketHandle: @unchecked Sendable {   // its vars are only touched on the serial `queue`; the rest are lets
     let fd: Int32
     private let queue: DispatchQueue
     // All state below is touched only on `queue`.
@@ -56,10 +56,15 @@ final class BlueZSocketHandle: @unchecked Sendable {
     func waitWritable() async throws { try await wait(read: false) }
 
     private func wait(read: Bool) async throws {
+        // Set by the cancellation handler before it queues its block. A task cancelled before this
+        // wait reached the queue finds it set there (its handler's block ran first and found no waiter
+        // to wake); one cancelled later finds its waiter woken by that block.
+        let cancelled = Locked(false)
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
                 queue.async { [self] in
                     if closed { c.resume(throwing: BlueZError.closed); return }
+                    if cancelled.withLock({ $0 }) { c.resume(throwing: CancellationError()); return }
                     if read {
                         if let previous = readWaiter.take() { previous.resume(throwing: BlueZError.closed) }
                         readWaiter = c
@@ -72,6 +77,7 @@ final class BlueZSocketHandle: @unchecked Sendable {
                 }
             }
         } onCancel: {
+            cancelled.withLock { $0 = true }
             queue.async { [self] in
                 if read {
                     pauseRead()
