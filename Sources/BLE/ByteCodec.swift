@@ -132,7 +132,7 @@ import Darwin
 /// inside the kernel (a PI futex) where ThreadSanitizer cannot see it, so every contended `Mutex`
 /// shows up as a false data race under `make tsan`, burying real ones. TSAN intercepts pthread mutexes,
 /// so with this lock a race it reports is a race. Same cost uncontended (one atomic each way).
-package final class Locked<Value>: @unchecked Sendable {
+package final class Locked<Value>: @unchecked Sendable {   // `value` is only reached inside withLock, under `mutex`
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 

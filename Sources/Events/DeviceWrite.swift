@@ -1,4 +1,5 @@
 import Foundation
+import KeywayCrypto
 import GRDB
 
 /// One durable write of a device — what its flash must hold afterwards, all or nothing, in one journal
@@ -105,12 +106,15 @@ extension EventJournal {
             completion(.failure(EventError.invalidIdentifier(field: "collector", value: String(by.prefix(64)))))
             return false
         }
-        let box = ResultBox<DeviceWriteResult>()
+        let box = PthreadLocked<DeviceWriteResult?>(nil)
         let op = JournalOp(
-            apply: { db, ctx in box.value = try ctx.apply(db, write) },
+            apply: { db, ctx in
+                let result = try ctx.apply(db, write)
+                box.withLock { $0 = result }
+            },
             complete: { result in
                 switch result {
-                case .success: completion(.success(box.value ?? DeviceWriteResult()))
+                case .success: completion(.success(box.withLock { $0 } ?? DeviceWriteResult()))
                 case .failure(let e): completion(.failure(e))
                 }
             },

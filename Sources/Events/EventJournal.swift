@@ -1,4 +1,5 @@
 import Foundation
+import KeywayCrypto
 import GRDB
 
 /// How the journal trades fsyncs for throughput. See docs/EVENTS.md, "Durability".
@@ -161,29 +162,36 @@ struct JournalChange: Sendable, OptionSet {
 /// durability, after the WAL is fsynced). Concurrent callers share transactions: while one commit is in
 /// flight, new requests queue up and the next transaction takes them all, so N waiting callers cost one
 /// fsync instead of N.
-public final class EventJournal: @unchecked Sendable {
+public final class EventJournal: Sendable {
     public let path: String
     public let configuration: JournalConfiguration
     let clock: any EventClock
     let dbPool: DatabasePool
 
-    private let lock = NSLock()
-    private var pending: [JournalOp] = []
-    private var flushing = false
-    private var closed = false
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
-    private var listeners: [UInt64: @Sendable (JournalChange) -> Void] = [:]
-    private var nextListener: UInt64 = 0
-    private var commits = 0
-    private var committedOperations = 0
-    // Writer-side state, touched only by the drain loop (one commit at a time).
-    private var sourceCache: [String: FlushContext.SourceRow] = [:]
-    private var sourceCacheDataVersion: Int64?
-    private var idRandom = IDRandom()
+    /// The group-commit queue and the change listeners.
+    private struct QueueState {
+        var pending: [JournalOp] = []
+        var flushing = false
+        var closed = false
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        var listeners: [UInt64: @Sendable (JournalChange) -> Void] = [:]
+        var nextListener: UInt64 = 0
+        var commits = 0
+        var committedOperations = 0
+    }
+    private let queue = PthreadLocked(QueueState())
+    /// Writer-side state, touched only by the drain loop (one commit at a time), so its lock is never
+    /// contended; it is a lock all the same so that the type is checked Sendable.
+    private struct WriterState {
+        var sourceCache: [String: FlushContext.SourceRow] = [:]
+        var sourceCacheDataVersion: Int64?
+        var idRandom = IDRandom()
+    }
+    private let writer = PthreadLocked(WriterState())
 
     /// Transactions committed and operations (record calls, collections, …) they carried, since open —
     /// operations ÷ commits is the group-commit factor.
-    public var commitCounts: (transactions: Int, operations: Int) { lock.withLock { (commits, committedOperations) } }
+    public var commitCounts: (transactions: Int, operations: Int) { queue.withLock { ($0.commits, $0.committedOperations) } }
 
     /// Opens (creating if needed) the journal at `path`.
     public init(path: String, configuration: JournalConfiguration = JournalConfiguration(),
@@ -217,15 +225,13 @@ public final class EventJournal: @unchecked Sendable {
     /// Waits for queued records to commit, then closes the database. Later calls throw `journalClosed`.
     public func close() async throws {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            closed = true
-            if flushing || !pending.isEmpty {
-                drainWaiters.append(c)
-                lock.unlock()
-            } else {
-                lock.unlock()
-                c.resume()
+            let waits = queue.withLock { q in
+                q.closed = true
+                guard q.flushing || !q.pending.isEmpty else { return false }
+                q.drainWaiters.append(c)
+                return true
             }
+            if !waits { c.resume() }
         }
         notify(.recorded)
         try dbPool.close()
@@ -487,21 +493,24 @@ public final class EventJournal: @unchecked Sendable {
 
     // MARK: Group commit
 
-    var isClosed: Bool { lock.withLock { closed } }
+    var isClosed: Bool { queue.withLock { $0.closed } }
 
     /// Queues `body` for the next group transaction and returns its result once that transaction committed.
     /// `body` may run more than once (if a shared transaction fails, each operation is retried alone so one
     /// bad operation cannot fail its neighbours); it must only touch the database and `ctx`.
     @discardableResult
-    func submit<T: Sendable>(_ body: @escaping (Database, inout FlushContext) throws -> T) async throws -> T {
-        let box = ResultBox<T>()
+    func submit<T: Sendable>(_ body: @escaping @Sendable (Database, inout FlushContext) throws -> T) async throws -> T {
+        let box = PthreadLocked<T?>(nil)
         return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
             let op = JournalOp(
-                apply: { db, ctx in box.value = try body(db, &ctx) },
+                apply: { db, ctx in
+                    let v = try body(db, &ctx)
+                    box.withLock { $0 = v }
+                },
                 complete: { result in
                     switch result {
                     case .success:
-                        if let v = box.value { cont.resume(returning: v) } else { cont.resume(throwing: EventError.corruptRow("operation produced no result")) }
+                        if let v = box.withLock({ $0 }) { cont.resume(returning: v) } else { cont.resume(throwing: EventError.corruptRow("operation produced no result")) }
                     case .failure(let error):
                         cont.resume(throwing: error)
                     }
@@ -514,16 +523,16 @@ public final class EventJournal: @unchecked Sendable {
     /// order of application). False, with `op` completed as `journalClosed`, once the journal is closed.
     @discardableResult
     func enqueue(_ op: JournalOp) -> Bool {
-        lock.lock()
-        if closed {
-            lock.unlock()
+        let start: Bool? = queue.withLock { q in
+            if q.closed { return nil }
+            q.pending.append(op)
+            defer { q.flushing = true }
+            return !q.flushing
+        }
+        guard let start else {
             op.complete(.failure(EventError.journalClosed))
             return false
         }
-        pending.append(op)
-        let start = !flushing
-        flushing = true
-        lock.unlock()
         if start {
             Task.detached(priority: .high) { await self.drain() }
         }
@@ -532,19 +541,20 @@ public final class EventJournal: @unchecked Sendable {
 
     private func drain() async {
         while true {
-            let batch: [JournalOp] = lock.withLock {
-                let n = min(pending.count, configuration.maxOperationsPerCommit)
-                let b = Array(pending.prefix(n))
-                pending.removeFirst(n)
+            let limit = configuration.maxOperationsPerCommit
+            let batch: [JournalOp] = queue.withLock { q in
+                let n = min(q.pending.count, limit)
+                let b = Array(q.pending.prefix(n))
+                q.pending.removeFirst(n)
                 return b
             }
             if batch.isEmpty {
-                let waiters: [CheckedContinuation<Void, Never>]? = lock.withLock {
+                let waiters: [CheckedContinuation<Void, Never>]? = queue.withLock { q in
                     // Re-check under the lock: a submit may have slipped in after we took the batch.
-                    guard pending.isEmpty else { return nil }
-                    flushing = false
-                    defer { drainWaiters = [] }
-                    return drainWaiters
+                    guard q.pending.isEmpty else { return nil }
+                    q.flushing = false
+                    defer { q.drainWaiters = [] }
+                    return q.drainWaiters
                 }
                 guard let waiters else { continue }
                 waiters.forEach { $0.resume() }
@@ -557,8 +567,7 @@ public final class EventJournal: @unchecked Sendable {
     private func commit(_ batch: [JournalOp]) async {
         let config = configuration
         let now = clock.now()
-        let cache = sourceCache, cacheVersion = sourceCacheDataVersion
-        let random = idRandom
+        let (cache, cacheVersion, random) = writer.withLock { ($0.sourceCache, $0.sourceCacheDataVersion, $0.idRandom) }
         do {
             let (change, sources, version, rng) = try await dbPool.write { db -> (JournalChange, [String: FlushContext.SourceRow], Int64?, IDRandom) in
                 // data_version changes only when *another* connection commits: if it is what it was after
@@ -571,16 +580,12 @@ public final class EventJournal: @unchecked Sendable {
                 return (ctx.change, ctx.sources, version, ctx.random)
             }
             // Only a committed transaction may feed the cache.
-            sourceCache = sources
-            sourceCacheDataVersion = version
-            idRandom = rng
-            lock.withLock { commits += 1; committedOperations += batch.count }
+            writer.withLock { $0 = WriterState(sourceCache: sources, sourceCacheDataVersion: version, idRandom: rng) }
+            queue.withLock { $0.commits += 1; $0.committedOperations += batch.count }
             if !change.isEmpty { notify(change) }
             for op in batch { op.complete(.success(())) }
         } catch {
-            sourceCache = [:]
-            sourceCacheDataVersion = nil
-            idRandom = IDRandom()
+            writer.withLock { $0 = WriterState() }
             if batch.count == 1 {
                 var op = batch[0]
                 if op.retries > 0 && !isClosed {
@@ -599,19 +604,19 @@ public final class EventJournal: @unchecked Sendable {
     // MARK: Change listeners
 
     func addListener(_ body: @escaping @Sendable (JournalChange) -> Void) -> UInt64 {
-        lock.withLock {
-            nextListener += 1
-            listeners[nextListener] = body
-            return nextListener
+        queue.withLock { q in
+            q.nextListener += 1
+            q.listeners[q.nextListener] = body
+            return q.nextListener
         }
     }
 
     func removeListener(_ token: UInt64) {
-        lock.withLock { _ = listeners.removeValue(forKey: token) }
+        queue.withLock { _ = $0.listeners.removeValue(forKey: token) }
     }
 
     func notify(_ change: JournalChange) {
-        let targets = lock.withLock { Array(listeners.values) }
+        let targets = queue.withLock { Array($0.listeners.values) }
         for t in targets { t(change) }
     }
 
@@ -690,55 +695,46 @@ public final class EventJournal: @unchecked Sendable {
 }
 
 /// One queued write: `apply` runs inside the group transaction, `complete` after it committed or failed.
-struct JournalOp: @unchecked Sendable {
-    let apply: (Database, inout FlushContext) throws -> Void
-    let complete: (Result<Void, Error>) -> Void
+struct JournalOp: Sendable {
+    let apply: @Sendable (Database, inout FlushContext) throws -> Void
+    let complete: @Sendable (Result<Void, Error>) -> Void
     /// How many more times a failing transaction of this operation alone is retried, in place (the queue
     /// waits: a device's writes must not overtake one another, and none may be dropped on a busy file).
     var retries = 0
 }
 
-final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
-}
-
 /// A wake-up signal with memory: `ring` before `wait` makes the next `wait` return at once.
-final class Doorbell: @unchecked Sendable {
-    private let lock = NSLock()
-    private var rung = false
-    private var waiter: CheckedContinuation<Void, Never>?
+final class Doorbell: Sendable {
+    private struct State {
+        var rung = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = PthreadLocked(State())
 
     func ring() {
-        lock.lock()
-        if let w = waiter {
-            waiter = nil
-            lock.unlock()
-            w.resume()
-        } else {
-            rung = true
-            lock.unlock()
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { s in
+            guard let w = s.waiter else { s.rung = true; return nil }
+            s.waiter = nil
+            return w
         }
+        waiter?.resume()
     }
 
     func wait() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if rung {
-                rung = false
-                lock.unlock()
-                c.resume()
-            } else if let old = waiter {
+            let (now, stranded): (Bool, CheckedContinuation<Void, Never>?) = state.withLock { s in
+                if s.rung {
+                    s.rung = false
+                    return (true, nil)
+                }
                 // Only one waiter at a time by design; never strand an earlier one.
-                waiter = c
-                lock.unlock()
-                old.resume()
-            } else {
-                waiter = c
-                lock.unlock()
+                defer { s.waiter = c }
+                return (false, s.waiter)
             }
+            if now { c.resume() }
+            stranded?.resume()
         }
     }
-
     /// Waits for a ring or for `timeout` (measured by `sleep`, real time by default), whichever comes
     /// first; returns on cancellation too.
     func wait(timeout: Duration,

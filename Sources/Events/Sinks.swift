@@ -149,13 +149,13 @@ public struct WebhookSink: EventSink {
 
 /// Writes one CloudEvent JSON document per line to a file (NDJSON), appending. `flush` fsyncs, and the
 /// delivery worker flushes before it records progress, so a line the journal calls delivered is on disk.
-public final class NDJSONFileSink: EventSink, @unchecked Sendable {
+public final class NDJSONFileSink: EventSink, Sendable {
     public let name: String
     public let path: String
     private let fd: Int32
-    private let lock = NSLock()
+    /// Whether `fd` was closed; writes, fsyncs and the close hold this lock.
+    private let isClosed = PthreadLocked(false)
     private let sync: Bool
-    private var isClosed = false
 
     public init(path: String, name: String = "ndjson", fsync: Bool = true) throws {
         try EventSource.validateIdentifier(name, field: "endpoint")
@@ -169,15 +169,15 @@ public final class NDJSONFileSink: EventSink, @unchecked Sendable {
         self.sync = fsync
     }
 
-    deinit { if !isClosed { _ = Glibc.close(fd) } }
+    deinit { if !isClosed.withLock({ $0 }) { _ = Glibc.close(fd) } }
 
     public var targetDescription: String { "file:\(path)" }
 
     public func deliver(_ event: RecordedEvent, body: [UInt8]) async -> DeliveryOutcome {
         var line = body
         line.append(0x0A)
-        let error: String? = lock.withLock {
-            guard !isClosed else { return "sink closed" }
+        let error: String? = isClosed.withLock { closed in
+            guard !closed else { return "sink closed" }
             return FileWriting.writeAll(fd, line)
         }
         if let error { return .retry(status: nil, error: error, retryAfter: nil) }
@@ -186,21 +186,22 @@ public final class NDJSONFileSink: EventSink, @unchecked Sendable {
 
     public func flush() async throws {
         guard sync else { return }
-        let rc: Int32 = lock.withLock { isClosed ? 0 : fsync(fd) }
+        let rc: Int32 = isClosed.withLock { $0 ? 0 : fsync(fd) }
         if rc != 0 { throw EventError.invalidConfiguration("fsync \(path): \(String(cString: strerror(errno)))") }
     }
 
     public func shutdown() async {
-        lock.withLock {
-            if !isClosed { _ = Glibc.close(fd); isClosed = true }
+        isClosed.withLock { closed in
+            if !closed { _ = Glibc.close(fd); closed = true }
         }
     }
 }
 
 /// Writes one CloudEvent JSON document per line to standard output — `keyway serve` without an access core.
-public final class StdoutSink: EventSink, @unchecked Sendable {
+public final class StdoutSink: EventSink, Sendable {
     public let name: String
-    private let lock = NSLock()
+    /// Held while a line is written, so concurrent deliveries never interleave their bytes.
+    private let writing = PthreadLocked(())
     private let fd: Int32
 
     public init(name: String = "stdout", fileDescriptor: Int32 = 1) throws {
@@ -214,7 +215,7 @@ public final class StdoutSink: EventSink, @unchecked Sendable {
     public func deliver(_ event: RecordedEvent, body: [UInt8]) async -> DeliveryOutcome {
         var line = body
         line.append(0x0A)
-        let error = lock.withLock { FileWriting.writeAll(fd, line) }
+        let error = writing.withLock { _ in FileWriting.writeAll(fd, line) }
         if let error { return .retry(status: nil, error: error, retryAfter: nil) }
         return .delivered(status: nil)
     }

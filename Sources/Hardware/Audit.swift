@@ -1,5 +1,6 @@
 import Foundation
 import MobileKey
+import KeywayCrypto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -467,32 +468,5 @@ struct AuditWriter: Sendable {
                                              collectedBy: collector, collectedThrough: out.map(\.sequence).max(),
                                              memory: memory.merging(trailMemory()) { a, _ in a }))
         return out
-    }
-}
-
-/// A value behind a pthread mutex (as BLE's `Locked`, which Hardware does not import): ThreadSanitizer
-/// sees pthread mutexes, while a contended `Synchronization.Mutex` is handed over in the kernel where it
-/// cannot, and shows up as a false race under `make tsan`.
-final class PthreadLocked<Value>: @unchecked Sendable {   // every access to `value` holds `mutex`
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
-
-    init(_ value: Value) {
-        self.value = value
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
-
-    func withLock<R>(_ body: (inout Value) -> R) -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body(&value)
     }
 }

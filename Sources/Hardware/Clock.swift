@@ -1,4 +1,5 @@
 import Foundation
+import KeywayCrypto
 
 /// The source of time for every device of the model.
 ///
@@ -35,12 +36,14 @@ extension KeywayClock {
 
 /// A pending timer registered with a `KeywayClock`. Cancelling is idempotent and safe from any thread;
 /// a cancelled timer's action never runs.
-public final class ClockTimer: @unchecked Sendable {
-    // Guarded by `lock`; the flag is read by the clock right before it would run the action.
-    private let lock = NSLock()
-    private var cancelled = false
-    private var onCancel: (@Sendable () -> Void)?
-    private var _task: Task<Void, Never>?
+public final class ClockTimer: Sendable {
+    private struct State {
+        var cancelled = false
+        var onCancel: (@Sendable () -> Void)?
+        var task: Task<Void, Never>?
+    }
+    // The flag is read by the clock right before it would run the action.
+    private let state = PthreadLocked(State())
 
     init() {}
 
@@ -48,39 +51,34 @@ public final class ClockTimer: @unchecked Sendable {
     /// `SimulatedClock` timer). Tests await it to know a cancelled timer settled, instead of sleeping past
     /// its deadline.
     var task: Task<Void, Never>? {
-        get { lock.lock(); defer { lock.unlock() }; return _task }
-        set { lock.lock(); _task = newValue; lock.unlock() }
+        get { state.withLock { $0.task } }
+        set { state.withLock { $0.task = newValue } }
     }
 
-    public var isCancelled: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return cancelled
-    }
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
 
     public func cancel() {
-        lock.lock()
-        if cancelled { lock.unlock(); return }
-        cancelled = true
-        let hook = onCancel
-        onCancel = nil
-        lock.unlock()
+        let hook: (@Sendable () -> Void)? = state.withLock { s in
+            if s.cancelled { return nil }
+            s.cancelled = true
+            defer { s.onCancel = nil }
+            return s.onCancel
+        }
         hook?()
     }
 
     /// Marks a timer whose action is about to run: from then on it counts as done, and a later
     /// `cancel()` neither runs the hook nor counts as a tombstone in the clock's queue.
     func setFiredSilently() {
-        lock.lock()
-        cancelled = true
-        onCancel = nil
-        lock.unlock()
+        state.withLock { $0.cancelled = true; $0.onCancel = nil }
     }
 
     func setOnCancel(_ hook: @escaping @Sendable () -> Void) {
-        lock.lock()
-        if cancelled { lock.unlock(); hook(); return }
-        onCancel = hook
-        lock.unlock()
+        let cancelled = state.withLock { s in
+            if !s.cancelled { s.onCancel = hook }
+            return s.cancelled
+        }
+        if cancelled { hook() }
     }
 }
 
@@ -129,7 +127,7 @@ public final class RealClock: KeywayClock {
 /// in the order they were scheduled), setting `now()` to each timer's deadline before running it and
 /// awaiting its action before the next. Timers scheduled by an action fire in the same advance if they
 /// fall due within it. Nothing sleeps for real, so a test that advances a day runs in microseconds.
-public final class SimulatedClock: KeywayClock, @unchecked Sendable {
+public final class SimulatedClock: KeywayClock, Sendable {
     private struct Entry {
         let deadline: Date
         let order: UInt64
@@ -140,44 +138,97 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
         }
     }
 
-    // All state below is guarded by `lock`. Actions run with the lock released.
-    private let lock = NSLock()
-    private var current: Date
-    private var heap: [Entry] = []
-    private var nextOrder: UInt64 = 0
-    private var cancelledInHeap = 0
+    /// Actions run with the lock released.
+    private struct State {
+        var current: Date
+        var heap: [Entry] = []
+        var nextOrder: UInt64 = 0
+        var cancelledInHeap = 0
+
+        /// Pops the next live timer due by `target`, moving `current` to its deadline; or, when none is
+        /// left, moves `current` to `target` and returns nil.
+        mutating func popDue(upTo target: Date) -> Entry? {
+            while let top = heap.first, top.deadline <= target {
+                popTop()
+                if top.timer.isCancelled {
+                    cancelledInHeap = max(0, cancelledInHeap - 1)
+                    continue
+                }
+                if top.deadline > current { current = top.deadline }
+                return top
+            }
+            if current < target { current = target }
+            return nil
+        }
+
+        // Cancelled entries are dropped lazily; when they dominate the heap it is rebuilt so that memory
+        // stays proportional to live timers even when relock timers are cancelled over and over.
+        mutating func compactIfNeeded() {
+            guard cancelledInHeap > 64, cancelledInHeap * 2 > heap.count else { return }
+            let live = heap.filter { !$0.timer.isCancelled }
+            heap.removeAll(keepingCapacity: true)
+            cancelledInHeap = 0
+            for entry in live { push(entry) }
+        }
+
+        // Binary min-heap on (deadline, order).
+        mutating func push(_ entry: Entry) {
+            heap.append(entry)
+            var child = heap.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                if heap[child].precedes(heap[parent]) {
+                    heap.swapAt(child, parent)
+                    child = parent
+                } else { break }
+            }
+        }
+
+        mutating func popTop() {
+            let last = heap.count - 1
+            heap.swapAt(0, last)
+            heap.removeLast()
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var best = parent
+                if left < heap.count, heap[left].precedes(heap[best]) { best = left }
+                if right < heap.count, heap[right].precedes(heap[best]) { best = right }
+                if best == parent { break }
+                heap.swapAt(parent, best)
+                parent = best
+            }
+        }
+    }
+    private let state: PthreadLocked<State>
 
     /// Starts the clock at `start` (default: 2025-01-06 09:00 UTC, a Monday, so tests read naturally).
     public init(start: Date = Date(timeIntervalSince1970: 1_736_154_000)) {
-        current = start
+        state = PthreadLocked(State(current: start))
     }
 
-    public func now() -> Date {
-        lock.lock(); defer { lock.unlock() }
-        return current
-    }
+    public func now() -> Date { state.withLock { $0.current } }
 
     /// Number of timers still waiting (cancelled ones excluded).
     public var pendingTimers: Int {
-        lock.lock(); defer { lock.unlock() }
-        return heap.lazy.filter { !$0.timer.isCancelled }.count
+        state.withLock { s in s.heap.lazy.filter { !$0.timer.isCancelled }.count }
     }
 
     /// The deadline of the earliest pending timer, if any.
     public var nextDeadline: Date? {
-        lock.lock(); defer { lock.unlock() }
-        compactIfNeeded()
-        return heap.lazy.filter { !$0.timer.isCancelled }.map(\.deadline).min()
+        state.withLock { s in
+            s.compactIfNeeded()
+            return s.heap.lazy.filter { !$0.timer.isCancelled }.map(\.deadline).min()
+        }
     }
 
     @discardableResult
     public func schedule(at deadline: Date, _ action: @escaping @Sendable () async -> Void) -> ClockTimer {
         let timer = ClockTimer()
-        lock.lock()
-        let entry = Entry(deadline: deadline, order: nextOrder, timer: timer, action: action)
-        nextOrder &+= 1
-        push(entry)
-        lock.unlock()
+        state.withLock { s in
+            s.push(Entry(deadline: deadline, order: s.nextOrder, timer: timer, action: action))
+            s.nextOrder &+= 1
+        }
         timer.setOnCancel { [weak self] in self?.noteCancelled() }
         return timer
     }
@@ -210,7 +261,7 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
         if date >= now() {
             await runDue(upTo: date)
         } else {
-            setCurrent(date)
+            state.withLock { $0.current = date }
         }
     }
 
@@ -219,117 +270,60 @@ public final class SimulatedClock: KeywayClock, @unchecked Sendable {
         await runDue(upTo: now())
     }
 
-    private func setCurrent(_ date: Date) {
-        lock.lock(); current = date; lock.unlock()
-    }
-
     private func runDue(upTo target: Date) async {
-        while let entry = popDue(upTo: target) {
+        while let entry = state.withLock({ $0.popDue(upTo: target) }) {
             // Marking it fired means a later cancel() of this handle is a harmless no-op.
             entry.timer.setFiredSilently()
             await entry.action()
         }
     }
 
-    /// Pops the next live timer due by `target`, moving `now` to its deadline; or, when none is left,
-    /// moves `now` to `target` and returns nil.
-    private func popDue(upTo target: Date) -> Entry? {
-        lock.lock(); defer { lock.unlock() }
-        while let top = heap.first, top.deadline <= target {
-            popTop()
-            if top.timer.isCancelled {
-                cancelledInHeap = max(0, cancelledInHeap - 1)
-                continue
-            }
-            if top.deadline > current { current = top.deadline }
-            return top
-        }
-        if current < target { current = target }
-        return nil
-    }
-
     private func noteCancelled() {
-        lock.lock()
-        cancelledInHeap += 1
-        compactIfNeeded()
-        lock.unlock()
-    }
-
-    // Cancelled entries are dropped lazily; when they dominate the heap it is rebuilt so that memory stays
-    // proportional to live timers even when relock timers are cancelled over and over.
-    private func compactIfNeeded() {
-        guard cancelledInHeap > 64, cancelledInHeap * 2 > heap.count else { return }
-        let live = heap.filter { !$0.timer.isCancelled }
-        heap.removeAll(keepingCapacity: true)
-        cancelledInHeap = 0
-        for entry in live { push(entry) }
-    }
-
-    // Binary min-heap on (deadline, order).
-    private func push(_ entry: Entry) {
-        heap.append(entry)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            if heap[child].precedes(heap[parent]) {
-                heap.swapAt(child, parent)
-                child = parent
-            } else { break }
-        }
-    }
-
-    private func popTop() {
-        let last = heap.count - 1
-        heap.swapAt(0, last)
-        heap.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1, right = left + 1
-            var best = parent
-            if left < heap.count, heap[left].precedes(heap[best]) { best = left }
-            if right < heap.count, heap[right].precedes(heap[best]) { best = right }
-            if best == parent { break }
-            heap.swapAt(parent, best)
-            parent = best
+        state.withLock { s in
+            s.cancelledInHeap += 1
+            s.compactIfNeeded()
         }
     }
 }
 
 /// Bridges a checked continuation that may be resumed by either a timer or a cancellation handler,
 /// whichever comes first.
-private final class ContinuationBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<Void, Error>?
-    private var pending: Result<Void, Error>?
-    var timer: ClockTimer? {
-        get { lock.lock(); defer { lock.unlock() }; return _timer }
-        set { lock.lock(); _timer = newValue; lock.unlock() }
+private final class ContinuationBox: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Void, Error>?
+        var pending: Result<Void, Error>?
+        var timer: ClockTimer?
     }
-    private var _timer: ClockTimer?
+    private let state = PthreadLocked(State())
+
+    var timer: ClockTimer? {
+        get { state.withLock { $0.timer } }
+        set { state.withLock { $0.timer = newValue } }
+    }
 
     func install(_ c: CheckedContinuation<Void, Error>) {
-        lock.lock()
-        if let result = pending {
-            pending = nil
-            lock.unlock()
-            c.resume(with: result)
-            return
+        let early: Result<Void, Error>? = state.withLock { s in
+            if let result = s.pending {
+                s.pending = nil
+                return result
+            }
+            s.continuation = c
+            return nil
         }
-        continuation = c
-        lock.unlock()
+        if let early { c.resume(with: early) }
     }
 
     func resume(with result: Result<Void, Error>) {
-        lock.lock()
-        if let c = continuation {
-            continuation = nil
-            let t = _timer
-            lock.unlock()
-            if case .failure = result { t?.cancel() }
-            c.resume(with: result)
-        } else {
-            if pending == nil { pending = result }
-            lock.unlock()
+        let taken: (CheckedContinuation<Void, Error>, ClockTimer?)? = state.withLock { s in
+            guard let c = s.continuation else {
+                if s.pending == nil { s.pending = result }
+                return nil
+            }
+            s.continuation = nil
+            return (c, s.timer)
         }
+        guard let (c, t) = taken else { return }
+        if case .failure = result { t?.cancel() }
+        c.resume(with: result)
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
+import KeywayCrypto
 
 /// State shared between a lock and the door controller whose relay carries out its decisions.
 ///
 /// The lock writes what it wants (release or not, passage or not); the controller writes power and the
 /// door-position switch. Both read the physical result synchronously, so the lock never awaits its
 /// controller (no reentrancy) and the controller awaits the lock only to let it record state changes.
-final class DoorLink: @unchecked Sendable {
+final class DoorLink: Sendable {
     struct Snapshot {
         let relay: RelayKind
         let commandedRelease: Bool
@@ -24,23 +25,26 @@ final class DoorLink: @unchecked Sendable {
     }
 
     let relay: RelayKind
-    private let mutex = NSLock()
-    private var commandedRelease = false
-    private var passage = false
-    private var powered = true
-    private var doorOpen = false
+    private struct Wires {
+        var commandedRelease = false
+        var passage = false
+        var powered = true
+        var doorOpen = false
+    }
+    private let wires = PthreadLocked(Wires())
 
     init(relay: RelayKind) { self.relay = relay }
 
     var snapshot: Snapshot {
-        mutex.lock(); defer { mutex.unlock() }
-        return Snapshot(relay: relay, commandedRelease: commandedRelease, passage: passage, powered: powered, doorOpen: doorOpen)
+        wires.withLock { w in
+            Snapshot(relay: relay, commandedRelease: w.commandedRelease, passage: w.passage, powered: w.powered, doorOpen: w.doorOpen)
+        }
     }
 
     func command(release: Bool, passage: Bool) {
-        mutex.lock(); commandedRelease = release; self.passage = passage; mutex.unlock()
+        wires.withLock { $0.commandedRelease = release; $0.passage = passage }
     }
 
-    func setPowered(_ on: Bool) { mutex.lock(); powered = on; mutex.unlock() }
-    func setDoorOpen(_ open: Bool) { mutex.lock(); doorOpen = open; mutex.unlock() }
+    func setPowered(_ on: Bool) { wires.withLock { $0.powered = on } }
+    func setDoorOpen(_ open: Bool) { wires.withLock { $0.doorOpen = open } }
 }

@@ -1,6 +1,7 @@
+import BLE
 import Foundation
 
-struct Metric {
+struct Metric: Sendable {
     var name: String
     var value: Double
     var unit: String
@@ -9,11 +10,12 @@ struct Metric {
     var baselineWhat: String
 }
 
-final class BenchReport: @unchecked Sendable {
-    var metrics: [Metric] = []
+final class BenchReport: Sendable {
+    private let measured = Locked<[Metric]>([])
+    var metrics: [Metric] { measured.withLock { $0 } }
 
     func add(_ name: String, _ value: Double, unit: String, target: String = "—", baseline: Double? = nil, baselineWhat: String = "") {
-        metrics.append(Metric(name: name, value: value, unit: unit, target: target, baseline: baseline, baselineWhat: baselineWhat))
+        measured.withLock { $0.append(Metric(name: name, value: value, unit: unit, target: target, baseline: baseline, baselineWhat: baselineWhat)) }
         let b = baseline.map { "  (baseline " + String(format: "%.3f", $0) + ": \(baselineWhat))" } ?? ""
         print(pad(name, 28) + pad(String(format: "%.3f", value), 14, left: true) + " " + pad(unit, 12) + " target " + target + b)
         fflush(nil)  // each metric shows as it is measured, even into a pipe

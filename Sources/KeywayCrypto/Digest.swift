@@ -74,7 +74,7 @@ enum ParamName {
 }
 
 /// A C string allocated once and never written or freed: safe to share between threads.
-struct CName: @unchecked Sendable {
+struct CName: @unchecked Sendable {   // the C string is written once by strdup, then only read, never freed
     let pointer: UnsafePointer<CChar>
     init(_ name: String) { pointer = UnsafePointer(strdup(name)!) }
 }

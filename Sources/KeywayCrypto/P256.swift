@@ -8,7 +8,7 @@ import Glibc
 public enum P256 {}
 
 /// Owns one reference to an `EVP_PKEY`.
-final class PKeyBox: @unchecked Sendable {
+final class PKeyBox: @unchecked Sendable {   // the EVP_PKEY is never mutated after init; OpenSSL 3 allows concurrent use of such a key
     // OpenSSL 3 keys are immutable after creation and safe to use from several threads at once.
     let pkey: OpaquePointer
     init(_ pkey: OpaquePointer) { self.pkey = pkey }
@@ -16,31 +16,28 @@ final class PKeyBox: @unchecked Sendable {
 }
 
 /// A validated point and, once needed, its `EVP_PKEY`. Shared by copies of a `PublicKey`.
-final class LazyPublicKey: @unchecked Sendable {
+final class LazyPublicKey: Sendable {
     let point: [UInt8]
-    private var made: PKeyBox?
-    private var mutex = pthread_mutex_t()
+    private let made: PthreadLocked<PKeyBox?>
 
     init(point: [UInt8], box: PKeyBox?) {
         self.point = point
-        self.made = box
-        pthread_mutex_init(&mutex, nil)
+        made = PthreadLocked(box)
     }
-    deinit { pthread_mutex_destroy(&mutex) }
 
     func pkey() throws -> PKeyBox {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        if let made { return made }
-        let box = try P256Group.makePublicKey(point)
-        made = box
-        return box
+        try made.withLock { made throws -> PKeyBox in
+            if let made { return made }
+            let box = try P256Group.makePublicKey(point)
+            made = box
+            return box
+        }
     }
 }
 
 /// The curve, for point checks and building keys without OpenSSL's generic decoders.
 enum P256Group {
-    // EC_GROUP is immutable once built and may be shared across threads.
+    // EC_GROUP is immutable once built and may be shared across threads (an OpaquePointer is not Sendable).
     nonisolated(unsafe) static let group: OpaquePointer? = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)
 
     /// True when the 65 bytes are an uncompressed point on P-256 (not the point at infinity).
@@ -91,7 +88,7 @@ private func requireP256(_ pkey: OpaquePointer, _ what: String) throws {
     guard EVP_PKEY_get_group_name(pkey, &name, name.count, &len) == 1 else {
         throw CryptoError.invalidKey("\(what) has no named curve")
     }
-    let group = String(cString: name)
+    let group = String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     guard group == "prime256v1" || group == "P-256" || group == "secp256r1" else {
         throw CryptoError.invalidKey("\(what) is on curve \(group), want P-256")
     }

@@ -9,6 +9,8 @@ import KeywayFuzz
 
 #if KEYWAY_LIBFUZZER
 
+// Written once by LLVMFuzzerInitialize, before libFuzzer calls LLVMFuzzerTestOneInput (on the same
+// thread); only read afterwards.
 nonisolated(unsafe) private var selected: FuzzTarget?
 
 @_cdecl("LLVMFuzzerInitialize")

@@ -15,6 +15,7 @@
 // Failures: one line `keyway-hil-peer: <what happened — what to do>` on stderr, exit status 2.
 import BLE
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 @preconcurrency import Glibc  // stdout/stderr are C globals: shared, and only ever flushed
 #endif
@@ -79,18 +80,10 @@ func onTermination(_ action: @escaping @Sendable () async -> Void) -> [DispatchS
     }
 }
 
-final class StopFlag: @unchecked Sendable {
-    private var value = false
-    private let lock = NSLockLite()
-    func set() { lock.locked { value = true } }
-    var isSet: Bool { lock.locked { value } }
-}
-
-/// pthread mutex (this target imports no Foundation).
-final class NSLockLite: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func locked<R>(_ body: () -> R) -> R { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return body() }
+final class StopFlag: Sendable {
+    private let value = Atomic(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 func runLock(_ o: Options) async throws {

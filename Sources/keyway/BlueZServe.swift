@@ -2,6 +2,7 @@ import BLE
 import Emulator
 import Foundation
 import Hardware
+import Synchronization
 
 /// The radio side of `serve --transport bluez`: the adapter advertises one lock of the site and every
 /// phone that connects is served by that lock's GATT database, wired to its tap protocol — the same
@@ -80,9 +81,8 @@ private func bluezLog(_ line: String) {
     fflush(nil)
 }
 
-final class StopSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
+final class StopSignal: Sendable {
+    private let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
 }

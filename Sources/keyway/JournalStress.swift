@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import Logging
+import BLE
 
 /// The body of the hidden `keyway journal-stress` command, used by Tests/peers/test_events_kill.py to
 /// SIGKILL a process in the middle of a stream and check that nothing acknowledged was lost or renamed.
@@ -133,17 +134,16 @@ enum JournalStress {
     }
 }
 
-final class StressCounter: @unchecked Sendable {
-    private let lock = NSLock()
+final class StressCounter: Sendable {
     private let limit: Int?
-    private var n = 0
+    private let n = Locked(0)
     init(limit: Int?) { self.limit = limit }
     func next() -> Int? {
-        lock.withLock {
+        n.withLock { n in
             if let limit, n >= limit { return nil }
             defer { n += 1 }
             return n
         }
     }
-    var issued: Int { lock.withLock { n } }
+    var issued: Int { n.withLock { $0 } }
 }

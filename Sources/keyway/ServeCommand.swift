@@ -3,6 +3,7 @@ import BLE
 import Emulator
 import Foundation
 import Logging
+import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the emulator: devices, radio, journal, webhooks and the control API.")
@@ -127,13 +128,14 @@ func waitForTerminationSignal() async {
     }
 }
 
-final class OnceFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var fired = false
-    func fire() -> Bool { lock.withLock { defer { fired = true }; return !fired } }
+final class OnceFlag: Sendable {
+    private let fired = Atomic(false)
+    /// True the first time only.
+    func fire() -> Bool { !fired.exchange(true, ordering: .acquiringAndReleasing) }
 }
 
+/// Signal sources live for the process (a released source stops delivering).
 enum SignalSources {
-    nonisolated(unsafe) static var kept: [DispatchSourceSignal] = []
-    static func keep(_ s: [DispatchSourceSignal]) { kept.append(contentsOf: s) }
+    static let kept = Locked<[any DispatchSourceSignal]>([])
+    static func keep(_ s: [any DispatchSourceSignal]) { kept.withLock { $0.append(contentsOf: s) } }
 }

@@ -1,6 +1,5 @@
 import BLE
 import Foundation
-import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -552,8 +551,8 @@ final class AttackSuiteTests: XCTestCase {
         let cache = LockCertificateCache()
         let phone = try bench.phone(key, cache: cache)
         let entranceKeys = try XCTUnwrap(bench.emu.keys.locks[entrance])
-        let site = bench.siteID
         let cert = entranceKeys.certificate
+        let site = bench.siteID
 
         let c = try await connect()
         let pending = try await c.pending(phone, at: bench.now)
@@ -598,6 +597,7 @@ final class AttackSuiteTests: XCTestCase {
             }
         }
     }
+
     // MARK: - Protocol v2 (issue 14 items 1 and 7)
 
     /// A version 1 phone reads Reader Hello first: ATT Error Response, application error 0x84, and
@@ -719,7 +719,6 @@ final class AttackSuiteTests: XCTestCase {
         try await bench.expectOneDecision(at: "room-dolores", after: mark, reason: "wrong_lock", decision: session.decisions.last)
     }
 
-
     // MARK: - Tags, PINs, removed users
 
     func testUnknownTagIsDenied() async throws {
@@ -825,7 +824,7 @@ final class AttackSuiteTests: XCTestCase {
     /// base64 body of each private key file, and each private scalar in hex and base64.
     func testNoAPIResponseCarriesPrivateKeyMaterial() async throws {
         let emu = bench.emu
-        let port = Mutex<Int?>(nil)
+        let port = Locked<Int?>(nil)
         let server = Task { try await ControlServer.run(emu) { p in port.withLock { $0 = p } } }
         defer { server.cancel() }
         var base = ""

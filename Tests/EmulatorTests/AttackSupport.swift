@@ -144,7 +144,7 @@ final class RawGATTPhone: @unchecked Sendable {
     let presentationHandle: UInt16
     let resultHandle: UInt16
 
-    private let results = Mutex<(done: [[UInt8]], taken: Int)>(([], 0))
+    private let results = Locked<(done: [[UInt8]], taken: Int)>(([], 0))
     private var pump: Task<Void, Never>?
 
     private init(client: GATTClient, session: LockGATT.Session, gatt: LockGATT, hello: UInt16, presentation: UInt16, result: UInt16) {
@@ -183,10 +183,13 @@ final class RawGATTPhone: @unchecked Sendable {
 
     func close() {
         client.close()
-    /// Reads Reader Hello as it stands (a version 1 phone's first step; the answer to this
-    /// connection's phone hello once one was written).
         pump?.cancel()
     }
+
+    /// Reads Reader Hello as it stands (a version 1 phone's first step; the answer to this
+    /// connection's phone hello once one was written).
+    func readHello() async throws -> [UInt8] { try await client.read(helloHandle) }
+
     /// Writes a phone hello (protocol v2, step 2) to Reader Hello.
     func writePhoneHello(_ bytes: [UInt8]) async throws { try await client.write(helloHandle, bytes) }
 
@@ -212,9 +215,6 @@ final class RawGATTPhone: @unchecked Sendable {
         let (opening, hello) = try await open(phone)
         return try opening.present(readerHello: hello, action: action, at: now)
     }
-
-
-    func readHello() async throws -> [UInt8] { try await client.read(helloHandle) }
 
     /// Writes one raw fragment (`[index, flags] ‖ chunk`) as one ATT write.
     func writeFragment(_ fragment: [UInt8]) async throws { try await client.write(presentationHandle, fragment) }
@@ -251,10 +251,10 @@ final class RawGATTPhone: @unchecked Sendable {
 // MARK: - A malicious phone that holds the session keys
 
 /// Builds presentations the way `TapPhone` does, but lets the test put anything inside the sealed
-    let phoneHello: PhoneHello
 /// payload: a phone (or an app under the attacker's control) holds its own session keys, so the
 /// lock's checks behind decryption — payload parsing, credential, proof, action — face arbitrary bytes.
 struct CraftedTap {
+    let phoneHello: PhoneHello
     let hello: ReaderHello
     let helloBytes: [UInt8]
     let ephemeral: P256.PrivateKey
@@ -299,7 +299,7 @@ struct CraftedTap {
 /// Records every ATT PDU the wrapped bearer receives: what the phone sent to the peripheral.
 final class ATTSpyBearer: ATTBearer {
     let base: any ATTBearer
-    private let received = Mutex<[[UInt8]]>([])
+    private let received = Locked<[[UInt8]]>([])
     var linkMTU: Int { base.linkMTU }
 
     init(wrapping base: any ATTBearer) { self.base = base }

@@ -64,26 +64,26 @@ enum BlueZL2CAPAddress {
 /// One connected LE L2CAP channel on the ATT fixed channel: a `SOCK_SEQPACKET` descriptor on which
 /// every read and write is one bare ATT PDU. Hand the descriptor to a bearer with
 /// `takeFileDescriptor()`; until then (or if never taken) this object closes it.
-public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConvertible {
+public final class BlueZL2CAPConnection: Sendable, CustomStringConvertible {
     /// The adapter the connection runs on (`hci0`), or nil for a client bound to any adapter.
     public let adapter: String?
     public let peer: BlueZAddress
-    private var fd: Int32
-    private let lock = BlueZLock()
+    /// The descriptor, -1 once taken or closed; socket calls on it hold the lock.
+    private let fd: Locked<Int32>
 
     init(fd: Int32, adapter: String?, peer: BlueZAddress) {
-        self.fd = fd
+        self.fd = Locked(fd)
         self.adapter = adapter
         self.peer = peer
     }
 
-    deinit { if fd >= 0 { _ = Glibc.close(fd) } }
+    deinit { fd.withLock { if $0 >= 0 { _ = Glibc.close($0) } } }
 
     public var description: String { "L2CAP LE ATT channel to \(peer) (\(peer.kind == .lePublic ? "public" : "random"))" }
 
     /// The descriptor (non-blocking, close-on-exec), now owned by the caller. Nil if already taken.
     public func takeFileDescriptor() -> Int32? {
-        lock.withLock {
+        fd.withLock { fd in
             guard fd >= 0 else { return nil }
             defer { fd = -1 }
             return fd
@@ -92,12 +92,12 @@ public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConver
 
     /// The descriptor without giving up ownership (for socket options), nil once taken or closed.
     func peekFileDescriptor() -> Int32? {
-        lock.withLock { fd >= 0 ? fd : nil }
+        fd.withLock { $0 >= 0 ? $0 : nil }
     }
 
     /// The current security level; after pairing it reports what the link achieved.
     public func securityLevel() throws -> BlueZSecurityLevel {
-        try lock.withLock {
+        try fd.withLock { (fd: inout Int32) throws(any Error) in
             guard fd >= 0 else { throw BlueZError.closed }
             return try BlueZL2CAPAddress.security(fd)
         }
@@ -105,7 +105,7 @@ public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConver
 
     /// Asks for a security level; on an LE link the kernel starts SMP pairing/encryption as needed.
     public func setSecurityLevel(_ level: BlueZSecurityLevel) throws {
-        try lock.withLock {
+        try fd.withLock { (fd: inout Int32) throws(any Error) in
             guard fd >= 0 else { throw BlueZError.closed }
             try BlueZL2CAPAddress.setSecurity(fd, level)
         }
@@ -152,14 +152,14 @@ public final class BlueZL2CAPConnection: @unchecked Sendable, CustomStringConver
     }
 
     public func close() {
-        lock.withLock {
+        fd.withLock { fd in
             if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
         }
     }
 }
 
 /// The lock side: listens on the LE ATT fixed channel (CID 4) of one adapter and accepts phones.
-public final class BlueZL2CAPListener: @unchecked Sendable {
+public final class BlueZL2CAPListener: Sendable {
     public let adapter: BlueZAdapterInfo
     public let security: BlueZSecurityLevel
     private let handle: BlueZSocketHandle
@@ -302,17 +302,5 @@ public enum BlueZL2CAPClient {
         default:
             return BlueZError.classify(errno: code, operation: "connecting to \(peer)", adapter: adapter)
         }
-    }
-}
-
-/// A minimal lock for the few synchronous fields here (no Foundation dependency in this module).
-final class BlueZLock: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
     }
 }

@@ -9,7 +9,7 @@ import Glibc
 ///
 /// Start-up order matters: the adapter is checked (exists, up), bluetoothd is looked for, the ATT
 /// listener is bound *before* advertising starts (a phone may connect the moment it sees the lock).
-public final class BlueZPeripheral: @unchecked Sendable {
+public final class BlueZPeripheral: Sendable {
     public struct Configuration: Sendable {
         /// `hciN`.
         public var adapter: String

@@ -230,6 +230,12 @@ public final class LockGATT: Sendable {
     }
 }
 
-final class WeakBox<T: AnyObject>: @unchecked Sendable {
-    weak var value: T?
+/// A weak reference shared by @Sendable closures, set once its target exists.
+final class WeakBox<T: AnyObject & Sendable>: Sendable {
+    private struct Ref { weak var value: T? }
+    private let ref = Locked(Ref())
+    var value: T? {
+        get { ref.withLock { $0.value } }
+        set { ref.withLock { $0.value = newValue } }
+    }
 }

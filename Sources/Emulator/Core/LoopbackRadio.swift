@@ -3,7 +3,6 @@ import Foundation
 import Hardware
 import KeywayCrypto
 @_spi(NonConformantPhone) import MobileKey
-import Synchronization
 
 /// How the emulator's built-in phone behaves. `conformant` (the default) refuses, before revealing
 /// anything, a lock outside its credential's `aud` or whose clock is more than 60 s off its own (the
@@ -13,12 +12,12 @@ public enum BuiltInPhoneMode: String, Sendable, CaseIterable { case conformant, 
 
 /// The in-process radio: every lock's GATT server, and the built-in phone that taps over a
 /// `LoopbackLink` — the same ATT bytes a real BLE link carries, optionally captured to btsnoop.
-final class LoopbackRadio: @unchecked Sendable {
+final class LoopbackRadio: Sendable {
     let locks: [String: LockGATT]
     let capture: BTSnoopWriter?
     /// The built-in phone's private keys, parsed once per key as a phone keeps its key in memory:
     /// OpenSSL 3 decodes a PEM private key in about 0.4 ms, most of a whole tap's crypto.
-    private let holderKeys = Mutex<[String: P256.PrivateKey]>([:])
+    private let holderKeys = Locked<[String: P256.PrivateKey]>([:])
 
     init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
         var locks: [String: LockGATT] = [:]
