@@ -297,7 +297,11 @@ public actor Lock {
     public func finishTap(_ session: TapLockSession, presentation: [UInt8]) throws -> TapOutcome {
         try checkPowered()
         guard session.identity.lockID == id else { throw HardwareError.tapFailed("session of lock \(session.identity.lockID)") }
-        let evaluation = session.evaluate(presentation, now: lockTime(), revocations: revocations)
+        // A session begun under other site keys (the lock was re-provisioned since its hello) answers
+        // nothing: its nonce is not one the lock's current keys issued.
+        let evaluation = session.identity.replayGuard === tapIdentity?.replayGuard
+            ? session.evaluate(presentation, now: lockTime(), revocations: revocations)
+            : .denied(.nonceUnknown, credential: nil, action: nil)
         let decision = decide(evaluation)
         let openMs = decision.outcome == .unlocked ? UInt32(decision.openTime ?? 0) * 1000 : 0
         let message = session.resultMessage(granted: decision.granted, reason: decision.reason?.rawValue, openMilliseconds: openMs)

@@ -165,6 +165,25 @@ final class MobileKeyAtTheLockTests: XCTestCase {
         XCTAssertEqual(log.all.count, before + 1, "nothing recorded out of reach")
     }
 
+    /// Re-provisioned between the phone's hello and its presentation: the session of the old keys
+    /// answers nothing (`nonce_unknown`, one record), and a new tap under the new keys works.
+    func testASessionFromBeforeReProvisioningIsRefused() async throws {
+        let validity = ValidityWindow(notBefore: start, expires: start.addingTimeInterval(86_400))
+        let (phone, _) = try keys.phone(user: "u-ada", locks: ["room-valencia"], validity: validity, at: start)
+        let lock = site.lock("room-valencia")!
+        let opening = try phone.open()
+        let session = try await lock.beginTap(phoneHello: opening.phoneHello)
+        let pending = try opening.present(readerHello: session.helloBytes, action: .open, at: start)
+        let old = try XCTUnwrap(keys.identities["room-valencia"])
+        await lock.provision(TapLockIdentity(lockID: old.lockID, deviceKey: old.deviceKey, certificate: old.certificate, verifier: old.verifier))
+        let before = log.all.count
+        let outcome = try await lock.finishTap(session, presentation: pending.presentation)
+        XCTAssertEqual(outcome.decision.reason?.rawValue, "nonce_unknown")
+        XCTAssertEqual(log.all.count, before + 1)
+        let (fresh, _) = try await tap(phone, on: lock)
+        XCTAssertTrue(fresh.granted)
+    }
+
     func testAReplayedPresentationIsDeniedAndRecorded() async throws {
         let validity = ValidityWindow(notBefore: start, expires: start.addingTimeInterval(86_400))
         let (phone, _) = try keys.phone(user: "u-ada", locks: ["room-valencia"], validity: validity, at: start)
