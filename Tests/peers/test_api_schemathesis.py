@@ -39,6 +39,13 @@ SEMANTIC = {
     "moveIQ": ["422"],
     "setDoorSensor": ["422"],
     "pressExit": ["422"],
+    # the directory: a group id the site lacks, valid_until <= valid_from, two spellings of one tag UID,
+    # a schedule window that does not parse, a lock id the site lacks, an update that changes nothing
+    "createUser": ["400"],
+    "updateUser": ["400"],
+    "setUserTags": ["400"],
+    "createGroup": ["400"],
+    "updateGroup": ["400"],
 }
 
 CONFIG = """

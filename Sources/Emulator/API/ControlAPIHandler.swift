@@ -126,6 +126,62 @@ struct ControlAPIHandler: APIProtocol {
         return .ok(.init(body: .json(try await emu.tap(body))))
     }
 
+    // MARK: - Directory
+
+    func listUsers(_ input: Operations.ListUsers.Input) async throws -> Operations.ListUsers.Output {
+        .ok(.init(body: .json(await emu.users())))
+    }
+
+    func createUser(_ input: Operations.CreateUser.Input) async throws -> Operations.CreateUser.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .created(.init(body: .json(try await emu.createUser(body))))
+    }
+
+    func getUser(_ input: Operations.GetUser.Input) async throws -> Operations.GetUser.Output {
+        .ok(.init(body: .json(try await emu.user(id: try pathID(input.path.id)))))
+    }
+
+    func updateUser(_ input: Operations.UpdateUser.Input) async throws -> Operations.UpdateUser.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.updateUser(try pathID(input.path.id), body))))
+    }
+
+    func deleteUser(_ input: Operations.DeleteUser.Input) async throws -> Operations.DeleteUser.Output {
+        .ok(.init(body: .json(try await emu.deleteUser(try pathID(input.path.id)))))
+    }
+
+    func setUserTags(_ input: Operations.SetUserTags.Input) async throws -> Operations.SetUserTags.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.setUserTags(try pathID(input.path.id), body))))
+    }
+
+    func setUserPIN(_ input: Operations.SetUserPIN.Input) async throws -> Operations.SetUserPIN.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.setUserPIN(try pathID(input.path.id), body))))
+    }
+
+    func clearUserPIN(_ input: Operations.ClearUserPIN.Input) async throws -> Operations.ClearUserPIN.Output {
+        .ok(.init(body: .json(try await emu.clearUserPIN(try pathID(input.path.id)))))
+    }
+
+    func listGroups(_ input: Operations.ListGroups.Input) async throws -> Operations.ListGroups.Output {
+        .ok(.init(body: .json(await emu.groups())))
+    }
+
+    func createGroup(_ input: Operations.CreateGroup.Input) async throws -> Operations.CreateGroup.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .created(.init(body: .json(try await emu.createGroup(body))))
+    }
+
+    func getGroup(_ input: Operations.GetGroup.Input) async throws -> Operations.GetGroup.Output {
+        .ok(.init(body: .json(try await emu.group(id: try pathID(input.path.id)))))
+    }
+
+    func updateGroup(_ input: Operations.UpdateGroup.Input) async throws -> Operations.UpdateGroup.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.updateGroup(try pathID(input.path.id), body))))
+    }
+
     // MARK: - Clock
 
     func getClock(_ input: Operations.GetClock.Input) async throws -> Operations.GetClock.Output {

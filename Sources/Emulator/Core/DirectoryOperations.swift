@@ -1,0 +1,197 @@
+import Foundation
+import Hardware
+import KeywayAPI
+
+/// The access core's side of the directory (issue 13): users with their fobs and PIN, and access
+/// groups, changed at runtime. Each change is a new access-list version in the site's directory; locks
+/// get it from their IQ's next sync (Hardware/IQ.swift), as real ones do. Every input is checked
+/// before the directory changes, so a refused request changes nothing.
+extension Emulator {
+    // MARK: - Users
+
+    public func users() async -> [Schemas.User] {
+        let directory = site.directory
+        let version = await directory.accessListVersion
+        return await directory.currentUsers.map { Emulator.userDescription($0, version: version) }
+    }
+
+    public func user(id: String) async throws -> Schemas.User {
+        let directory = site.directory
+        guard let u = await directory.currentUsers.first(where: { $0.id == id }) else { throw APIError.notFound("user", id) }
+        return Emulator.userDescription(u, version: await directory.accessListVersion)
+    }
+
+    public func createUser(_ body: Schemas.UserRequest) async throws -> Schemas.User {
+        let directory = site.directory
+        if await directory.currentUsers.contains(where: { $0.id == body.id }) {
+            throw APIError(409, "conflict", "user '\(body.id)' exists; change it with PUT /v1/users/\(body.id)", field: "id")
+        }
+        var user = UserConfig(id: try Input.text(body.id, "id", maxLength: 64), name: try Input.text(body.name, "name", maxLength: 128),
+                              groups: body.groups ?? [])
+        user.tags = try Emulator.tags(body.tags ?? [])
+        user.pin = try Emulator.pin(body.pin)
+        (user.validFrom, user.validUntil) = try Emulator.validity(body.validFrom, body.validUntil)
+        return try await save(user)
+    }
+
+    public func updateUser(_ id: String, _ body: Schemas.UserUpdate) async throws -> Schemas.User {
+        guard body != Schemas.UserUpdate() else { throw APIError.badRequest("name", "give at least one of name, groups, valid_from, valid_until") }
+        var user = try await storedUser(id)
+        if let name = try Input.text(body.name, "name", maxLength: 128) { user.name = name }
+        if let groups = body.groups { user.groups = groups }
+        if body.validFrom != nil || body.validUntil != nil {
+            (user.validFrom, user.validUntil) = try Emulator.validity(body.validFrom ?? user.validFrom.map(rfc3339),
+                                                                      body.validUntil ?? user.validUntil.map(rfc3339))
+        }
+        return try await save(user)
+    }
+
+    public func deleteUser(_ id: String) async throws -> Schemas.DirectoryChange {
+        _ = try await storedUser(id)
+        let version = try await directoryChange { try await site.directory.removeUser(id: id) }
+        return Schemas.DirectoryChange(id: id, deleted: true, accessListVersion: Int(version))
+    }
+
+    public func setUserTags(_ id: String, _ body: Schemas.TagsRequest) async throws -> Schemas.User {
+        var user = try await storedUser(id)
+        user.tags = try Emulator.tags(body.tags)
+        return try await save(user)
+    }
+
+    public func setUserPIN(_ id: String, _ body: Schemas.PINRequest) async throws -> Schemas.User {
+        var user = try await storedUser(id)
+        user.pin = try Emulator.pin(body.pin)
+        return try await save(user)
+    }
+
+    public func clearUserPIN(_ id: String) async throws -> Schemas.User {
+        var user = try await storedUser(id)
+        user.pin = nil
+        return try await save(user)
+    }
+
+    func storedUser(_ id: String) async throws -> UserConfig {
+        guard let u = await site.directory.currentUsers.first(where: { $0.id == id }) else { throw APIError.notFound("user", id) }
+        return u
+    }
+
+    func save(_ user: UserConfig) async throws -> Schemas.User {
+        let version = try await directoryChange { try await site.directory.upsertUser(user) }
+        return Emulator.userDescription(user, version: version)
+    }
+
+    static func userDescription(_ u: UserConfig, version: UInt64) -> Schemas.User {
+        // The PIN is a secret of its holder: the answer says only that one is set.
+        Schemas.User(id: u.id, name: u.name, groups: u.groups, tags: u.tags.map(\.description), pinSet: u.pin != nil,
+                     validFrom: u.validFrom.map(rfc3339), validUntil: u.validUntil.map(rfc3339), accessListVersion: Int(version))
+    }
+
+    static func tags(_ texts: [String]) throws -> [TagUID] {
+        guard texts.count <= UserConfig.maximumTags else { throw APIError.badRequest("tags", "at most \(UserConfig.maximumTags) tags") }
+        var seen = Set<TagUID>()
+        return try texts.map { text in
+            guard text.utf8.count <= 32 else { throw APIError.badRequest("tags", "a tag UID is at most 32 characters") }
+            guard let uid = TagUID(hex: text) else { throw APIError.badRequest("tags", "'\(text)' is not a hex UID of 4 to 10 bytes") }
+            guard seen.insert(uid).inserted else { throw APIError.badRequest("tags", "\(uid) is listed twice") }
+            return uid
+        }
+    }
+
+    static func pin(_ pin: String?) throws -> String? {
+        guard let pin else { return nil }
+        guard UserConfig.pinLengths.contains(pin.count), pin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw APIError.badRequest("pin", "4 to 8 digits")
+        }
+        return pin
+    }
+
+    static func validity(_ from: String?, _ until: String?) throws -> (Date?, Date?) {
+        let start = try Input.date(from, "valid_from"), end = try Input.date(until, "valid_until")
+        if let start, let end, end <= start { throw APIError.badRequest("valid_until", "must be after valid_from") }
+        return (start, end)
+    }
+
+    // MARK: - Groups
+
+    public func groups() async -> [Schemas.Group] {
+        let directory = site.directory
+        let version = await directory.accessListVersion
+        return await directory.currentGroups.map { groupDescription($0, version: version) }
+    }
+
+    public func group(id: String) async throws -> Schemas.Group {
+        let directory = site.directory
+        guard let g = await directory.currentGroups.first(where: { $0.id == id }) else { throw APIError.notFound("access group", id) }
+        return groupDescription(g, version: await directory.accessListVersion)
+    }
+
+    public func createGroup(_ body: Schemas.GroupRequest) async throws -> Schemas.Group {
+        if await site.directory.currentGroups.contains(where: { $0.id == body.id }) {
+            throw APIError(409, "conflict", "access group '\(body.id)' exists; change it with PUT /v1/groups/\(body.id)", field: "id")
+        }
+        let group = AccessGroupConfig(id: try Input.text(body.id, "id", maxLength: 64), name: try Input.text(body.name, "name", maxLength: 128),
+                                      locks: try lockSelection(body.locks), schedule: try Emulator.timetable(body.schedule),
+                                      officeMode: body.officeMode ?? false)
+        return try await save(group)
+    }
+
+    public func updateGroup(_ id: String, _ body: Schemas.GroupUpdate) async throws -> Schemas.Group {
+        guard body != Schemas.GroupUpdate() else { throw APIError.badRequest("name", "give at least one of name, locks, schedule, office_mode") }
+        guard var group = await site.directory.currentGroups.first(where: { $0.id == id }) else { throw APIError.notFound("access group", id) }
+        if let name = try Input.text(body.name, "name", maxLength: 128) { group.name = name }
+        if body.locks != nil { group.locks = try lockSelection(body.locks) }
+        if body.schedule != nil { group.schedule = try Emulator.timetable(body.schedule) }
+        if let office = body.officeMode { group.officeMode = office }
+        return try await save(group)
+    }
+
+    func save(_ group: AccessGroupConfig) async throws -> Schemas.Group {
+        let version = try await directoryChange { try await site.directory.upsertGroup(group) }
+        return groupDescription(group, version: version)
+    }
+
+    func groupDescription(_ g: AccessGroupConfig, version: UInt64) -> Schemas.Group {
+        let locks: [String]
+        switch g.locks {
+        case .all: locks = config.locks.map(\.id)
+        case .only(let ids): locks = ids
+        }
+        return Schemas.Group(id: g.id, name: g.name, locks: locks, allLocks: g.locks == .all,
+                             schedule: g.schedule.windows.map(\.description), officeMode: g.officeMode, accessListVersion: Int(version))
+    }
+
+    func lockSelection(_ ids: [String]?) throws -> LockSelection {
+        guard let ids else { return .all }
+        guard !ids.isEmpty else { throw APIError.badRequest("locks", "must not be empty (leave it out for every lock)") }
+        for id in ids where config.lockIndex[id] == nil { throw APIError.badRequest("locks", "no lock '\(id)' in site \(config.siteID)") }
+        var seen = Set<String>()
+        return .only(ids.filter { seen.insert($0).inserted })
+    }
+
+    static func timetable(_ windows: [String]?) throws -> Timetable {
+        guard let windows else { return .always }
+        guard !windows.isEmpty else { throw APIError.badRequest("schedule", "must not be empty (leave it out for 24/7)") }
+        return Timetable(try windows.map { w in
+            guard let window = WeeklyWindow(parsing: w) else {
+                throw APIError.badRequest("schedule", "'\(w)' is not a weekly window like \"mon-fri 09:00-18:00\"")
+            }
+            return window
+        })
+    }
+
+    /// Runs a directory change, turning the directory's refusals into the API's.
+    func directoryChange(_ change: () async throws -> UInt64) async throws -> UInt64 {
+        do { return try await change() } catch let e as DirectoryError {
+            switch e {
+            case .unknownUser(let id): throw APIError.notFound("user", id)
+            case .unknownGroup(let id): throw APIError.badRequest("groups", "no access group '\(id)'")
+            case .unknownLock(let id): throw APIError.badRequest("locks", "no lock '\(id)' in site \(config.siteID)")
+            case .conflict(let why) where why.hasPrefix("PIN"):
+                // Naming the user who has it would tell a guesser whose PIN they found.
+                throw APIError(409, "conflict", "that PIN is not available: another user of the site has it", field: "pin")
+            case .conflict(let why): throw APIError(409, "conflict", why, field: "tags")
+            case .invalid(let why): throw APIError(400, "invalid_field", why)
+            }
+        }
+    }
+}
