@@ -1,3 +1,4 @@
+import BLE
 import Dispatch
 import Emulator
 import Foundation
@@ -41,8 +42,7 @@ enum ControlAPIFuzz {
         case .failure(let error):
             throw check.fail("POST \(path) threw \(type(of: error)) out of the router: \(error)")
         }
-        harness.count += 1
-        if harness.count % 2000 == 0 { _ = harness.blocking { try await harness.emulator.reset() } }
+        if harness.countExecution() % 2000 == 0 { _ = harness.blocking { try await harness.emulator.reset() } }
     }
 }
 
@@ -71,18 +71,15 @@ struct InProcessAPI: Sendable {
 
 /// Gathers a response body written through Hummingbird's ResponseBodyWriter.
 struct BodyCollector: ResponseBodyWriter {
-    let box = Box()
-    final class Box: @unchecked Sendable {  // written by one response at a time, read after it finished
-        var bytes: [UInt8] = []
-    }
-    var bytes: [UInt8] { get async { box.bytes } }
-    mutating func write(_ buffer: ByteBuffer) async throws { box.bytes += buffer.readableBytesView }
+    let box = Locked<[UInt8]>([])
+    var bytes: [UInt8] { get async { box.withLock { $0 } } }
+    mutating func write(_ buffer: ByteBuffer) async throws { box.withLock { $0 += buffer.readableBytesView } }
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }
 
 /// A running emulator for the API target: the bundled site, simulated clock, data on tmpfs when
 /// there is one (the journal fsyncs every commit).
-final class APIHarness: @unchecked Sendable {
+final class APIHarness: Sendable {
     static let shared: APIHarness = {
         do { return try APIHarness() } catch { fatalError("fuzz fixture: emulator did not start: \(error)") }
     }()
@@ -93,7 +90,10 @@ final class APIHarness: @unchecked Sendable {
     /// KEYWAY_FUZZ_VERBOSE=1 prints each operation's outcome (to see where seeds go).
     let verbose = ProcessInfo.processInfo.environment["KEYWAY_FUZZ_VERBOSE"] != nil
     /// Executions since start (the target resets the emulator now and then so state stays bounded).
-    var count = 0
+    private let executions = Locked(0)
+
+    /// Counts one execution; returns the count including it.
+    func countExecution() -> Int { executions.withLock { $0 += 1; return $0 } }
 
     init() throws {
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
@@ -103,16 +103,19 @@ final class APIHarness: @unchecked Sendable {
         options.dataDir = dataDir
         options.clock = .simulated
         options.clockStart = Date(timeIntervalSince1970: 1_795_420_800)
-        let box = ResultBox<Emulator>()
+        let box = Locked<Result<Emulator, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task { [options] in
-            do { box.result = .success(try await Emulator.start(options)) } catch { box.result = .failure(error) }
+            let result: Result<Emulator, Error>
+            do { result = .success(try await Emulator.start(options)) } catch { result = .failure(error) }
+            box.withLock { $0 = result }
             done.signal()
         }
         done.wait()
-        emulator = try box.result!.get()
-        APIHarness.cleanupPath = dataDir
-        atexit { if let p = APIHarness.cleanupPath { try? FileManager.default.removeItem(atPath: p) } }
+        emulator = try box.withLock { $0 }!.get()
+        let directory = dataDir
+        APIHarness.cleanupPath.withLock { $0 = directory }
+        atexit { if let p = APIHarness.cleanupPath.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: p) } }
         ids = Self.deviceIDs(emulator.config)
         client = try InProcessAPI(emulator)
     }
@@ -124,22 +127,21 @@ final class APIHarness: @unchecked Sendable {
             + ["back-door", "no-such-device", "../../etc/passwd", nil]
     }
 
-    nonisolated(unsafe) static var cleanupPath: String?
+    /// The data directory atexit removes (a C callback captures nothing, so it reads this).
+    static let cleanupPath = Locked<String?>(nil)
 
     /// Runs async work to completion from libFuzzer's synchronous callback (its thread is not one of
     /// the concurrency pool's, so blocking it cannot starve the work).
     func blocking<T>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, Error> {
-        let box = ResultBox<T>()
+        let box = Locked<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
-            do { box.result = .success(try await work()) } catch { box.result = .failure(error) }
+            let result: Result<T, Error>
+            do { result = .success(try await work()) } catch { result = .failure(error) }
+            box.withLock { $0 = result }
             done.signal()
         }
         done.wait()
-        return box.result!
+        return box.withLock { $0 }!
     }
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?
 }

@@ -1,7 +1,6 @@
 import BLE
 import Foundation
 import MobileKey
-import Synchronization
 
 /// Targets for the bytes that arrive over a link: ATT PDUs at the lock's GATT server, L2CAP basic
 /// frames on the cross-process socket bearer, and btsnoop captures read back.
@@ -96,8 +95,8 @@ enum ATTServerFixture {
     static let lockInfo: [UInt8] = Array(#"{"lock":"front-door","state":"locked","revocation_list_version":2}"#.utf8)
 
     static func database() throws -> GATTDatabase {
-        let reassembler = Mutex(TapReassembler())
-        let handles = Mutex<KeywayLockService.Handles?>(nil)
+        let reassembler = Locked(TapReassembler())
+        let handles = Locked<KeywayLockService.Handles?>(nil)
         let database = try KeywayLockService.database(deviceName: "Keyway front-door", handlers: .init(
             readerHello: { _ in hello },
             phoneHello: { _, value in
@@ -132,7 +131,7 @@ final class FuzzBearer: ATTBearer, Sendable {
         var sent: [[UInt8]] = []
         var closed = false
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func start(_ receiver: @escaping ATTBearerReceiver) throws {
         try state.withLock { s throws(ATTBearerError) in
