@@ -36,6 +36,7 @@ extension Emulator {
             position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
             openTimeS: Int(s.openTime), officeMode: s.state == .officeMode,
             revocationListVersion: Int(s.revocationListVersion), accessListVersion: Int(s.accessListVersion),
+            accessListNewest: Int(await site.directory.accessListVersion),
             batteryLow: s.batteryLow, batteryLevel: s.batteryLevel.map(Int.init), powered: s.powered,
             feedback: .init(led: try wire(s.feedback.led.rawValue), beep: try wire(s.feedback.beep.rawValue)),
             iqReach: iqs, inIqReach: !iqs.isEmpty,
