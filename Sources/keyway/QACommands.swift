@@ -1,10 +1,9 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import KeywayAPI
 
-// QA command line: small clients of a running `keyway serve` control API (docs/openapi.yaml).
+// QA command line: small clients of a running `keyway serve` control API (Sources/KeywayAPI/openapi.yaml,
+// through the client generated from it — APIClient.swift).
 // Each command is one or two HTTP calls; the server does the work, so what these print is exactly
 // what the API answered.
 
@@ -13,95 +12,21 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Base URL of `keyway serve` (or KEYWAY_SERVER).") var server: String?
     @Option(help: "Bearer token when the server is not on loopback (or KEYWAY_API_TOKEN).") var token: String?
 
-    func client() throws -> ControlAPIClient {
+    func connect() throws -> APIConnection {
         let env = ProcessInfo.processInfo.environment
         let text = server ?? env["KEYWAY_SERVER"] ?? "http://127.0.0.1:8080"
         guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw ValidationError("--server: '\(text)' is not an http(s) URL like http://127.0.0.1:8080")
         }
-        return ControlAPIClient(base: url, token: token ?? env["KEYWAY_API_TOKEN"])
+        // The transport appends each operation's path (`/v1/…`) to the base URL's path.
+        let base = text.hasSuffix("/") ? URL(string: String(text.dropLast())) ?? url : url
+        return APIConnection(serverURL: base, server: url.absoluteString, token: token ?? env["KEYWAY_API_TOKEN"])
     }
 }
 
-/// A minimal JSON-over-HTTP client of the control API. A 4xx/5xx answer becomes a UserFacingError
-/// carrying the server's error message and the field it names.
-struct ControlAPIClient {
-    let base: URL
-    let token: String?
-    /// Answers are small JSON documents; anything bigger is not our server.
-    static let maxResponse = 4 * 1024 * 1024
-
-    func call(_ method: String, _ path: String, _ body: [String: Any]? = nil) async throws -> Any {
-        let text = base.absoluteString.hasSuffix("/") ? String(base.absoluteString.dropLast()) : base.absoluteString
-        guard let url = URL(string: text + path) else { throw UserFacingError("bad request path \(path)") }
-        var req = URLRequest(url: url, timeoutInterval: 30)
-        req.httpMethod = method
-        req.setValue("application/json", forHTTPHeaderField: "Accept")
-        if let token { req.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let body {
-            req.httpBody = try JSONSerialization.data(withJSONObject: body)
-            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        } else if method == "POST" {
-            req.httpBody = Data()
-        }
-        let (data, status) = try await send(req)
-        guard data.count <= Self.maxResponse else { throw UserFacingError("\(method) \(path): answer over \(Self.maxResponse) bytes") }
-        let object = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data)
-        guard (200..<300).contains(status) else {
-            if let e = (object as? [String: Any])?["error"] as? [String: Any] {
-                let message = e["message"] as? String ?? "error"
-                let field = (e["field"] as? String).map { " (field \($0))" } ?? ""
-                throw UserFacingError("\(method) \(path): HTTP \(status) \(e["code"] as? String ?? ""): \(message)\(field)")
-            }
-            throw UserFacingError("\(method) \(path): HTTP \(status)")
-        }
-        guard let object else { throw UserFacingError("\(method) \(path): answer is not JSON") }
-        return object
-    }
-
-    func object(_ method: String, _ path: String, _ body: [String: Any]? = nil) async throws -> [String: Any] {
-        guard let o = try await call(method, path, body) as? [String: Any] else { throw UserFacingError("\(method) \(path): answer is not a JSON object") }
-        return o
-    }
-
-    private func send(_ req: URLRequest) async throws -> (Data, Int) {
-        let where_ = base.absoluteString
-        return try await withCheckedThrowingContinuation { cont in
-            let task = URLSession.shared.dataTask(with: req) { data, response, error in
-                if let error {
-                    cont.resume(throwing: UserFacingError("cannot reach keyway serve at \(where_): \(error.localizedDescription)"))
-                    return
-                }
-                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-                cont.resume(returning: (data ?? Data(), status))
-            }
-            task.resume()
-        }
-    }
-}
-
+/// A path segment as error messages show it (`/v1/doors/<id>/exit`); the generated client encodes its own.
 func percentPath(_ s: String) -> String {
     s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? s
-}
-
-func printJSON(_ o: Any) {
-    let data = (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .prettyPrinted])) ?? Data("{}".utf8)
-    print(String(decoding: data, as: UTF8.self))
-}
-
-/// `key=value` pairs, sorted, for one-line human output of an API object.
-func describeFields(_ o: [String: Any]) -> String {
-    o.sorted { $0.key < $1.key }.map { k, v -> String in
-        if v is NSNull { return "\(k)=-" }
-        if let d = v as? [String: Any] { return "\(k)={\(describeFields(d))}" }
-        if let a = v as? [Any] { return "\(k)=[\(a.map { "\($0)" }.joined(separator: ","))]" }
-        // JSON booleans arrive as NSNumber of ObjC type "c" (char); print them as true/false, not 1/0.
-        if let n = v as? NSNumber {
-            return String(cString: n.objCType) == "c" ? "\(k)=\(n.boolValue)" : "\(k)=\(n)"
-        }
-        if let b = v as? Bool { return "\(k)=\(b)" }
-        return "\(k)=\(v)"
-    }.joined(separator: " ")
 }
 
 // MARK: - keyway tap
@@ -113,11 +38,11 @@ struct TapCLI: AsyncParsableCommand {
 
     enum Action: String, ExpressibleByArgument, CaseIterable {
         case open, officeOn = "office-on", officeOff = "office-off"
-        var apiName: String {
+        var apiAction: Components.Schemas.Action {
             switch self {
-            case .open: return "open"
-            case .officeOn: return "office_mode_on"
-            case .officeOff: return "office_mode_off"
+            case .open: return .open
+            case .officeOn: return .officeModeOn
+            case .officeOff: return .officeModeOff
             }
         }
     }
@@ -139,40 +64,37 @@ struct TapCLI: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = try serverOptions.client()
-        var body: [String: Any] = ["lock": lock, "action": action.apiName]
-        if let user { body["user"] = user }
-        if let keyID { body["key_id"] = keyID }
-        if let tag { body["tag"] = tag }
-        if let pin { body["pin"] = pin }
-        if let distance { body["distance_m"] = distance }
-        let tap = try await api.object("POST", "/v1/taps", body)
+        let api = try serverOptions.connect()
+        let request = Components.Schemas.TapRequest(lock: lock, user: user, keyId: keyID, tag: tag, pin: pin,
+                                                    action: action.apiAction, distanceM: distance)
+        let tap = try await api.call("POST /v1/taps") { try await $0.tap(body: .json(request)) }
         // The reader's side: the LED and beep the lock shows right after the decision.
-        let state = try await api.object("GET", "/v1/locks/\(percentPath(lock))")
-        let result = tap["result"] as? String ?? "?"
-        let granted = result == "granted"
+        let state = try await api.call("GET /v1/locks/\(percentPath(lock))") { try await $0.getLock(path: .init(id: lock)) }
+        let granted = tap.result == .granted
         if json {
-            printJSON(["tap": tap, "lock": state])
+            try printJSON(Answer(tap: tap, lock: state))
         } else {
-            let reason = tap["reason"] as? String
-            let openMS = tap["open_ms"] as? Int ?? 0
-            let who = [tap["user"] as? String, tap["key_id"] as? String].compactMap { $0 }.joined(separator: ", key ")
-            let method = tap["method"] as? String ?? "?"
-            if result == "phone_refused" {
+            let who = [tap.user, tap.keyId].compactMap { $0 }.joined(separator: ", key ")
+            let method = tap.method.rawValue
+            if tap.result == .phoneRefused {
                 // The phone stopped at the hello: it revealed nothing, the lock decided nothing.
-                print("phone:  refused the lock — \(reason ?? "?")\((tap["message"] as? String).map { " (\($0))" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+                print("phone:  refused the lock — \(tap.reason ?? "?")\(tap.message.map { " (\($0))" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
             } else {
-                print("phone:  \(granted ? "granted" : "denied")\(reason.map { " — \($0)" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+                print("phone:  \(granted ? "granted" : "denied")\(tap.reason.map { " — \($0)" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
             }
-            let feedback = state["feedback"] as? [String: Any] ?? [:]
-            let led = feedback["led"] as? String ?? "?", beep = feedback["beep"] as? String ?? "?"
-            var reader = "reader: LED \(led), beep \(beep), lock \(state["state"] as? String ?? "?")"
-            if openMS > 0 { reader += ", open \(Double(openMS) / 1000) s" }
-            if let until = state["unlocked_until"] as? String { reader += " (until \(until))" }
+            var reader = "reader: LED \(state.feedback.led.rawValue), beep \(state.feedback.beep.rawValue), lock \(state.state.rawValue)"
+            if tap.openMs > 0 { reader += ", open \(Double(tap.openMs) / 1000) s" }
+            if let until = state.unlockedUntil { reader += " (until \(until))" }
             print(reader)
-            print("event:  \(tap["event_id"] as? String ?? "-")")
+            print("event:  \(tap.eventId ?? "-")")
         }
         if !granted { throw ExitCode.failure }
+    }
+
+    /// `--json`: the tap answer and the lock's state after it.
+    struct Answer: Encodable {
+        let tap: Components.Schemas.TapResult
+        let lock: Components.Schemas.Lock
     }
 }
 
@@ -194,10 +116,15 @@ struct DoorCLI: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = try serverOptions.client()
-        let path = "/v1/doors/\(percentPath(id))"
-        let answer = exit ? try await api.object("POST", path + "/exit") : try await api.object("POST", path + "/sensor", ["open": open])
-        if json { printJSON(answer) } else { print("\(id): \(describeFields(answer))") }
+        let api = try serverOptions.connect()
+        let path = "POST /v1/doors/\(percentPath(id))"
+        if exit {
+            let answer = try await api.call(path + "/exit") { try await $0.pressExit(path: .init(id: id)) }
+            if json { try printJSON(answer) } else { print("\(id): \(try describeFields(answer))") }
+        } else {
+            let answer = try await api.call(path + "/sensor") { try await $0.setDoorSensor(path: .init(id: id), body: .json(.init(open: open))) }
+            if json { try printJSON(answer) } else { print("\(id): \(try describeFields(answer))") }
+        }
     }
 }
 
@@ -231,18 +158,21 @@ struct IQCLI: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = try serverOptions.client()
-        let path = "/v1/iqs/\(percentPath(id))"
-        let answer: [String: Any]
+        let api = try serverOptions.connect()
+        let path = "POST /v1/iqs/\(percentPath(id))"
+        if sync {
+            let report = try await api.call(path + "/sync") { try await $0.syncIQ(path: .init(id: id)) }
+            if json { try printJSON(report) } else { print("\(id): \(try describeFields(report))") }
+            return
+        }
+        let answer: Components.Schemas.Iq
         if let move {
             let (x, y) = try Self.parseXY(move)
-            answer = try await api.object("POST", path + "/position", ["x": x, "y": y])
-        } else if sync {
-            answer = try await api.object("POST", path + "/sync")
+            answer = try await api.call(path + "/position") { try await $0.moveIQ(path: .init(id: id), body: .json(.init(x: x, y: y))) }
         } else {
-            answer = try await api.object("POST", path + "/online", ["online": online])
+            answer = try await api.call(path + "/online") { try await $0.setIQOnline(path: .init(id: id), body: .json(.init(online: online))) }
         }
-        if json { printJSON(answer) } else { print("\(id): \(describeFields(answer))") }
+        if json { try printJSON(answer) } else { print("\(id): \(try describeFields(answer))") }
     }
 }
 
@@ -264,16 +194,16 @@ struct ClockCLI: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = try serverOptions.client()
-        let answer: [String: Any]
+        let api = try serverOptions.connect()
+        let answer: Components.Schemas.Clock
         if let advance {
-            answer = try await api.object("POST", "/v1/clock/advance", ["seconds": advance])
+            answer = try await api.call("POST /v1/clock/advance") { try await $0.advanceClock(body: .json(.init(seconds: advance))) }
         } else if let set {
-            answer = try await api.object("POST", "/v1/clock/set", ["time": set])
+            answer = try await api.call("POST /v1/clock/set") { try await $0.setClock(body: .json(.init(time: set))) }
         } else {
-            answer = try await api.object("GET", "/v1/clock")
+            answer = try await api.call("GET /v1/clock") { try await $0.getClock() }
         }
-        if json { printJSON(answer); return }
-        print("\(answer["now"] as? String ?? "?")  (\(answer["mode"] as? String ?? "?") clock, \(answer["time_zone"] as? String ?? "?"))")
+        if json { try printJSON(answer); return }
+        print("\(answer.now)  (\(answer.mode.rawValue) clock, \(answer.timeZone))")
     }
 }
