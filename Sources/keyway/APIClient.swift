@@ -38,9 +38,10 @@ struct APIConnection: Sendable {
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
 
-    init(serverURL: URL, server: String, token: String?) {
+    /// `transport` is AsyncHTTPClient's unless a test brings its own.
+    init(serverURL: URL, server: String, token: String?, transport: (any ClientTransport)? = nil) {
         self.server = server
-        let transport = AsyncHTTPClientTransport(configuration: .init(client: Self.httpClient, timeout: .seconds(Self.timeoutSeconds)))
+        let transport = transport ?? AsyncHTTPClientTransport(configuration: .init(client: Self.httpClient, timeout: .seconds(Self.timeoutSeconds)))
         client = Client(serverURL: serverURL, transport: transport,
                         middlewares: [BearerToken(token: token), ResponseLimit(maxBytes: Self.maxResponse)])
     }
@@ -361,10 +362,12 @@ enum ConnectionFailure {
 // MARK: - Printing answers
 
 /// `--json`: the typed answer as the API's JSON, keys sorted, indented.
-func printJSON(_ value: some Encodable) throws {
+func printJSON(_ value: some Encodable) throws { print(try jsonText(value)) }
+
+func jsonText(_ value: some Encodable) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 /// A JSON value as the API sent it, for `describeFields` (decoded from the typed answer's own encoding,

@@ -33,6 +33,13 @@ final class EventsCommandTests: XCTestCase {
             XCTAssertEqual($0 as? EventError, .invalidSince("yesterday"))
         }
         XCTAssertThrowsError(try EventsCommand.parseSince("-5m", now: now))
+        // The server's parser (RFC3339.parse, as GET /v1/events?since= uses): a space is not a `T`, so the
+        // CLI refuses what the API refuses (issue 18: the two used to disagree).
+        XCTAssertNil(RFC3339.parse("1970-01-01 00:00:10Z"))
+        XCTAssertThrowsError(try EventsCommand.parseSince("1970-01-01 00:00:10Z", now: now)) {
+            XCTAssertEqual($0 as? EventError, .invalidSince("1970-01-01 00:00:10Z"))
+        }
+        XCTAssertEqual(try EventsCommand.parseSince("1970-01-01T01:00:10+01:00", now: now), Date(timeIntervalSince1970: 10))
         XCTAssertEqual(try EventsCommand.parseType("door.forced"), .doorForced)
         XCTAssertThrowsError(try EventsCommand.parseType("door.kicked")) { XCTAssertEqual($0 as? EventError, .unknownEventType("door.kicked")) }
         let q = try EventsCommand.query(from: EventsCommandOptions(types: ["access.denied", "com.keyway.door.forced"], lock: "front",
