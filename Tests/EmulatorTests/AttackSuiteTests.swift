@@ -667,6 +667,40 @@ final class AttackSuiteTests: XCTestCase {
         }
     }
 
+    /// Issue 14 item 7: a flood of phone hellos over the real GATT path (each one a session and a
+    /// nonce) pushes a genuine phone's live nonce out of the lock's bounded table: its presentation
+    /// is then `nonce_unknown` — one event, never a grant — and a fresh tap works. Below the bound
+    /// the genuine tap is granted. (The lock is given a table of 8 so the flood stays small.)
+    func testAFloodOfPhoneHellosEvictsALiveNonceButNeverGrants() async throws {
+        let keys = try XCTUnwrap(bench.emu.keys.locks[entrance])
+        try await bench.lock(entrance).provision(TapLockIdentity(
+            lockID: entrance, deviceKey: keys.deviceKey, certificate: keys.certificate.bytes,
+            verifier: Verifier(siteID: bench.siteID, lockID: entrance, issuers: bench.emu.keys.trustedIssuers),
+            replayGuard: TapReplayGuard(capacity: 8)))
+        let phone = try bench.phone(try await adaKey())
+        for (flood, granted) in [(6, true), (8, false)] {
+            let victim = try await connect()
+            let pending = try await victim.pending(phone, at: bench.now)
+            // The flood comes a second later: the victim's nonce is then the oldest of this round
+            // (the table evicts the oldest first).
+            await bench.clock.advance(by: 1)
+            let attacker = try await connect()
+            for _ in 0..<flood { try await attacker.hello() }
+            let mark = try await bench.mark()
+            let r = try TapResultMessage(decoding: try await victim.present(pending.presentation))
+            XCTAssertEqual(r.granted, granted, "flood of \(flood)")
+            try await bench.expectOneDecision(at: entrance, after: mark, granted: granted, reason: granted ? nil : "nonce_unknown",
+                                              decision: victim.lastDecision)
+            await bench.clock.advance(by: 10)
+        }
+        let mark = try await bench.mark()
+        let c = try await connect()
+        let again = try await c.pending(phone, at: bench.now)
+        let fresh = try again.result(try await c.present(again.presentation))
+        XCTAssertTrue(fresh.granted, "a fresh tap after the flood")
+        try await bench.expectOneDecision(at: entrance, after: mark, granted: true, reason: nil, decision: c.lastDecision)
+    }
+
     /// Issue 14 finding 2: a conformant phone reveals nothing to a genuine, certified lock of its site
     /// that is outside its credential's `aud`, nor to one whose clock is more than 60 s off its own:
     /// it wrote only its hello, no lock recorded a tap. The non-conformant test phone presents and
