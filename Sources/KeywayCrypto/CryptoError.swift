@@ -32,7 +32,7 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
         while code != 0 {
             var buf = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buf, buf.count)
-            if reason.isEmpty { reason = String(cString: buf) }
+            if reason.isEmpty { reason = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
             code = ERR_get_error()
         }
         return .openssl(function: function, reason: reason.isEmpty ? "unknown error" : reason)
