@@ -46,6 +46,8 @@ SEMANTIC = {
     "setUserTags": ["400"],
     "createGroup": ["400"],
     "updateGroup": ["400"],
+    # a battery level for a mains-powered reader (422 no_battery); fields all null (400: nothing to change)
+    "updateLock": ["400", "422"],
 }
 
 CONFIG = """

@@ -56,6 +56,11 @@ struct ControlAPIHandler: APIProtocol {
         .ok(.init(body: .json(try await emu.lock(id: try pathID(input.path.id)))))
     }
 
+    func updateLock(_ input: Operations.UpdateLock.Input) async throws -> Operations.UpdateLock.Output {
+        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        return .ok(.init(body: .json(try await emu.updateLock(try pathID(input.path.id), body))))
+    }
+
     func remoteOpen(_ input: Operations.RemoteOpen.Input) async throws -> Operations.RemoteOpen.Output {
         let body: Schemas.RemoteOpenRequest
         switch input.body {

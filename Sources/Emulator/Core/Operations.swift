@@ -56,6 +56,35 @@ extension Emulator {
         return try await lockDescription(l)
     }
 
+    /// QA's runtime changes to a lock (PATCH /v1/locks/{id}): every field is checked before any is
+    /// applied, so a refused request changes nothing.
+    public func updateLock(_ id: String, _ body: Schemas.LockUpdate) async throws -> Schemas.Lock {
+        guard let lock = site.lock(id) else { throw APIError.notFound("lock", id) }
+        guard body != Schemas.LockUpdate() else {
+            throw APIError.badRequest("open_time_s", "give at least one of open_time_s, battery_percent, clock_offset_s, position")
+        }
+        let openTime = try Input.integer(body.openTimeS, "open_time_s", 1...240)
+        let battery = try Input.integer(body.batteryPercent, "battery_percent", 0...100)
+        let offset = try Input.number(body.clockOffsetS, "clock_offset_s", -315_360_000...315_360_000)
+        let position = try body.position.map {
+            Position(x: try Input.number($0.x, "position.x", -100_000...100_000), y: try Input.number($0.y, "position.y", -100_000...100_000),
+                     z: try Input.number($0.z, "position.z", -1000...1000))
+        }
+        if battery != nil, await lock.status.batteryLevel == nil {
+            throw APIError(422, "no_battery", "lock '\(id)' is mains-powered (it has a door controller): it has no battery", field: "battery_percent")
+        }
+        do {
+            if let openTime { try await lock.setOpenTime(seconds: openTime) }
+            if let battery { try await lock.setBattery(level: battery) }
+            if let offset { try await lock.setClockOffset(offset) }
+            if let position { try await site.moveLock(id, to: position) }
+        } catch let e as HardwareError {
+            throw APIError.hardware(e)
+        }
+        await settle()
+        return try await lockDescription(lock)
+    }
+
     func iqDescription(_ q: IQ) async -> Schemas.Iq {
         let s = await q.status
         return Schemas.Iq(id: s.id, name: s.name, online: s.online, activated: s.activated,
