@@ -110,16 +110,13 @@ struct KeysCommand: ParsableCommand {
             let bytes = try readKeyFile(file)
             let c: Credential
             do { c = try Credential.inspect(bytes).credential } catch { throw UserFacingError("\(file): not a Keyway credential: \(error)") }
-            var obj: [String: Any] = [
-                "site": c.siteID, "user": c.userID, "locks": c.lockIDs, "key_id": Hex.encode(c.keyID),
-                "not_before": formatISO8601(c.notBefore), "expires": formatISO8601(c.expires),
-                "office_mode": c.officeMode, "kind": c.kind.rawValue, "holder_key_x": Hex.encode(c.holderKey.x),
-            ]
-            if let s = c.schedule { obj["schedule_time_zone"] = s.timeZoneIdentifier; obj["schedule_windows"] = s.windows.map { "\($0.weekday) \($0.startMinute)-\($0.endMinute)" } }
+            let summary = CredentialSummary(c)
             if json {
-                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(summary), as: UTF8.self))
             } else {
-                for k in obj.keys.sorted() { print("\(k.padding(toLength: 18, withPad: " ", startingAt: 0)) \(obj[k]!)") }
+                for (k, v) in summary.rows { print("\(k.padding(toLength: 18, withPad: " ", startingAt: 0)) \(v)") }
             }
         }
     }
@@ -154,6 +151,54 @@ struct KeysCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+/// What `keys inspect` shows of a credential: its JSON object (`--json`) and the same fields as a table.
+struct CredentialSummary: Encodable {
+    let site: String
+    let user: String
+    let locks: [String]
+    let keyID: String
+    let notBefore: String
+    let expires: String
+    let officeMode: Bool
+    let kind: String
+    let holderKeyX: String
+    let scheduleTimeZone: String?
+    /// `weekday start-end`, in minutes of the day.
+    let scheduleWindows: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case site, user, locks, kind, expires
+        case keyID = "key_id", notBefore = "not_before", officeMode = "office_mode", holderKeyX = "holder_key_x"
+        case scheduleTimeZone = "schedule_time_zone", scheduleWindows = "schedule_windows"
+    }
+
+    init(_ c: Credential) {
+        site = c.siteID
+        user = c.userID
+        locks = c.lockIDs
+        keyID = Hex.encode(c.keyID)
+        notBefore = formatISO8601(c.notBefore)
+        expires = formatISO8601(c.expires)
+        officeMode = c.officeMode
+        kind = c.kind.rawValue
+        holderKeyX = Hex.encode(c.holderKey.x)
+        scheduleTimeZone = c.schedule?.timeZoneIdentifier
+        scheduleWindows = c.schedule.map { $0.windows.map { "\($0.weekday) \($0.startMinute)-\($0.endMinute)" } }
+    }
+
+    /// `(key, text)` sorted by key, as the table prints them; a list reads `["a", "b"]`.
+    var rows: [(String, String)] {
+        func list(_ xs: [String]) -> String { "[" + xs.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
+        var rows: [(String, String)] = [
+            ("site", site), ("user", user), ("locks", list(locks)), ("key_id", keyID), ("not_before", notBefore),
+            ("expires", expires), ("office_mode", "\(officeMode)"), ("kind", kind), ("holder_key_x", holderKeyX),
+        ]
+        if let scheduleTimeZone { rows.append(("schedule_time_zone", scheduleTimeZone)) }
+        if let scheduleWindows { rows.append(("schedule_windows", list(scheduleWindows))) }
+        return rows.sorted { $0.0 < $1.0 }
     }
 }
 

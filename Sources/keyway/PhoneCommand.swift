@@ -74,19 +74,48 @@ struct PhoneCommand: AsyncParsableCommand {
             let totalMS = ms(ContinuousClock.now - started)
             let r = outcome.result
             if json {
-                var o: [String: Any] = [
-                    "result": r.granted ? "granted" : "denied", "action": act.name, "address": "\(lock)",
-                    "security": "\(connection.security)", "mtu": outcome.mtu, "open_ms": Int(r.openMilliseconds),
-                    "timing_ms": ["connect": round3(connectMS), "setup": round3(setupMS), "tap": round3(exchangeMS), "total": round3(totalMS)],
-                ]
-                o["reason"] = r.reason ?? NSNull()
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                let answer = TapAnswer(result: r.granted ? "granted" : "denied", reason: r.reason, action: act.name, address: "\(lock)",
+                                       security: "\(connection.security)", mtu: outcome.mtu, openMS: Int(r.openMilliseconds),
+                                       timing: .init(connect: round3(connectMS), setup: round3(setupMS), tap: round3(exchangeMS), total: round3(totalMS)))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(answer), as: UTF8.self))
             } else if r.granted {
                 print("granted: \(act.name) at \(lock), unlocked for \(r.openMilliseconds) ms (connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
             } else {
                 print("denied: \(r.reason ?? "no reason given") (action \(act.name) at \(lock); connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms)")
             }
             if !r.granted { throw ExitCode(1) }
+        }
+
+        /// `--json`: one line, keys sorted; `reason` is null when granted.
+        struct TapAnswer: Encodable {
+            struct Timing: Encodable { let connect, setup, tap, total: Double }
+            let result: String
+            let reason: String?
+            let action: String
+            let address: String
+            let security: String
+            let mtu: Int
+            let openMS: Int
+            let timing: Timing
+
+            enum CodingKeys: String, CodingKey {
+                case result, reason, action, address, security, mtu
+                case openMS = "open_ms", timing = "timing_ms"
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(result, forKey: .result)
+                try c.encode(reason, forKey: .reason)  // null, not left out
+                try c.encode(action, forKey: .action)
+                try c.encode(address, forKey: .address)
+                try c.encode(security, forKey: .security)
+                try c.encode(mtu, forKey: .mtu)
+                try c.encode(openMS, forKey: .openMS)
+                try c.encode(timing, forKey: .timing)
+            }
         }
 
         private func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
