@@ -1,4 +1,5 @@
 import Foundation
+import Hardware
 import KeywayAPI
 @testable import Emulator
 
@@ -23,7 +24,7 @@ extension Emulator {
     }
 
     func tap(json obj: [String: Any]) async throws -> [String: Any] {
-        try Self.answer(try await tap(Self.request(obj)))
+        do { return try Self.answer(try await tap(Self.request(obj))) } catch let e as HardwareError { throw APIError.hardware(e) }
     }
 
     func setLockCertificate(_ id: String, json obj: [String: Any]) async throws -> [String: Any] {

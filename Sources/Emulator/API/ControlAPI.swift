@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import HTTPTypes
+import Hardware
 import Hummingbird
 import KeywayAPI
 import Logging
@@ -110,6 +111,8 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let e as APIError {
             return jsonResponse(e)
+        } catch let e as HardwareError {
+            return jsonResponse(.hardware(e))
         } catch let e as ServerError {
             return jsonResponse(Self.apiError(e, context: context))
         } catch let e as HTTPError {
@@ -134,6 +137,8 @@ struct ErrorMiddleware: RouterMiddleware {
         switch e.underlyingError {
         case let api as APIError:
             return api
+        case let device as HardwareError:
+            return .hardware(device)
         case let decoding as DecodingError:
             return requestError(decoding)
         default:

@@ -73,14 +73,10 @@ extension Emulator {
         if battery != nil, await lock.status.batteryLevel == nil {
             throw APIError(422, "no_battery", "lock '\(id)' is mains-powered (it has a door controller): it has no battery", field: "battery_percent")
         }
-        do {
-            if let openTime { try await lock.setOpenTime(seconds: openTime) }
-            if let battery { try await lock.setBattery(level: battery) }
-            if let offset { try await lock.setClockOffset(offset) }
-            if let position { try await site.moveLock(id, to: position) }
-        } catch let e as HardwareError {
-            throw APIError.hardware(e)
-        }
+        if let openTime { try await lock.setOpenTime(seconds: openTime) }
+        if let battery { try await lock.setBattery(level: battery) }
+        if let offset { try await lock.setClockOffset(offset) }
+        if let position { try await site.moveLock(id, to: position) }
         await settle()
         return try await lockDescription(lock)
     }
@@ -148,7 +144,7 @@ extension Emulator {
         } catch let e as SiteKeysError {
             throw APIError(409, "not_provisioned", "lock '\(id)' cannot be re-certified: \(e)")
         }
-        do { try await lock.replaceCertificate(certificate.bytes) } catch let e as HardwareError { throw APIError.hardware(e) }
+        try await lock.replaceCertificate(certificate.bytes)
         overrideCertificate(id, certificate)
         return try await lockDescription(lock)
     }
@@ -295,35 +291,31 @@ extension Emulator {
         let decision: Decision
         var keyID: String? = nil
         var phoneVerified: Bool? = nil
-        do {
-            if let text = body.tag {
-                guard let uid = TagUID(hex: try Input.text(text, "tag", maxLength: 32)) else { throw APIError.badRequest("tag", "hex UID of 4 to 10 bytes") }
-                decision = try await lock.presentTag(uid, action: action, distance: distance)
-            } else if let pin = body.pin {
-                guard try Input.text(pin, "pin", maxLength: 16).allSatisfy({ $0.isASCII && $0.isNumber }) else {
-                    throw APIError.badRequest("pin", "digits only")
-                }
-                decision = try await lock.enterPIN(pin, action: action)
-            } else {
-                let key = try pickKey(for: body, lockID: lockID)
-                keyID = key.keyID
-                let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
-                                                  siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
-                switch outcome {
-                case .decided(let d, let phoneResult):
-                    decision = d
-                    if let r = phoneResult { phoneVerified = r.granted == decision.granted }
-                case .phoneRefused(let why):
-                    // The phone walked away after the hello: nothing was presented, the lock decided
-                    // nothing and recorded nothing, and its state is unchanged.
-                    let state = await lock.status.state
-                    return Schemas.TapResult(result: .phoneRefused, reason: why.code, message: why.description, lock: lockID,
-                                             action: try wire(action.name), method: .mobile, state: try wire(state.rawValue),
-                                             openMs: 0, eventId: nil, user: key.userID, keyId: key.keyID)
-                }
+        if let text = body.tag {
+            guard let uid = TagUID(hex: try Input.text(text, "tag", maxLength: 32)) else { throw APIError.badRequest("tag", "hex UID of 4 to 10 bytes") }
+            decision = try await lock.presentTag(uid, action: action, distance: distance)
+        } else if let pin = body.pin {
+            guard try Input.text(pin, "pin", maxLength: 16).allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw APIError.badRequest("pin", "digits only")
             }
-        } catch let e as HardwareError {
-            throw APIError.hardware(e)
+            decision = try await lock.enterPIN(pin, action: action)
+        } else {
+            let key = try pickKey(for: body, lockID: lockID)
+            keyID = key.keyID
+            let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
+                                              siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
+            switch outcome {
+            case .decided(let d, let phoneResult):
+                decision = d
+                if let r = phoneResult { phoneVerified = r.granted == decision.granted }
+            case .phoneRefused(let why):
+                // The phone walked away after the hello: nothing was presented, the lock decided
+                // nothing and recorded nothing, and its state is unchanged.
+                let state = await lock.status.state
+                return Schemas.TapResult(result: .phoneRefused, reason: why.code, message: why.description, lock: lockID,
+                                         action: try wire(action.name), method: .mobile, state: try wire(state.rawValue),
+                                         openMs: 0, eventId: nil, user: key.userID, keyId: key.keyID)
+            }
         }
         let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
@@ -375,7 +367,7 @@ extension Emulator {
             throw APIError(409, "iq_offline", "no online, activated IQ reaching lock '\(lockID)' (\(reaching.joined(separator: ", ")))")
         }
         let decision: Decision
-        do { decision = try await iq.remote(action, lockID: lockID, userID: user) } catch let e as HardwareError { throw APIError.hardware(e) }
+        decision = try await iq.remote(action, lockID: lockID, userID: user)
         let eventID = await bridge.eventID(for: decision)
         pokeDelivery()
         return Schemas.RemoteOpenResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, via: iq.id,
@@ -391,7 +383,7 @@ extension Emulator {
 
     public func doorSensor(_ id: String, _ body: Schemas.DoorSensorRequest) async throws -> Schemas.DoorController {
         let c = try controller(forDoor: id)
-        do { try await c.setDoor(open: body.open) } catch let e as HardwareError { throw APIError.hardware(e) }
+        try await c.setDoor(open: body.open)
         await settle()
         return try await controllerDescription(c)
     }
@@ -399,7 +391,7 @@ extension Emulator {
     public func doorExit(_ id: String) async throws -> Schemas.ExitResult {
         let c = try controller(forDoor: id)
         let decision: Decision
-        do { decision = try await c.pressRequestToExit() } catch let e as HardwareError { throw APIError.hardware(e) }
+        decision = try await c.pressRequestToExit()
         let eventID = await bridge.eventID(for: decision)
         return Schemas.ExitResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, eventId: eventID,
                                   openMs: Int(decision.openTime ?? 0) * 1000)
@@ -425,7 +417,7 @@ extension Emulator {
         let y = try Input.number(body.y, "y", -100_000...100_000)
         let z = try Input.number(body.z, "z", -1000...1000) ?? 0
         let range = try Input.number(body.rangeM, "range_m", 0.1...100)
-        do { try await site.moveIQ(id, to: Position(x: x, y: y, z: z), range: range) } catch let e as HardwareError { throw APIError.hardware(e) }
+        try await site.moveIQ(id, to: Position(x: x, y: y, z: z), range: range)
         await settle()
         return await iqDescription(q)
     }
@@ -522,6 +514,7 @@ func wire<E: RawRepresentable>(_ raw: String) throws -> E where E.RawValue == St
 }
 
 extension APIError {
+    /// The one mapping of a device's refusal to the API (ControlAPI's error middleware applies it).
     static func hardware(_ e: HardwareError) -> APIError {
         switch e {
         case .outOfReach: return APIError(422, "out_of_reach", "\(e)", field: "distance_m")
