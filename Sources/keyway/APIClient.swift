@@ -2,9 +2,9 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import KeywayAPI
-import OpenAPIAsyncHTTPClient
 import NIOCore
 import NIOPosix
+import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 
 // The QA commands' client of `keyway serve`: the `Client` that swift-openapi-generator makes from
@@ -79,6 +79,9 @@ struct APIConnection: Sendable {
         if cause is ResponseLimit.TooLarge {
             return UserFacingError("\(request): answer over \(Self.maxResponse) bytes")
         }
+        if cause is EncodingError {  // the options are validated first, so this is a bug, not a user error
+            return UserFacingError("\(request): the request could not be written as JSON")
+        }
         if let response = client?.response {
             let status = response.status.code
             if let decoding = cause as? DecodingError {
@@ -92,15 +95,15 @@ struct APIConnection: Sendable {
 
     /// `field a.b: missing` — where the answer differs from the document, without Swift's context dump.
     static func describe(_ error: DecodingError) -> String {
-        func path(_ keys: [any CodingKey]) -> String {
+        func at(_ keys: [any CodingKey]) -> String {
             let p = keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-            return p.hasPrefix(".") ? String(p.dropFirst()) : (p.isEmpty ? "the answer" : p)
+            return p.isEmpty ? "the answer" : "field " + (p.hasPrefix(".") ? String(p.dropFirst()) : p)
         }
         switch error {
-        case .keyNotFound(let key, let c): return "field \(path(c.codingPath + [key])): missing"
-        case .valueNotFound(_, let c): return "field \(path(c.codingPath)): null"
-        case .typeMismatch(_, let c): return "field \(path(c.codingPath)): wrong type"
-        case .dataCorrupted(let c): return c.codingPath.isEmpty ? "not JSON" : "field \(path(c.codingPath)): unexpected value"
+        case .keyNotFound(let key, let c): return "\(at(c.codingPath + [key])): missing"
+        case .valueNotFound(_, let c): return "\(at(c.codingPath)): null"
+        case .typeMismatch(_, let c): return "\(at(c.codingPath)): wrong type"
+        case .dataCorrupted(let c): return c.codingPath.isEmpty ? "not JSON" : "\(at(c.codingPath)): unexpected value"
         @unknown default: return "unreadable"
         }
     }

@@ -82,6 +82,9 @@ final class APIClientTests: XCTestCase {
         let badEnum = FakeTransport(json: #"{"mode":"sideways","now":"x","time_zone":"UTC"}"#)
         let m2 = await message { try await connection(badEnum).call("GET /v1/clock") { try await $0.getClock() } }
         XCTAssertEqual(m2, "GET /v1/clock: HTTP 200: the answer does not match the API (field mode: unexpected value)")
+        let array = FakeTransport(json: "[]")
+        let m4 = await message { try await connection(array).call("GET /v1/clock") { try await $0.getClock() } }
+        XCTAssertEqual(m4, "GET /v1/clock: HTTP 200: the answer does not match the API (the answer: wrong type)")
         let html = FakeTransport(contentType: "text/html", json: "<html></html>")
         let m3 = await message { try await connection(html).call("GET /v1/clock") { try await $0.getClock() } }
         XCTAssertEqual(m3, "GET /v1/clock: HTTP 200: the answer is not the API's JSON (content type text/html)")
