@@ -29,7 +29,9 @@ public enum ControlAPI {
             router.add(middleware: BearerTokenMiddleware(token: token, session: session))
         }
         router.add(middleware: BodyLimitMiddleware())
-        try ControlAPIHandler(emu: emu, session: session).registerHandlers(on: router)
+        // Compact, sorted JSON, as the API has always answered (the runtime's default pretty-prints).
+        try ControlAPIHandler(emu: emu, session: session)
+            .registerHandlers(on: router, configuration: Configuration(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]))
         return router
     }
 }
