@@ -7,7 +7,7 @@ import MobileKey
 
 /// One running emulator: a site's devices, their keys, the journal and upstream delivery, and the
 /// loopback radio through which the built-in phone taps. The control API and the CLI drive it.
-public final class Emulator: @unchecked Sendable {
+public final class Emulator: Sendable {
     public let options: EmulatorOptions
     public let config: SiteConfig
     public let clock: any KeywayClock
@@ -20,27 +20,31 @@ public final class Emulator: @unchecked Sendable {
     public let startedAt: Date
     let clockStart: Date
 
-    private let stateLock = NSLock()
-    private var _site: Site
-    private var _radio: LoopbackRadio
-    private var delivery: WebhookDelivery?
-    /// Journal position when the site was last reset: `GET /v1/events` starts after it by default.
-    private var _resetPosition: Int64 = 0
-    /// Lock certificates replaced by the fault API (`POST /v1/locks/{id}/certificate`), until reset.
-    private var _certificateOverrides: [String: LockCertificate] = [:]
+    /// What a reset replaces, behind one lock.
+    private struct State {
+        var site: Site
+        var radio: LoopbackRadio
+        var delivery: WebhookDelivery?
+        /// Journal position when the site was last reset: `GET /v1/events` starts after it by default.
+        var resetPosition: Int64 = 0
+        /// Lock certificates replaced by the fault API (`POST /v1/locks/{id}/certificate`), until reset.
+        var certificateOverrides: [String: LockCertificate] = [:]
+    }
+    private let state: PthreadLocked<State>
     let certificateCache = LockCertificateCache()
 
-    public var site: Site { stateLock.withLock { _site } }
-    var radio: LoopbackRadio { stateLock.withLock { _radio } }
-    public var resetPosition: Int64 { stateLock.withLock { _resetPosition } }
+    public var site: Site { state.withLock { $0.site } }
+    var radio: LoopbackRadio { state.withLock { $0.radio } }
+    public var resetPosition: Int64 { state.withLock { $0.resetPosition } }
+    private var delivery: WebhookDelivery? { state.withLock { $0.delivery } }
 
     /// The certificate lock `id` presents in its reader hello now.
     public func lockCertificate(_ id: String) -> LockCertificate? {
-        stateLock.withLock { _certificateOverrides[id] } ?? keys.locks[id]?.certificate
+        state.withLock { $0.certificateOverrides[id] } ?? keys.locks[id]?.certificate
     }
 
     func overrideCertificate(_ id: String, _ certificate: LockCertificate?) {
-        stateLock.withLock { _certificateOverrides[id] = certificate }
+        state.withLock { $0.certificateOverrides[id] = certificate }
     }
 
     /// Loads the site, creates or loads its keys in `dataDir`, opens the journal, starts devices.
@@ -107,8 +111,7 @@ public final class Emulator: @unchecked Sendable {
         self.clockStart = clockStart; self.keys = keys; self.journal = journal; self.bridge = bridge
         self.store = store; self.logger = logger; self.startedAt = Date()
         let site = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
-        _site = site
-        _radio = try LoopbackRadio(site: site, capturePath: options.capturePath, clock: clock)
+        state = PthreadLocked(State(site: site, radio: try LoopbackRadio(site: site, capturePath: options.capturePath, clock: clock)))
     }
 
     static func buildSite(config: SiteConfig, clock: any KeywayClock, keys: SiteKeys, bridge: EventBridge) -> Site {
@@ -133,13 +136,13 @@ public final class Emulator: @unchecked Sendable {
         let d = try WebhookDelivery(journal: journal, targets: targets,
                                     configuration: DeliveryConfiguration(requireCollected: !options.deliverHeld))
         try await d.start()
-        stateLock.withLock { delivery = d }
+        state.withLock { $0.delivery = d }
     }
 
     public func shutdown() async {
         await site.stop()
         await bridge.stop()
-        let d = stateLock.withLock { delivery }
+        let d = delivery
         if let d {
             _ = try? await d.waitUntilIdle(timeout: .seconds(2))
             await d.stop()
@@ -150,12 +153,12 @@ public final class Emulator: @unchecked Sendable {
 
     /// Tell delivery new events exist (cheaper than waiting for its poll).
     func pokeDelivery() {
-        guard let d = stateLock.withLock({ delivery }) else { return }
+        guard let d = delivery else { return }
         Task { await d.poke() }
     }
 
     public var deliveryStatus: [EndpointStatus] {
-        get async { (try? await stateLock.withLock({ delivery })?.status()) ?? [] }
+        get async { (try? await delivery?.status()) ?? [] }
     }
 
     /// Back to the site file's initial state: devices, keys, revocations and (simulated) time.
@@ -172,18 +175,18 @@ public final class Emulator: @unchecked Sendable {
         let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
         for lock in fresh.locks { await lock.persist() }
         let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
-        let oldRadio = stateLock.withLock { () -> LoopbackRadio in
-            let r = _radio
-            _site = fresh
-            _radio = newRadio
-            _certificateOverrides = [:]
+        let oldRadio = state.withLock { s -> LoopbackRadio in
+            let r = s.radio
+            s.site = fresh
+            s.radio = newRadio
+            s.certificateOverrides = [:]
             return r
         }
         oldRadio.close()
         await fresh.start()
         await bridge.flush()
         let position = try await journal.lastPosition()
-        stateLock.withLock { _resetPosition = position }
+        state.withLock { $0.resetPosition = position }
         return position
     }
 }
