@@ -291,6 +291,8 @@ extension Emulator {
         let decision: Decision
         var keyID: String? = nil
         var phoneVerified: Bool? = nil
+        var protocolVersion: Int? = nil
+        var mode: Schemas.TapResult.ModePayload? = nil
         if let text = body.tag {
             guard let uid = TagUID(hex: try Input.text(text, "tag", maxLength: 32)) else { throw APIError.badRequest("tag", "hex UID of 4 to 10 bytes") }
             decision = try await lock.presentTag(uid, action: action, distance: distance)
@@ -302,8 +304,12 @@ extension Emulator {
         } else {
             let key = try pickKey(for: body, lockID: lockID)
             keyID = key.keyID
+            let phoneMode: BuiltInPhoneMode = body.phone == .nonConformant ? .nonConformant : .conformant
             let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
-                                              siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now())
+                                              siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now(),
+                                              phoneMode: phoneMode)
+            protocolVersion = Int(outcome.protocolVersion)
+            mode = try wire(outcome.mode)
             switch outcome {
             case .decided(let d, let phoneResult):
                 decision = d
@@ -314,7 +320,8 @@ extension Emulator {
                 let state = await lock.status.state
                 return Schemas.TapResult(result: .phoneRefused, reason: why.code, message: why.description, lock: lockID,
                                          action: try wire(action.name), method: .mobile, state: try wire(state.rawValue),
-                                         openMs: 0, eventId: nil, user: key.userID, keyId: key.keyID)
+                                         openMs: 0, eventId: nil, user: key.userID, keyId: key.keyID,
+                                         _protocol: protocolVersion, mode: mode)
             }
         }
         let eventID = await bridge.eventID(for: decision)
@@ -322,7 +329,8 @@ extension Emulator {
         return Schemas.TapResult(result: decision.granted ? .granted : .denied, reason: decision.reason?.rawValue, lock: lockID,
                                  action: try wire(action.name), method: try wire(decision.method.rawValue), state: try wire(decision.state.rawValue),
                                  openMs: decision.outcome == .unlocked ? Int(decision.openTime ?? 0) * 1000 : 0,
-                                 eventId: eventID, user: decision.userID, keyId: keyID, phoneVerifiedResult: phoneVerified)
+                                 eventId: eventID, user: decision.userID, keyId: keyID, phoneVerifiedResult: phoneVerified,
+                                 _protocol: protocolVersion, mode: mode)
     }
 
     static func tapAction(_ action: Schemas.Action?) throws -> TapAction {
