@@ -63,26 +63,28 @@ public enum TapEvaluation: Sendable {
 /// Nonces the lock has handed out, shared by every connection to one lock. A nonce answers exactly
 /// one presentation within `TapProtocol.nonceLifetime`; recently seen presentations are remembered
 /// (bounded) so a replay is named as such rather than as a decryption failure.
-public final class TapReplayGuard: @unchecked Sendable {
-    private let lock = NSLock()
-    private var issued: [[UInt8]: Date] = [:]
-    private var seen: Set<[UInt8]> = []
-    private var seenOrder: [[UInt8]] = []
-    private var seenHead = 0
+public final class TapReplayGuard: Sendable {
+    private struct State {
+        var issued: [[UInt8]: Date] = [:]
+        var seen: Set<[UInt8]> = []
+        var seenOrder: [[UInt8]] = []
+        var seenHead = 0
+    }
+    private let state = PthreadLocked(State())
     private let capacity: Int
 
     public init(capacity: Int = 4096) { self.capacity = capacity }
 
     func issue(_ nonce: [UInt8], at now: Date) {
-        lock.lock(); defer { lock.unlock() }
-        prune(now)
-        issued[nonce] = now
+        state.withLock { s in
+            prune(&s, now)
+            s.issued[nonce] = now
+        }
     }
 
     enum Consume { case ok, unknown, expired }
     func consume(_ nonce: [UInt8], at now: Date) -> Consume {
-        lock.lock(); defer { lock.unlock() }
-        guard let at = issued.removeValue(forKey: nonce) else { return .unknown }
+        guard let at = state.withLock({ $0.issued.removeValue(forKey: nonce) }) else { return .unknown }
         // A lock clock rolled back also expires the nonce: it cannot vouch for its freshness.
         let age = now.timeIntervalSince(at)
         return (age < 0 || age > TapProtocol.nonceLifetime) ? .expired : .ok
@@ -90,31 +92,31 @@ public final class TapReplayGuard: @unchecked Sendable {
 
     /// Whether a fingerprint was recorded (by an earlier presentation that decrypted).
     func hasSeen(_ fingerprint: [UInt8]) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return seen.contains(fingerprint)
+        state.withLock { $0.seen.contains(fingerprint) }
     }
 
     /// Records a fingerprint; returns false when it was seen before (a replay). Called only once
     /// the presentation has authenticated (AES-GCM), so nobody can poison the guard with a victim's
     /// ephemeral key sniffed from the air.
     func firstSighting(_ fingerprint: [UInt8], at now: Date) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard seen.insert(fingerprint).inserted else { return false }
-        // FIFO eviction in O(1): a flood of junk cannot make each tap slower.
-        if seenOrder.count < capacity {
-            seenOrder.append(fingerprint)
-        } else {
-            seen.remove(seenOrder[seenHead])
-            seenOrder[seenHead] = fingerprint
-            seenHead = (seenHead + 1) % capacity
+        state.withLock { s in
+            guard s.seen.insert(fingerprint).inserted else { return false }
+            // FIFO eviction in O(1): a flood of junk cannot make each tap slower.
+            if s.seenOrder.count < capacity {
+                s.seenOrder.append(fingerprint)
+            } else {
+                s.seen.remove(s.seenOrder[s.seenHead])
+                s.seenOrder[s.seenHead] = fingerprint
+                s.seenHead = (s.seenHead + 1) % capacity
+            }
+            return true
         }
-        return true
     }
 
-    private func prune(_ now: Date) {
-        guard issued.count >= capacity else { return }
-        issued = issued.filter { now.timeIntervalSince($0.value) <= TapProtocol.nonceLifetime }
-        if issued.count >= capacity, let oldest = issued.min(by: { $0.value < $1.value }) { issued.removeValue(forKey: oldest.key) }
+    private func prune(_ s: inout State, _ now: Date) {
+        guard s.issued.count >= capacity else { return }
+        s.issued = s.issued.filter { now.timeIntervalSince($0.value) <= TapProtocol.nonceLifetime }
+        if s.issued.count >= capacity, let oldest = s.issued.min(by: { $0.value < $1.value }) { s.issued.removeValue(forKey: oldest.key) }
     }
 }
 

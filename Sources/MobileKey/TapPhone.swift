@@ -177,25 +177,24 @@ public struct TapPhone: Sendable {
 /// Verified lock certificates a phone remembers, as an app would: checking the issuer's signature
 /// once per lock instead of once per tap. Keyed by the exact certificate bytes, and still subject
 /// to the certificate's validity period.
-public final class LockCertificateCache: @unchecked Sendable {
-    private let lock = NSLock()
+public final class LockCertificateCache: Sendable {
     /// A certificate vouches only for the site it was verified for, under an issuer key the phone
     /// still trusts: the same bytes presented for another site, or after the issuer key was removed
     /// from the phone's trust anchors, are verified afresh (and refused).
     private struct Key: Hashable { let siteID: String; let bytes: [UInt8] }
-    private var entries: [Key: LockCertificate] = [:]
+    private let entries = PthreadLocked<[Key: LockCertificate]>([:])
     private let capacity: Int
     public init(capacity: Int = 256) { self.capacity = capacity }
 
     public func lookup(_ bytes: [UInt8], siteID: String, issuers: TrustedIssuers, at now: Date) -> LockCertificate? {
-        lock.lock(); defer { lock.unlock() }
-        guard let c = entries[Key(siteID: siteID, bytes: bytes)], issuers.key(for: c.issuerKeyID) != nil,
+        guard let c = entries.withLock({ $0[Key(siteID: siteID, bytes: bytes)] }), issuers.key(for: c.issuerKeyID) != nil,
               c.validityError(at: now) == nil else { return nil }
         return c
     }
     func store(_ c: LockCertificate, siteID: String) {
-        lock.lock(); defer { lock.unlock() }
-        if entries.count >= capacity { entries.removeAll() }
-        entries[Key(siteID: siteID, bytes: c.bytes)] = c
+        entries.withLock { entries in
+            if entries.count >= capacity { entries.removeAll() }
+            entries[Key(siteID: siteID, bytes: c.bytes)] = c
+        }
     }
 }
