@@ -78,6 +78,8 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public init(rawValue: String) { self.rawValue = rawValue }
     public init(stringLiteral value: String) { rawValue = value }
     public init(_ denial: DenialReason) { rawValue = denial.rawValue }
+    /// A tap protocol refusal under its one name (`TapDenial.code`).
+    public init(_ denial: TapDenial) { rawValue = denial.code }
     public var description: String { rawValue }
 
     // Denials decided by the lock for tags and PINs (the mobile ones come from DenialReason and

@@ -275,7 +275,7 @@ public actor Lock {
         } catch let e as TapMessageError {
             let denial: TapDenial
             if case .unsupportedVersion = e { denial = .protocolVersionUnsupported } else { denial = .malformedPhoneHello }
-            throw TapRefused(decision: recordTapFailure(Reason(rawValue: denial.code)))
+            throw TapRefused(decision: recordTapFailure(Reason(denial)))
         } catch {
             throw HardwareError.tapFailed("\(error)")
         }
@@ -288,7 +288,7 @@ public actor Lock {
         try checkReach(distance)
         try checkPowered()
         guard tapIdentity != nil else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
-        return recordTapFailure(Reason(rawValue: TapDenial.protocolVersionUnsupported.code))
+        return recordTapFailure(Reason(TapDenial.protocolVersionUnsupported))
     }
 
     /// Step 4: the lock evaluates the phone's presentation with its own clock and the revocation list
@@ -318,7 +318,7 @@ public actor Lock {
     private func decide(_ evaluation: TapEvaluation) -> Decision {
         switch evaluation {
         case let .denied(denial, credential, action):
-            return deny(Reason(rawValue: denial.code), method: .mobile, action: action ?? .open,
+            return deny(Reason(denial), method: .mobile, action: action ?? .open,
                         userID: credential?.userID, keyID: credential.map { Hex.encode($0.keyID) })
         case let .accepted(credential, action):
             // The tap protocol judged the credential at the lock's time; if that clock was set back

@@ -40,10 +40,6 @@ public enum TapDenial: Equatable, Sendable, CustomStringConvertible {
         }
     }
     public var description: String { code }
-
-    public static let protocolCodes = ["malformed_presentation", "tampered", "replayed", "nonce_unknown",
-                                       "nonce_expired", "proof_of_possession_failed", "action_not_permitted",
-                                       "protocol_version_unsupported", "malformed_phone_hello"]
 }
 
 /// The outcome of the lock-side protocol for one presentation, before the lock's own state machine

@@ -192,16 +192,16 @@ public final class LockGATT: Sendable {
             return
         case .failure:
             // Broken fragmenting is a failed tap the platform should see, not silence.
-            decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.malformedPresentation.code))
+            decision = await lock.recordTapFailure(Reason(TapDenial.malformedPresentation))
             message = TapResultMessage(granted: false, reason: TapDenial.malformedPresentation.code, openMilliseconds: 0).encoded()
         case .success(.complete(let presentation)) where TapProtocol.claimedVersion(presentation).map({ $0 != TapProtocol.version }) ?? false:
             // A message of another protocol version (a version 1 phone's presentation).
-            decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.protocolVersionUnsupported.code))
+            decision = await lock.recordTapFailure(Reason(TapDenial.protocolVersionUnsupported))
             message = TapResultMessage(granted: false, reason: TapDenial.protocolVersionUnsupported.code, openMilliseconds: 0).encoded()
         case .success(.complete(let presentation)):
             guard let session = conn.state.withLock({ s -> TapLockSession? in defer { s.session = nil }; return s.session }) else {
                 // A presentation without a hello on this connection: no nonce to answer.
-                decision = await lock.recordTapFailure(Reason(rawValue: TapDenial.nonceUnknown.code))
+                decision = await lock.recordTapFailure(Reason(TapDenial.nonceUnknown))
                 message = TapResultMessage(granted: false, reason: TapDenial.nonceUnknown.code, openMilliseconds: 0).encoded()
                 break
             }
