@@ -156,7 +156,7 @@ public actor SiteDirectory {
     public func upsertUser(_ user: UserConfig) throws -> UInt64 {
         guard SiteFileReader.isValidID(user.id) else { throw DirectoryError.invalid("user id '\(user.id)'") }
         guard user.tags.count <= UserConfig.maximumTags else { throw DirectoryError.invalid("more than \(UserConfig.maximumTags) tags") }
-        if let pin = user.pin, !UserConfig.pinLengths.contains(pin.count) || !pin.allSatisfy(\.isASCIIDigit) {
+        if let pin = user.pin, !UserConfig.isValidPIN(pin) {
             throw DirectoryError.invalid("PIN must be 4–8 digits")
         }
         for g in user.groups where !groups.contains(where: { $0.id == g }) { throw DirectoryError.unknownGroup(g) }

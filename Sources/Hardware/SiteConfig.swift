@@ -258,6 +258,9 @@ public struct UserConfig: Sendable, Hashable {
     public static let maximumTags = 4
     public static let pinLengths: ClosedRange<Int> = 4...8
 
+    /// A keypad PIN: 4 to 8 ASCII digits (the site file, the directory and the control API all ask this).
+    public static func isValidPIN(_ pin: String) -> Bool { pinLengths.contains(pin.count) && pin.allSatisfy(\.isASCIIDigit) }
+
     public var id: String
     public var name: String
     public var tags: [TagUID]

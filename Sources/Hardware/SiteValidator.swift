@@ -54,7 +54,7 @@ final class SiteValidator {
         for (i, u) in c.users.enumerated() {
             if !SiteFileReader.isValidID(u.id) { bad(u.id, "users[\(i)].id") }
             if u.tags.count > UserConfig.maximumTags { report(.users, i, "tags", "a user has at most \(UserConfig.maximumTags) tags") }
-            if let pin = u.pin, !UserConfig.pinLengths.contains(pin.count) || !pin.allSatisfy(\.isASCIIDigit) {
+            if let pin = u.pin, !UserConfig.isValidPIN(pin) {
                 report(.users, i, "pin", "must be 4–8 digits")
             }
         }

@@ -16,9 +16,7 @@ extension Emulator {
     }
 
     public func user(id: String) async throws -> Schemas.User {
-        let directory = site.directory
-        guard let u = await directory.currentUsers.first(where: { $0.id == id }) else { throw APIError.notFound("user", id) }
-        return Emulator.userDescription(u, version: await directory.accessListVersion)
+        Emulator.userDescription(try await storedUser(id), version: await site.directory.accessListVersion)
     }
 
     public func createUser(_ body: Schemas.UserRequest) async throws -> Schemas.User {
@@ -99,7 +97,7 @@ extension Emulator {
 
     static func pin(_ pin: String?) throws -> String? {
         guard let pin else { return nil }
-        guard UserConfig.pinLengths.contains(pin.count), pin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+        guard UserConfig.isValidPIN(pin) else {
             throw APIError.badRequest("pin", "4 to 8 digits")
         }
         return pin
@@ -120,9 +118,12 @@ extension Emulator {
     }
 
     public func group(id: String) async throws -> Schemas.Group {
-        let directory = site.directory
-        guard let g = await directory.currentGroups.first(where: { $0.id == id }) else { throw APIError.notFound("access group", id) }
-        return groupDescription(g, version: await directory.accessListVersion)
+        groupDescription(try await storedGroup(id), version: await site.directory.accessListVersion)
+    }
+
+    func storedGroup(_ id: String) async throws -> AccessGroupConfig {
+        guard let g = await site.directory.currentGroups.first(where: { $0.id == id }) else { throw APIError.notFound("access group", id) }
+        return g
     }
 
     public func createGroup(_ body: Schemas.GroupRequest) async throws -> Schemas.Group {
@@ -137,7 +138,7 @@ extension Emulator {
 
     public func updateGroup(_ id: String, _ body: Schemas.GroupUpdate) async throws -> Schemas.Group {
         guard body != Schemas.GroupUpdate() else { throw APIError.badRequest("name", "give at least one of name, locks, schedule, office_mode") }
-        guard var group = await site.directory.currentGroups.first(where: { $0.id == id }) else { throw APIError.notFound("access group", id) }
+        var group = try await storedGroup(id)
         if let name = try Input.text(body.name, "name", maxLength: 128) { group.name = name }
         if body.locks != nil { group.locks = try lockSelection(body.locks) }
         if body.schedule != nil { group.schedule = try Emulator.timetable(body.schedule) }
