@@ -91,8 +91,5 @@ enum APIJSON {
     static let decoder = JSONDecoder()
 }
 
-/// RFC 3339 with or without fractional seconds; nil if it is not one (`Events.RFC3339`).
-func parseRFC3339(_ s: String) -> Date? { RFC3339.parse(s) }
-
 /// `2026-11-22T09:00:00.000Z` (`Events.RFC3339`).
 public func rfc3339(_ d: Date) -> String { RFC3339.format(d) }

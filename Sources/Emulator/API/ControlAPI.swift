@@ -29,6 +29,7 @@ public enum ControlAPI {
             router.add(middleware: BearerTokenMiddleware(token: token, session: session))
         }
         router.add(middleware: BodyLimitMiddleware())
+        router.add(middleware: SetCookieMiddleware())
         // Compact, sorted JSON, as the API has always answered (the runtime's default pretty-prints).
         try ControlAPIHandler(emu: emu, session: session)
             .registerHandlers(on: router, configuration: Configuration(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]))
@@ -79,9 +80,16 @@ struct BodyLimitMiddleware: RouterMiddleware {
         let body = buffer.readableBytes == 0 ? ByteBuffer(string: "{}") : buffer
         if buffer.readableBytes == 0 { head.headerFields[.contentType] = "application/json" }
         head.headerFields[.contentLength] = String(body.readableBytes)
-        var response = try await next(Request(head: head, body: .init(buffer: body)), context)
-        // The generated server writes header values URI-escaped (OpenAPI's `simple` style); a
-        // Set-Cookie (POST /v1/login) must reach the browser as written.
+        return try await next(Request(head: head, body: .init(buffer: body)), context)
+    }
+}
+
+/// The generated server writes header values URI-escaped (OpenAPI's `simple` style); a Set-Cookie
+/// (POST /v1/login) must reach the browser as written.
+struct SetCookieMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
         if let cookie = response.headers[.setCookie], let plain = cookie.removingPercentEncoding {
             response.headers[.setCookie] = plain
         }
@@ -113,8 +121,6 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let e as APIError {
             return jsonResponse(e)
-        } catch let e as HardwareError {
-            return jsonResponse(.hardware(e))
         } catch let e as ServerError {
             return jsonResponse(Self.apiError(e, context: context))
         } catch let e as HTTPError {

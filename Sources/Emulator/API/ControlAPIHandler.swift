@@ -33,7 +33,7 @@ struct ControlAPIHandler: APIProtocol {
     /// The live view's login: the token in a JSON body, answered with an HttpOnly, SameSite=Strict
     /// session cookie (RequestGuard.swift, LiveViewSession), so the token never sits in a URL.
     func login(_ input: Operations.Login.Input) async throws -> Operations.Login.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         let presented = try Input.text(body.token, "token", maxLength: 4096)
         guard let token = emu.options.apiToken, let session else {
             return .ok(.init(body: .json(.init(tokenRequired: false))))
@@ -57,7 +57,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func updateLock(_ input: Operations.UpdateLock.Input) async throws -> Operations.UpdateLock.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.updateLock(try pathID(input.path.id), body))))
     }
 
@@ -71,7 +71,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func setLockCertificate(_ input: Operations.SetLockCertificate.Input) async throws -> Operations.SetLockCertificate.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.setLockCertificate(try pathID(input.path.id), body))))
     }
 
@@ -80,12 +80,12 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func setIQOnline(_ input: Operations.SetIQOnline.Input) async throws -> Operations.SetIQOnline.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.iqOnline(try pathID(input.path.id), body))))
     }
 
     func moveIQ(_ input: Operations.MoveIQ.Input) async throws -> Operations.MoveIQ.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.iqPosition(try pathID(input.path.id), body))))
     }
 
@@ -98,12 +98,12 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func setControllerPower(_ input: Operations.SetControllerPower.Input) async throws -> Operations.SetControllerPower.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.controllerPower(try pathID(input.path.id), body))))
     }
 
     func setDoorSensor(_ input: Operations.SetDoorSensor.Input) async throws -> Operations.SetDoorSensor.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.doorSensor(try pathID(input.path.id), body))))
     }
 
@@ -118,7 +118,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func issueKey(_ input: Operations.IssueKey.Input) async throws -> Operations.IssueKey.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .created(.init(body: .json(try await emu.issueKey(body))))
     }
 
@@ -127,7 +127,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func tap(_ input: Operations.Tap.Input) async throws -> Operations.Tap.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.tap(body))))
     }
 
@@ -138,7 +138,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func createUser(_ input: Operations.CreateUser.Input) async throws -> Operations.CreateUser.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .created(.init(body: .json(try await emu.createUser(body))))
     }
 
@@ -147,7 +147,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func updateUser(_ input: Operations.UpdateUser.Input) async throws -> Operations.UpdateUser.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.updateUser(try pathID(input.path.id), body))))
     }
 
@@ -156,12 +156,12 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func setUserTags(_ input: Operations.SetUserTags.Input) async throws -> Operations.SetUserTags.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.setUserTags(try pathID(input.path.id), body))))
     }
 
     func setUserPIN(_ input: Operations.SetUserPIN.Input) async throws -> Operations.SetUserPIN.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.setUserPIN(try pathID(input.path.id), body))))
     }
 
@@ -174,7 +174,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func createGroup(_ input: Operations.CreateGroup.Input) async throws -> Operations.CreateGroup.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .created(.init(body: .json(try await emu.createGroup(body))))
     }
 
@@ -183,7 +183,7 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func updateGroup(_ input: Operations.UpdateGroup.Input) async throws -> Operations.UpdateGroup.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.updateGroup(try pathID(input.path.id), body))))
     }
 
@@ -194,12 +194,12 @@ struct ControlAPIHandler: APIProtocol {
     }
 
     func advanceClock(_ input: Operations.AdvanceClock.Input) async throws -> Operations.AdvanceClock.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.advanceClock(body))))
     }
 
     func setClock(_ input: Operations.SetClock.Input) async throws -> Operations.SetClock.Output {
-        guard case .json(let body) = input.body else { throw APIError(400, "invalid_json", "request body must be JSON") }
+        let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.setClock(body))))
     }
 
