@@ -98,6 +98,8 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public static let revoked = Reason(DenialReason.revoked)
     /// The credential lacks the right the action needs (office mode).
     public static let actionNotPermitted: Reason = "action_not_permitted"
+    /// Office mode was asked of a lock whose access type is `grant` (credentials only open there).
+    public static let officeModeNotEnabled: Reason = "office_mode_not_enabled"
     /// The lock has no trust anchor for mobile keys (site keys not provisioned).
     public static let mobileKeysNotProvisioned: Reason = "mobile_keys_not_provisioned"
     /// A door controller has no power: its reader is dark and its relay cannot move.
@@ -110,6 +112,8 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public static let openTimeElapsed: Reason = "open_time_elapsed"
     public static let lockSchedule: Reason = "lock_schedule"
     public static let easyOfficeModeEnded: Reason = "easy_office_mode_ended"
+    /// The lock was switched to access type `grant` while in office mode.
+    public static let accessTypeChanged: Reason = "access_type_changed"
     public static let powerLost: Reason = "power_lost"
     public static let powerRestored: Reason = "power_restored"
     public static let doorAjar: Reason = "door_ajar"

@@ -89,6 +89,8 @@ public actor Lock {
             wrongPINs = m.wrongPINs
             keypadLockedUntil = m.keypadLockedUntil
             if LockConfig.openTimeRange.contains(Int(m.openTime)) { self.config.openTime = m.openTime }
+            if let t = m.accessType { self.config.accessType = t }
+            if let e = m.easyOfficeMode { self.config.easyOfficeMode = e }
         }
         if let bytes = audit.savedMemory[LockMemory.accessListPart],
            let list = try? JSONDecoder().decode(AccessList.self, from: Data(bytes)) {
@@ -167,7 +169,8 @@ public actor Lock {
         let decision = decideTag(uid, action: .open)
         // Only a plain opening continues into a hold: in an easy-office-mode window the tap itself
         // already toggled passage, and holding on must not toggle it back.
-        if decision.granted, decision.outcome == .unlocked, let entry = accessList.entry(forTag: uid), entry.officeMode {
+        if decision.granted, decision.outcome == .unlocked, config.accessType == .grantOfficeMode,
+           let entry = accessList.entry(forTag: uid), entry.officeMode {
             heldToken &+= 1
             let token = heldToken
             holdTimer = clock.schedule(after: Lock.officeModeHoldDuration) { [weak self] in
@@ -375,7 +378,8 @@ public actor Lock {
                          keyID: String?, iqID: String? = nil, forceUnlock: Bool = false) -> Decision {
         let now = lockTime()
         decisionFloor = validityTime(now)
-        let easyWindow = !config.easyOfficeMode.windows.isEmpty && config.easyOfficeMode.contains(zone.local(now))
+        let officeModeEnabled = config.accessType == .grantOfficeMode
+        let easyWindow = officeModeEnabled && !config.easyOfficeMode.windows.isEmpty && config.easyOfficeMode.contains(zone.local(now))
         var outcome: Decision.Outcome
         var next = command
         var cause: Reason = .credential
@@ -397,6 +401,10 @@ public actor Lock {
                 outcome = .unlocked
             }
         case .officeModeOn:
+            // The lock's setting before the holder's right: at a grant-only lock nobody starts office mode.
+            guard officeModeEnabled else {
+                return deny(.officeModeNotEnabled, method: method, action: action, userID: userID, keyID: keyID, iqID: iqID)
+            }
             guard officeRight else {
                 return deny(.actionNotPermitted, method: method, action: action, userID: userID, keyID: keyID, iqID: iqID)
             }
@@ -652,6 +660,30 @@ public actor Lock {
         persist()
     }
 
+    /// Changes whether credentials may toggle office mode here and/or the easy-office-mode windows
+    /// (nil leaves a setting as it is). A lock switched to `grant` cannot stay in office mode: a passage
+    /// in progress ends at once (`office_mode_ended`, reason `access_type_changed`). New windows re-time
+    /// an easy-office-mode passage in progress: it ends when the new windows' span containing now ends,
+    /// or at once (reason `easy_office_mode_ended`) if now is outside them. Office mode started outside
+    /// any window (held credential, app) is not tied to the windows and stays.
+    public func setOfficeModeSettings(accessType: LockAccessType?, easyOfficeMode: Timetable?) {
+        if let accessType { config.accessType = accessType }
+        if let easyOfficeMode { config.easyOfficeMode = easyOfficeMode }
+        var recorded = false
+        if config.accessType == .grant, command.isOffice {
+            setCommand(.locked)
+            recorded = settle(.accessTypeChanged, method: nil, userID: nil, keyID: nil, iqID: nil)
+        } else if easyOfficeMode != nil, case .officeMode(let easy?) = command {
+            if let end = easyEnd(lockTime()) {
+                if end != easy { setCommand(.officeMode(easyUntil: end)) }
+            } else {
+                setCommand(.locked)
+                recorded = settle(.easyOfficeModeEnded, method: nil, userID: nil, keyID: nil, iqID: nil)
+            }
+        }
+        if !recorded { persist() }
+    }
+
     /// Moves the lock (the `Site` recomputes IQ reach).
     func move(to p: Position) { position = p }
 
@@ -767,7 +799,8 @@ extension Lock {
         let m = LockMemory(command: kind, until: until, reportedState: reportedState, batteryLevel: batteryLevel,
                            batteryLowReported: batteryLowReported, clockOffset: clockOffset, decisionFloor: decisionFloor,
                            wrongPINs: wrongPINs, keypadLockedUntil: keypadLockedUntil, openTime: config.openTime,
-                           accessListVersion: accessList.version, revocationListVersion: revocations.version)
+                           accessListVersion: accessList.version, revocationListVersion: revocations.version,
+                           accessType: config.accessType, easyOfficeMode: config.easyOfficeMode)
         return [LockMemory.statePart: LockMemory.encode(m)]
     }
 

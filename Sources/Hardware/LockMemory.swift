@@ -20,6 +20,9 @@ struct LockMemory: Codable, Equatable {
     var openTime: UInt8
     var accessListVersion: UInt64
     var revocationListVersion: UInt64
+    /// Settings changed at runtime (PATCH /v1/locks); absent in memory written before they existed.
+    var accessType: LockAccessType?
+    var easyOfficeMode: Timetable?
 
     static func decode(_ bytes: [UInt8]?) -> LockMemory? {
         guard let bytes else { return nil }

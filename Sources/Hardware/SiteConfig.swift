@@ -136,6 +136,8 @@ public struct LockConfig: Sendable, Hashable {
     /// Windows during which a credential with the office right toggles office mode with a simple tap and
     /// at whose end an office mode so started ends.
     public var easyOfficeMode: Timetable
+    /// Whether credentials may toggle office mode here at all (set at runtime with PATCH /v1/locks).
+    public var accessType: LockAccessType = .grantOfficeMode
     /// nil for a reader powered by a door controller.
     public var battery: BatteryConfig?
     public var keypad: Bool

@@ -262,6 +262,75 @@ final class LockTests: XCTestCase {
         XCTAssertEqual(s3, .locked)
     }
 
+    // MARK: Access type and easy-office-mode windows at runtime
+
+    func testGrantOnlyLockNeverEntersOfficeModeAndSwitchingEndsOne() async throws {
+        let room = lock("room")
+        let on = try await room.enterPIN("3390", action: .officeModeOn)
+        XCTAssertEqual(on.outcome, .officeModeStarted)
+        await room.setOfficeModeSettings(accessType: .grant, easyOfficeMode: nil)
+        let s1 = await room.state
+        XCTAssertEqual(s1, .locked, "a grant-only lock cannot stay in office mode")
+        XCTAssertEqual(log.last("room", .officeModeEnded)?.reason, .accessTypeChanged)
+        // The staff right no longer toggles anything here: an explicit request is refused with the
+        // lock's reason, a remote one too, and a held fob is just an opening.
+        let asked = try await room.presentTag(tag("04:00:00:03"), action: .officeModeOn)
+        XCTAssertEqual(asked.reason, .officeModeNotEnabled)
+        let remote = try await room.remote(.officeModeOn, userID: "meg", via: "iq")
+        XCTAssertEqual(remote.reason, .officeModeNotEnabled)
+        let held = try await room.placeTag(tag("04:00:00:03"))
+        XCTAssertEqual(held.outcome, .unlocked)
+        await clock.advance(by: 6)
+        let s2 = await room.state
+        XCTAssertEqual(s2, .unlocked, "held over 5 s at a grant-only lock: still only the opening")
+        await clock.advance(by: 2)
+        let s3 = await room.state
+        XCTAssertEqual(s3, .locked)
+        // The easy-office-mode window of the front door no longer toggles either: a staff tap opens.
+        let front = lock("front")
+        await front.setOfficeModeSettings(accessType: .grant, easyOfficeMode: nil)
+        let tapIn = try await front.presentTag(tag("04:00:00:03"))
+        XCTAssertEqual(tapIn.outcome, .unlocked)
+        // Back to grant + office mode: the right works again.
+        await room.setOfficeModeSettings(accessType: .grantOfficeMode, easyOfficeMode: nil)
+        let again = try await room.presentTag(tag("04:00:00:03"), action: .officeModeOn)
+        XCTAssertEqual(again.outcome, .officeModeStarted)
+    }
+
+    func testNewEasyWindowsRetimeOrEndAPassageAndSurviveARestart() async throws {
+        let front = lock("front")
+        // 10:00 Monday: a staff tap starts an easy passage that would end at 18:00.
+        try await front.presentTag(tag("04:00:00:03"))
+        let shorter = Timetable([try XCTUnwrap(WeeklyWindow(parsing: "mon-fri 08:00-12:00"))])
+        await front.setOfficeModeSettings(accessType: nil, easyOfficeMode: shorter)
+        let st = await front.status
+        XCTAssertEqual(st.officeModeEndsAt, at("2025-01-06T12:00:00-08:00"), "re-timed to the new window's end")
+        await clock.set(to: at("2025-01-06T12:00:00-08:00"))
+        let s1 = await front.state
+        XCTAssertEqual(s1, .locked)
+        // A window that no longer covers now ends the passage at once.
+        await clock.set(to: at("2025-01-07T09:00:00-08:00"))
+        try await front.presentTag(tag("04:00:00:03"))
+        let s2 = await front.state
+        XCTAssertEqual(s2, .officeMode)
+        let evenings = Timetable([try XCTUnwrap(WeeklyWindow(parsing: "daily 18:00-20:00"))])
+        await front.setOfficeModeSettings(accessType: nil, easyOfficeMode: evenings)
+        let s3 = await front.state
+        XCTAssertEqual(s3, .locked)
+        XCTAssertEqual(log.last("front", .officeModeEnded)?.reason, .easyOfficeModeEnded)
+        // No windows: a staff tap at 09:00 only opens.
+        await front.setOfficeModeSettings(accessType: .grant, easyOfficeMode: .never)
+        let tap = try await front.presentTag(tag("04:00:00:03"))
+        XCTAssertEqual(tap.outcome, .unlocked)
+        // The settings are in the lock's memory: a rebuilt lock has them, not the site file's.
+        log.restoring = true
+        let rebuilt = Site(config: site.config, clock: clock, sink: log.sink)
+        let front2 = try XCTUnwrap(rebuilt.lock("front"))
+        let c = await front2.configuration
+        XCTAssertEqual(c.accessType, .grant)
+        XCTAssertEqual(c.easyOfficeMode, .never)
+    }
+
     // MARK: Keypad
 
     func testPINLockoutAfterWrongPINsRefusesEvenTheRightPIN() async throws {

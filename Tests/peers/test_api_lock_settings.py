@@ -70,3 +70,87 @@ def test_refusals_change_nothing(keyway):
     assert srv.request("PATCH", "/v1/locks/no-such-lock", json={"open_time_s": 5}).status_code == 404
     after = srv.ok("GET", "/v1/locks/room-dolores")
     assert (after["open_time_s"], after["battery_level"]) == (before["open_time_s"], before["battery_level"])
+
+
+MEG_FOB = "04:D4:E1:72:3B:6F:80"   # u-margaret, staff: the office-mode right on every lock
+MEG_PIN = "3390"
+
+
+def test_access_type_grant_only_refuses_office_mode_and_ends_one(keyway):
+    srv = keyway
+    srv.ok("POST", "/v1/reset")
+    srv.ok("POST", "/v1/clock/set", {"time": "2026-11-23T10:00:00-08:00"})   # Monday, inside main-entrance's 08:00-18:00
+    lock = srv.ok("GET", "/v1/locks/room-dolores")
+    assert lock["access_type"] == "grant_office_mode" and lock["easy_office_mode"] == [], lock
+    on = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": MEG_FOB, "action": "office_mode_on"})
+    assert on["result"] == "granted" and on["state"] == "office_mode", on
+    mark = last_position(srv)
+
+    lock = srv.ok("PATCH", "/v1/locks/room-dolores", {"access_type": "grant"})
+    assert lock["access_type"] == "grant" and lock["state"] == "locked" and lock["office_mode"] is False, lock
+    ended = events_of(srv, "office_mode.ended", "room-dolores", mark)
+    assert len(ended) == 1 and ended[0]["data"]["reason"] == "access_type_changed", ended
+
+    r = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": MEG_FOB, "action": "office_mode_on"})
+    assert r["result"] == "denied" and r["reason"] == "office_mode_not_enabled", r
+    denied = events_of(srv, "access.denied", "room-dolores", mark)
+    assert denied[-1]["data"]["reason"] == "office_mode_not_enabled", denied
+    r = srv.ok("POST", "/v1/locks/room-dolores/open", {"action": "office_mode_on", "user": "u-margaret"})
+    assert r["result"] == "denied" and r["reason"] == "office_mode_not_enabled", r
+    r = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": MEG_FOB})
+    assert r["result"] == "granted" and r["state"] == "unlocked", r
+
+    # The front door's easy-office-mode window: a staff tap starts passage, unless the lock is grant-only.
+    front = srv.ok("GET", "/v1/locks/main-entrance")
+    assert front["easy_office_mode"] == ["mon-fri 08:00-18:00"], front
+    srv.ok("PATCH", "/v1/locks/main-entrance", {"access_type": "grant"})
+    r = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "pin": MEG_PIN})
+    assert r["result"] == "granted" and r["state"] == "unlocked", r
+    srv.ok("POST", "/v1/clock/advance", {"seconds": 10})
+    srv.ok("PATCH", "/v1/locks/main-entrance", {"access_type": "grant_office_mode"})
+    r = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "pin": MEG_PIN})
+    assert r["result"] == "granted" and r["state"] == "office_mode", r
+
+
+def test_easy_office_mode_windows_at_runtime(keyway):
+    srv = keyway
+    srv.ok("POST", "/v1/reset")
+    srv.ok("POST", "/v1/clock/set", {"time": "2026-11-23T10:00:00-08:00"})   # Monday 10:00 in the site's zone
+    # room-dolores has no windows: a staff tap opens for the open time.
+    r = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": MEG_FOB})
+    assert r["state"] == "unlocked", r
+    srv.ok("POST", "/v1/clock/advance", {"seconds": 60})
+    lock = srv.ok("PATCH", "/v1/locks/room-dolores", {"easy_office_mode": ["mon-fri 09:00-11:00"]})
+    assert lock["easy_office_mode"] == ["mon-fri 09:00-11:00"], lock
+    r = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": MEG_FOB})
+    assert r["result"] == "granted" and r["state"] == "office_mode", r
+    # The window's end relocks it: 11:00 is an hour away.
+    mark = last_position(srv)
+    srv.ok("POST", "/v1/clock/advance", {"seconds": 3600})
+    assert srv.ok("GET", "/v1/locks/room-dolores")["state"] == "locked"
+    ended = events_of(srv, "office_mode.ended", "room-dolores", mark)
+    assert len(ended) == 1 and ended[0]["data"]["reason"] == "easy_office_mode_ended", ended
+    # [] removes the windows.
+    lock = srv.ok("PATCH", "/v1/locks/room-dolores", {"easy_office_mode": []})
+    assert lock["easy_office_mode"] == [], lock
+    # Reset returns to the site file.
+    srv.ok("POST", "/v1/reset")
+    assert srv.ok("GET", "/v1/locks/main-entrance")["easy_office_mode"] == ["mon-fri 08:00-18:00"]
+
+
+def test_office_mode_settings_are_checked_before_anything_applies(keyway):
+    srv = keyway
+    srv.ok("POST", "/v1/reset")
+    before = srv.ok("GET", "/v1/locks/room-dolores")
+    for body, field in [({"open_time_s": 9, "easy_office_mode": ["mon-fri 25:00-26:00"]}, "easy_office_mode"),
+                        ({"open_time_s": 9, "easy_office_mode": ["someday"]}, "easy_office_mode"),
+                        ({"open_time_s": 9, "access_type": "grant_and_more"}, "access_type"),
+                        ({"access_type": "grant", "open_time_s": 300}, "open_time_s")]:
+        r = srv.request("PATCH", "/v1/locks/room-dolores", json=body)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (body, r.text)
+    r = srv.request("PATCH", "/v1/locks/back-door", json={"access_type": "grant", "battery_percent": 50})
+    assert r.status_code == 422, r.text
+    assert srv.ok("GET", "/v1/locks/back-door")["access_type"] == "grant_office_mode", "a refused request applied part of itself"
+    after = srv.ok("GET", "/v1/locks/room-dolores")
+    assert (after["open_time_s"], after["access_type"], after["easy_office_mode"]) == \
+        (before["open_time_s"], before["access_type"], before["easy_office_mode"])

@@ -30,11 +30,13 @@ extension Emulator {
 
     func lockDescription(_ lock: Lock) async throws -> Schemas.Lock {
         let s = await lock.status
+        let settings = await lock.configuration
         let iqs = (try? await site.iqsReaching(lock: lock.id)) ?? []
         return Schemas.Lock(
             id: s.id, name: s.name, kind: try wire(s.kind.rawValue), state: try wire(s.state.rawValue),
             position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
             openTimeS: Int(s.openTime), officeMode: s.state == .officeMode,
+            accessType: try wire(settings.accessType.rawValue), easyOfficeMode: settings.easyOfficeMode.windows.map(\.description),
             revocationListVersion: Int(s.revocationListVersion), accessListVersion: Int(s.accessListVersion),
             accessListNewest: Int(await site.directory.accessListVersion),
             batteryLow: s.batteryLow, batteryLevel: s.batteryLevel.map(Int.init), powered: s.powered,
@@ -61,7 +63,7 @@ extension Emulator {
     public func updateLock(_ id: String, _ body: Schemas.LockUpdate) async throws -> Schemas.Lock {
         guard let lock = site.lock(id) else { throw APIError.notFound("lock", id) }
         guard body != Schemas.LockUpdate() else {
-            throw APIError.badRequest("open_time_s", "give at least one of open_time_s, battery_percent, clock_offset_s, position")
+            throw APIError.badRequest("open_time_s", "give at least one of open_time_s, battery_percent, clock_offset_s, position, access_type, easy_office_mode")
         }
         let openTime = try Input.integer(body.openTimeS, "open_time_s", 1...240)
         let battery = try Input.integer(body.batteryPercent, "battery_percent", 0...100)
@@ -70,6 +72,11 @@ extension Emulator {
             Position(x: try Input.number($0.x, "position.x", -100_000...100_000), y: try Input.number($0.y, "position.y", -100_000...100_000),
                      z: try Input.number($0.z, "position.z", -1000...1000))
         }
+        let accessType = try body.accessType.map { t -> LockAccessType in
+            guard let a = LockAccessType(rawValue: t.rawValue) else { throw APIError.badRequest("access_type", "grant or grant_office_mode") }
+            return a
+        }
+        let easy = try body.easyOfficeMode.map { try Emulator.easyOfficeMode($0) }
         if battery != nil, await lock.status.batteryLevel == nil {
             throw APIError(422, "no_battery", "lock '\(id)' is mains-powered (it has a door controller): it has no battery", field: "battery_percent")
         }
@@ -77,8 +84,20 @@ extension Emulator {
         if let battery { try await lock.setBattery(level: battery) }
         if let offset { try await lock.setClockOffset(offset) }
         if let position { try await site.moveLock(id, to: position) }
+        if accessType != nil || easy != nil { await lock.setOfficeModeSettings(accessType: accessType, easyOfficeMode: easy) }
         await settle()
         return try await lockDescription(lock)
+    }
+
+    /// The easy-office-mode windows as PATCH /v1/locks gives them: the site file's syntax, `[]` for none.
+    static func easyOfficeMode(_ texts: [String]) throws -> Timetable {
+        guard texts.count <= 32 else { throw APIError.badRequest("easy_office_mode", "at most 32 windows") }
+        return Timetable(try texts.map { text in
+            guard text.utf8.count <= 128, let w = WeeklyWindow(parsing: text) else {
+                throw APIError.badRequest("easy_office_mode", "'\(text.prefix(128))' is not a weekly window like \"mon-fri 08:00-18:00\"")
+            }
+            return w
+        })
     }
 
     func iqDescription(_ q: IQ) async -> Schemas.Iq {
