@@ -5,4 +5,7 @@
 #include <bluetooth/hci.h>
 #include <bluetooth/hci_lib.h>
 #include <bluetooth/l2cap.h>
+/* Not in Swift's Glibc module: the BLE module's socket event loop (SocketEventLoop.swift). */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #endif

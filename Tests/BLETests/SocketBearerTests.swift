@@ -146,6 +146,98 @@ final class SocketBearerTests: XCTestCase {
         XCTAssertThrowsError(try SocketBearerListener(address: .unix(path: String(repeating: "x", count: 200))))
     }
 
+    // MARK: One event loop, a connection cap
+
+    private func threadCount() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("Threads:") } ?? ""
+        return Int(line.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "") ?? -1
+    }
+
+    /// 500 live GATT links over socket pairs cost no thread each: all are served by the one epoll loop.
+    func testManyLinksShareOneEventLoopThread() async throws {
+        let db = try TestDatabase()
+        _ = try SocketBearer.makePair()               // the loop exists before the count is taken
+        let before = threadCount()
+        var links: [(GATTServer, GATTClient)] = []
+        for _ in 0..<500 {
+            let (a, b) = try SocketBearer.makePair()
+            links.append((try GATTServer(database: db.database, bearer: a), try GATTClient(bearer: b)))
+        }
+        for (_, client) in links.prefix(50) {
+            let name = try await client.read(0x03)
+            XCTAssertEqual(name, Array("KW-1".utf8))
+        }
+        let during = threadCount()
+        XCTAssertGreaterThan(before, 0)
+        XCTAssertLessThan(during - before, 16, "500 links must not start a thread each (\(before) → \(during) threads)")
+        for (_, client) in links { client.close() }
+        for (server, _) in links { _ = await server.waitUntilClosed() }
+    }
+
+    /// Past the cap a connection is accepted and closed at once (the peer reads end of file), counted
+    /// and reported; closing an admitted one makes room again.
+    func testConnectionCapRefusesPastTheLimitAndFreesOnClose() async throws {
+        let (refusals, refusalsIn) = AsyncStream<SocketConnectionCap.Refusal>.makeStream()
+        let (accepted, acceptedIn) = AsyncStream<SocketBearer>.makeStream()
+        let cap = SocketConnectionCap(limit: 3) { refusalsIn.yield($0) }
+        let path = temporaryPath("capped.sock")
+        let listener = try SocketBearerListener(address: .unix(path: path), cap: cap) { acceptedIn.yield($0) }
+        defer { listener.close() }
+        var admitted: [SocketBearer] = []
+        var acceptedIt = accepted.makeAsyncIterator()
+        var refusedIt = refusals.makeAsyncIterator()
+        var clients: [Int32] = []
+        for i in 0..<5 {
+            clients.append(try rawConnect(path))
+            if i < 3 {
+                let next = await acceptedIt.next()
+                admitted.append(try XCTUnwrap(next))
+            } else {
+                let next = await refusedIt.next()
+                let r = try XCTUnwrap(next)
+                XCTAssertEqual(r.open, 3)
+                XCTAssertEqual(r.limit, 3)
+                XCTAssertEqual(r.refusedSinceFull, i - 2)
+                XCTAssertEqual(r.address, .unix(path: path))
+                XCTAssertEqual(readExactly(clients[i], 1), [], "a refused connection reads end of file")
+            }
+        }
+        XCTAssertEqual(cap.open, 3)
+        XCTAssertEqual(cap.refused, 2)
+        // A link that closes frees its place: the next phone is admitted and served.
+        try admitted[0].start { _ in }
+        admitted[0].close()
+        XCTAssertEqual(readExactly(clients[0], 1), [])
+        clients.append(try rawConnect(path))
+        let next = await acceptedIt.next()
+        let fresh = try XCTUnwrap(next)
+        let server = try GATTServer(database: try TestDatabase().database, bearer: fresh)
+        XCTAssertEqual(write(clients[5], hex("03 00 04 00 0A 03 00"), 7), 7)
+        XCTAssertEqual(readExactly(clients[5], 9), hex("05 00 04 00 0B 4B 57 2D 31"))
+        XCTAssertEqual(cap.open, 3)
+        XCTAssertEqual(cap.refused, 2)
+        server.close()
+        for b in admitted.dropFirst() { b.close() }
+        for c in clients { close(c) }
+    }
+
+    private func rawConnect(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &sa.sun_path) { raw in
+            let b = Array(path.utf8)
+            raw.copyBytes(from: b)
+            raw[b.count] = 0
+        }
+        let r = withUnsafePointer(to: &sa) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard r == 0 else { close(fd); throw TestFailure() }
+        return fd
+    }
+
     // MARK: A phone in another process and language
 
     func testPythonPhoneTapsOverTheCrossProcessLink() async throws {
