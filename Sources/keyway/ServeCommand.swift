@@ -22,6 +22,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bearer token required on every request (mandatory off loopback). Prefer KEYWAY_API_TOKEN.") var apiToken: String?
     @Option(help: ArgumentHelp("A host name the control API answers to besides its listen address and localhost (repeatable); any other Host header gets 421.",
                                valueName: "name")) var allowHost: [String] = []
+    @Option(help: ArgumentHelp("Serve phones of other processes over Unix sockets DIR/<lock id> (L2CAP frames, the air's ATT bytes; docs/PROTOCOL.md).",
+                               valueName: "dir")) var phoneSocket: String?
+    @Option(help: "Phone connections held open at once over all of --phone-socket's sockets; more are refused.")
+    var maxPhoneConnections = PhoneSocketRadio.defaultMaximumConnections
+    @Option(help: "Seconds (emulator clock) after which a phone socket connection on which the phone sent nothing is closed.")
+    var phoneIdleTimeout = PhoneSocketRadio.defaultIdleTimeout
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
@@ -82,7 +88,22 @@ struct Serve: AsyncParsableCommand {
             throw UserFacingError("keyway serve: \(error)")
         }
 
+        var phoneSockets: PhoneSocketRadio? = nil
+        if let dir = phoneSocket {
+            var pc = PhoneSocketRadio.Configuration(directory: dir)
+            pc.maximumConnections = maxPhoneConnections
+            pc.idleTimeout = phoneIdleTimeout
+            do { phoneSockets = try PhoneSocketRadio.start(emu, pc, log: { line in print(line); fflush(nil) }) } catch {
+                await bluez?.stop()
+                await emu.shutdown()
+                throw UserFacingError("keyway serve: \(error)")
+            }
+        }
+
         let opts = o
+        let phoneSocketLine = phoneSockets.map { r in
+            "\n  phones     \(r.configuration.directory)/<lock id>  (\(r.paths.count) sockets, at most \(r.configuration.maximumConnections) connections, idle timeout \(Int(r.configuration.idleTimeout)) s)"
+        } ?? ""
         let server = Task {
             try await ControlServer.run(emu) { port in
                 let ms = Int(Date().timeIntervalSince(started) * 1000)
@@ -93,7 +114,7 @@ struct Serve: AsyncParsableCommand {
                   data       \(opts.dataDir)  (journal.sqlite, state.sqlite, keys/)
                   upstream   \(opts.upstreams.isEmpty ? "none" : opts.upstreams.map(\.url).joined(separator: ", "))\(opts.eventsFile.map { " + NDJSON \($0)" } ?? "")
                   api        http://\(opts.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(opts.apiToken != nil ? ", bearer token required" : "")
-                  live view  http://\(opts.listenHost):\(port)/
+                  live view  http://\(opts.listenHost):\(port)/\(phoneSocketLine)
                 ready in \(ms) ms. Try:
                   curl -s --json '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}' localhost:\(port)/v1/keys
                   curl -s --json '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}' localhost:\(port)/v1/taps
@@ -106,6 +127,7 @@ struct Serve: AsyncParsableCommand {
         print("keyway serve: shutting down")
         server.cancel()
         _ = try? await server.value
+        phoneSockets?.close()
         await bluez?.stop()
         await emu.shutdown()
     }
