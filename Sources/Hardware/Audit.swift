@@ -127,6 +127,8 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public static let iqNotActivated: Reason = "iq_not_activated"
     public static let notInReach: Reason = "not_in_reach"
     public static let wrongActivationPIN: Reason = "wrong_activation_pin"
+    /// An activation PIN offered while the IQ refuses them after too many wrong ones.
+    public static let activationLockedOut: Reason = "activation_locked_out"
 }
 
 /// One entry of a device's audit trail: who did what, where, when (device time), how, with what result.

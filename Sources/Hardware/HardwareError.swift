@@ -23,6 +23,12 @@ public enum HardwareError: Error, Equatable, Sendable, CustomStringConvertible {
     case iqNotActivated(iqID: String)
     case notInReach(lockID: String, iqID: String)
     case wrongActivationPIN(iqID: String)
+    /// Too many wrong activation PINs in a row: the IQ takes none, not even the right one, until `until`.
+    case activationLockedOut(iqID: String, until: Date)
+    /// Activation asked of an IQ that is already activated (by `by`, nil when the site file activated it).
+    case iqAlreadyActivated(iqID: String, by: String?)
+    /// Deactivation asked by someone other than the user who activated the IQ.
+    case notActivatingUser(iqID: String, user: String)
     case tapFailed(String)
 
     public var description: String {
@@ -43,6 +49,11 @@ public enum HardwareError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .iqNotActivated(i): return "IQ \(i) is not activated"
         case let .notInReach(l, i): return "lock \(l) is not in reach of IQ \(i)"
         case let .wrongActivationPIN(i): return "wrong activation PIN for IQ \(i)"
+        case let .activationLockedOut(i, until):
+            return "IQ \(i) takes no activation PIN until \(until.formatted(.iso8601)) after \(IQ.activationAttempts) wrong PINs in a row"
+        case let .iqAlreadyActivated(i, by):
+            return "IQ \(i) is already activated" + (by.map { " by \($0); only that user can deactivate it" } ?? " (by the site file)")
+        case let .notActivatingUser(i, u): return "IQ \(i) was activated by another user; \(u) cannot deactivate it"
         case let .tapFailed(why): return "tap failed: \(why)"
         }
     }

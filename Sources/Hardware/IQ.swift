@@ -7,6 +7,12 @@ public struct IQStatus: Sendable, Hashable, Codable {
     public let position: Position
     public let range: Double
     public let activated: Bool
+    /// The user whose activation is in force; nil when not activated or activated by the site file.
+    public let activatedBy: String?
+    /// Wrong activation PINs in a row since the last right one (a lockout's end starts a new count).
+    public let failedActivationAttempts: Int
+    /// While set and in the future, the IQ takes no activation PIN.
+    public let activationLockedUntil: Date?
     public let online: Bool
     /// Locks in reach, nearest first (at most 16).
     public let locksInReach: [String]
@@ -44,6 +50,9 @@ public actor IQ {
     private var audit: AuditWriter
     private let collector: TrailCollector?
     private var activated: Bool
+    private var activatedBy: String?
+    private var failedActivations = 0
+    private var activationLockedUntil: Date?
     private var online: Bool
     private var reach: [Lock] = []
     private var syncTimer: ClockTimer?
@@ -66,7 +75,8 @@ public actor IQ {
 
     public var status: IQStatus {
         IQStatus(id: id, name: config.name, position: config.position, range: config.range, activated: activated,
-                 online: online, locksInReach: reach.map(\.id), syncInterval: config.syncInterval, lastSync: lastSync,
+                 activatedBy: activatedBy, failedActivationAttempts: failedActivations,
+                 activationLockedUntil: activationLockedUntil.flatMap { $0 > clock.now() ? $0 : nil }, online: online, locksInReach: reach.map(\.id), syncInterval: config.syncInterval, lastSync: lastSync,
                  recordsCollected: recordsCollected, lastSequence: audit.nextSequence - 1)
     }
 
@@ -116,23 +126,64 @@ public actor IQ {
         return on ? await syncNow() : nil
     }
 
-    /// Activates the IQ with the PIN the platform issued. A wrong PIN is recorded and refused.
-    public func activate(pin: String) async throws {
+    /// Wrong activation PINs in a row after which the IQ takes none for `activationLockout` seconds.
+    /// SALTO publishes no figure; these follow the keypad's brute-force rule (PINLockoutPolicy).
+    public static let activationAttempts = 5
+    public static let activationLockout: TimeInterval = 900
+
+    /// Activates the IQ with the PIN the platform issued, for `user` (who alone may deactivate it). Each
+    /// wrong PIN is recorded (`iq_activation_failed`, with the count so far) and refused; the
+    /// `activationAttempts`-th in a row locks activation for `activationLockout` seconds, during which
+    /// every PIN — the right one too — is refused unchecked and recorded as `activation_locked_out`.
+    /// The right PIN resets the count. Activating an IQ already activated by the same user changes
+    /// nothing; by anyone else it is refused.
+    public func activate(pin: String, by user: String? = nil) async throws {
+        let now = clock.now()
+        if let until = activationLockedUntil {
+            if now < until {
+                audit.write(.iqActivationFailed, at: now) {
+                    $0.reason = .activationLockedOut
+                    $0.userID = user
+                }
+                throw HardwareError.activationLockedOut(iqID: id, until: until)
+            }
+            activationLockedUntil = nil
+            failedActivations = 0
+        }
         guard pin.count <= 32, pin == config.activationPIN else {
+            failedActivations += 1
+            let count = failedActivations
             // The offered PIN is never recorded.
-            audit.write(.iqActivationFailed, at: clock.now()) { $0.reason = .wrongActivationPIN }
+            audit.write(.iqActivationFailed, at: now) {
+                $0.reason = .wrongActivationPIN
+                $0.userID = user
+                $0.count = UInt64(count)
+            }
+            if count >= IQ.activationAttempts { activationLockedUntil = now.addingTimeInterval(IQ.activationLockout) }
             throw HardwareError.wrongActivationPIN(iqID: id)
         }
-        guard !activated else { return }
+        failedActivations = 0
+        guard !activated else {
+            if activatedBy == user { return }
+            throw HardwareError.iqAlreadyActivated(iqID: id, by: activatedBy)
+        }
         activated = true
-        audit.write(.iqActivated, at: clock.now())
+        activatedBy = user
+        audit.write(.iqActivated, at: clock.now()) { $0.userID = user }
         _ = await syncNow()
     }
 
-    public func deactivate() {
+    /// Takes the IQ out of service. Only the user whose activation is in force may; an IQ the site file
+    /// activated has no such user, and any user may. `user` nil is the emulator's own tooling (tests),
+    /// unchecked. A refusal is the platform's: nothing reaches the IQ and nothing is recorded.
+    public func deactivate(by user: String? = nil) throws {
         guard activated else { return }
+        if let owner = activatedBy, let user, user != owner {
+            throw HardwareError.notActivatingUser(iqID: id, user: user)
+        }
         activated = false
-        audit.write(.iqDeactivated, at: clock.now())
+        activatedBy = nil
+        audit.write(.iqDeactivated, at: clock.now()) { $0.userID = user }
     }
 
     // MARK: - Reach

@@ -104,7 +104,7 @@ final class IQTests: XCTestCase {
 
     func testActivationByPIN() async throws {
         let lobby = site.iq("iq-lobby")!
-        await lobby.deactivate()
+        try await lobby.deactivate()
         await XCTAssertThrowsAsync(try await lobby.remote(lockID: "main-entrance", userID: nil)) { e in
             XCTAssertEqual(e as? HardwareError, .iqNotActivated(iqID: "iq-lobby"))
         }
@@ -121,6 +121,65 @@ final class IQTests: XCTestCase {
         XCTAssertTrue(active)
         let d = try await lobby.remote(lockID: "main-entrance", userID: nil)
         XCTAssertTrue(d.granted)
+    }
+
+    func testWrongActivationPINsAreCountedThenLockActivationAndOnlyTheActivatorDeactivates() async throws {
+        let lounge = site.iq("iq-lounge")!
+        try await lounge.deactivate(by: "u-ada")   // activated by the site file: anyone may
+        XCTAssertEqual(log.last("iq-lounge", .iqDeactivated)?.userID, "u-ada")
+        for n in 1...4 {
+            await XCTAssertThrowsAsync(try await lounge.activate(pin: "111111", by: "u-ken")) { e in
+                XCTAssertEqual(e as? HardwareError, .wrongActivationPIN(iqID: "iq-lounge"))
+            }
+            let s = await lounge.status
+            XCTAssertEqual(s.failedActivationAttempts, n)
+            XCTAssertNil(s.activationLockedUntil)
+            XCTAssertEqual(log.last("iq-lounge", .iqActivationFailed)?.count, UInt64(n))
+        }
+        // A right PIN resets the count…
+        try await lounge.activate(pin: "775120", by: "u-ken")
+        var s = await lounge.status
+        XCTAssertEqual(s.failedActivationAttempts, 0)
+        XCTAssertEqual(s.activatedBy, "u-ken")
+        XCTAssertEqual(log.last("iq-lounge", .iqActivated)?.userID, "u-ken")
+        // … the same user again changes nothing; another user is refused.
+        try await lounge.activate(pin: "775120", by: "u-ken")
+        await XCTAssertThrowsAsync(try await lounge.activate(pin: "775120", by: "u-margaret")) { e in
+            XCTAssertEqual(e as? HardwareError, .iqAlreadyActivated(iqID: "iq-lounge", by: "u-ken"))
+        }
+        // Only the activator deactivates; a refusal is the platform's and the IQ records nothing.
+        let before = log.of("iq-lounge").count
+        await XCTAssertThrowsAsync(try await lounge.deactivate(by: "u-margaret")) { e in
+            XCTAssertEqual(e as? HardwareError, .notActivatingUser(iqID: "iq-lounge", user: "u-margaret"))
+        }
+        XCTAssertEqual(log.of("iq-lounge").count, before)
+        let still = await lounge.isActivated
+        XCTAssertTrue(still)
+        try await lounge.deactivate(by: "u-ken")
+        s = await lounge.status
+        XCTAssertFalse(s.activated)
+        XCTAssertNil(s.activatedBy)
+
+        // Five wrong PINs in a row lock activation for 15 minutes: even the right PIN is refused, unchecked
+        // and uncounted, and recorded as such.
+        for _ in 1...5 { _ = try? await lounge.activate(pin: "000000", by: "u-ada") }
+        s = await lounge.status
+        XCTAssertEqual(s.failedActivationAttempts, 5)
+        XCTAssertEqual(s.activationLockedUntil, clock.now().addingTimeInterval(IQ.activationLockout))
+        await XCTAssertThrowsAsync(try await lounge.activate(pin: "775120", by: "u-ken")) { e in
+            guard case .activationLockedOut(let iq, _)? = e as? HardwareError else { return XCTFail("\(e)") }
+            XCTAssertEqual(iq, "iq-lounge")
+        }
+        XCTAssertEqual(log.last("iq-lounge", .iqActivationFailed)?.reason, .activationLockedOut)
+        let locked = await lounge.status
+        XCTAssertEqual(locked.failedActivationAttempts, 5)
+        XCTAssertFalse(locked.activated)
+        await clock.advance(by: IQ.activationLockout)
+        try await lounge.activate(pin: "775120", by: "u-ken")
+        s = await lounge.status
+        XCTAssertTrue(s.activated)
+        XCTAssertEqual(s.failedActivationAttempts, 0)
+        XCTAssertNil(s.activationLockedUntil)
     }
 
     func testAccessListChangesReachLocksOnlyThroughAnIQ() async throws {

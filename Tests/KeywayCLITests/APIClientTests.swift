@@ -111,10 +111,10 @@ final class APIClientTests: XCTestCase {
         let exit = Components.Schemas.ExitResult(result: .granted, reason: nil, eventId: "e-1", openMs: 7000)
         XCTAssertEqual(try describeFields(exit), "event_id=e-1 open_ms=7000 reason=- result=granted")
         let iq = Components.Schemas.Iq(id: "iq-lobby", name: "IQ lobby ceiling", online: false, activated: true,
-                                       position: .init(x: 6, y: 8, z: 2.7), rangeM: 9.144, locksInReach: ["a", "b"],
+                                       failedActivationAttempts: 0, position: .init(x: 6, y: 8, z: 2.7), rangeM: 9.144, locksInReach: ["a", "b"],
                                        lastSync: "2026-11-24T09:00:00.000Z")
         XCTAssertEqual(try describeFields(iq),
-                       "activated=true id=iq-lobby last_sync=2026-11-24T09:00:00.000Z locks_in_reach=[a,b] name=IQ lobby ceiling "
+                       "activated=true failed_activation_attempts=0 id=iq-lobby last_sync=2026-11-24T09:00:00.000Z locks_in_reach=[a,b] name=IQ lobby ceiling "
                        + "online=false position={x=6 y=8 z=2.7} range_m=9.144")
         let report = Components.Schemas.IQSyncReport(iq: "iq-lobby", locksSynced: [], locksUnreachable: ["c"], recordsCollected: 0)
         XCTAssertEqual(try describeFields(report), "iq=iq-lobby locks_synced=[] locks_unreachable=[c] records_collected=0")

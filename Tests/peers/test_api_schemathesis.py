@@ -48,6 +48,9 @@ SEMANTIC = {
     "updateGroup": ["400"],
     # a battery level for a mains-powered reader (422 no_battery); fields all null (400: nothing to change)
     "updateLock": ["400", "422"],
+    # IQ activation: a user id the directory lacks (400, field user)
+    "activateIQ": ["400"],
+    "deactivateIQ": ["400"],
 }
 
 CONFIG = """

@@ -89,6 +89,15 @@ struct ControlAPIHandler: APIProtocol {
         return .ok(.init(body: .json(try await emu.iqPosition(try pathID(input.path.id), body))))
     }
 
+    func activateIQ(_ input: Operations.ActivateIQ.Input) async throws -> Operations.ActivateIQ.Output {
+        let body = switch input.body { case .json(let b): b }
+        return .ok(.init(body: .json(try await emu.activateIQ(try pathID(input.path.id), body))))
+    }
+
+    func deactivateIQ(_ input: Operations.DeactivateIQ.Input) async throws -> Operations.DeactivateIQ.Output {
+        .ok(.init(body: .json(try await emu.deactivateIQ(try pathID(input.path.id), user: input.query.user))))
+    }
+
     func syncIQ(_ input: Operations.SyncIQ.Input) async throws -> Operations.SyncIQ.Output {
         .ok(.init(body: .json(try await emu.iqSync(try pathID(input.path.id)))))
     }

@@ -102,7 +102,9 @@ extension Emulator {
 
     func iqDescription(_ q: IQ) async -> Schemas.Iq {
         let s = await q.status
-        return Schemas.Iq(id: s.id, name: s.name, online: s.online, activated: s.activated,
+        return Schemas.Iq(id: s.id, name: s.name, online: s.online, activated: s.activated, activatedBy: s.activatedBy,
+                          failedActivationAttempts: s.failedActivationAttempts,
+                          activationLockedUntil: s.activationLockedUntil.map(rfc3339),
                           position: .init(x: s.position.x, y: s.position.y, z: s.position.z),
                           rangeM: s.range, locksInReach: s.locksInReach, lastSync: s.lastSync.map(rfc3339))
     }
@@ -449,6 +451,42 @@ extension Emulator {
         return await iqDescription(q)
     }
 
+    /// POST /v1/iqs/{id}/activation: the IQ counts wrong PINs and locks activation after too many
+    /// (IQ.activate); the user must be one of the directory's, and becomes the only one who may deactivate.
+    public func activateIQ(_ id: String, _ body: Schemas.IQActivationRequest) async throws -> Schemas.Iq {
+        guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
+        let user = try await directoryUser(body.user)
+        let pin = try Input.text(body.pin, "pin", maxLength: 12)
+        guard pin.utf8.count >= 4, pin.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw APIError.badRequest("pin", "4 to 12 digits") }
+        do {
+            try await q.activate(pin: pin, by: user)
+        } catch {
+            // A refusal is recorded by the IQ (wrong PIN, lockout): it reaches the journal before the answer.
+            await settle()
+            throw error
+        }
+        await settle()
+        return await iqDescription(q)
+    }
+
+    /// DELETE /v1/iqs/{id}/activation?user=…: only the activating user may (IQ.deactivate).
+    public func deactivateIQ(_ id: String, user: String) async throws -> Schemas.Iq {
+        guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
+        let user = try await directoryUser(user)
+        try await q.deactivate(by: user)
+        await settle()
+        return await iqDescription(q)
+    }
+
+    /// A user id given in a request that must name a user of the directory.
+    func directoryUser(_ text: String) async throws -> String {
+        let id = try Input.text(text, "user", maxLength: 64)
+        guard await site.directory.currentUsers.contains(where: { $0.id == id }) else {
+            throw APIError.badRequest("user", "no user '\(id)' in the directory (/v1/users)")
+        }
+        return id
+    }
+
     public func iqSync(_ id: String) async throws -> Schemas.IQSyncReport {
         guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
         let r = await q.syncNow()
@@ -558,7 +596,10 @@ extension APIError {
         case .iqOffline: return APIError(409, "iq_offline", "\(e)")
         case .iqNotActivated: return APIError(409, "iq_not_activated", "\(e)")
         case .notInReach: return APIError(409, "not_in_reach", "\(e)")
-        case .wrongActivationPIN: return APIError(403, "wrong_activation_pin", "\(e)")
+        case .wrongActivationPIN: return APIError(403, "wrong_activation_pin", "\(e)", field: "pin")
+        case .activationLockedOut: return APIError(409, "activation_locked_out", "\(e)")
+        case .iqAlreadyActivated: return APIError(409, "iq_already_activated", "\(e)")
+        case .notActivatingUser: return APIError(403, "not_activating_user", "\(e)", field: "user")
         case .tapFailed: return APIError(500, "tap_failed", "\(e)")
         }
     }
