@@ -138,23 +138,26 @@ struct IQCLI: AsyncParsableCommand {
     @Flag(help: "Bring the IQ online.") var online = false
     @Flag(help: "Take the IQ offline.") var offline = false
     @Flag(help: "Sync now: push lists, collect the locks' trails.") var sync = false
-    @Option(help: "Move the IQ to X,Y (metres, site coordinates).") var move: String?
+    @Option(help: "Move the IQ to X,Y or X,Y,Z (metres, site coordinates; without Z it keeps its height).") var move: String?
     @Flag(help: "Print the answer as JSON.") var json = false
     @OptionGroup var serverOptions: ServerOptions
 
     func validate() throws {
         guard [online, offline, sync, move != nil].filter({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --online, --offline, --sync, --move X,Y")
+            throw ValidationError("give exactly one of --online, --offline, --sync, --move X,Y[,Z]")
         }
-        if let move { _ = try Self.parseXY(move) }
+        if let move { _ = try Self.parsePosition(move) }
     }
 
-    static func parseXY(_ s: String) throws -> (Double, Double) {
+    /// `X,Y` or `X,Y,Z` in metres. Z is nil when not given: the server then keeps the IQ's height (a
+    /// ceiling IQ moved along the floor plan stays on the ceiling).
+    static func parsePosition(_ s: String) throws -> (x: Double, y: Double, z: Double?) {
         let parts = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard parts.count == 2, let x = Double(parts[0]), let y = Double(parts[1]), x.isFinite, y.isFinite else {
-            throw ValidationError("--move: '\(s)' is not X,Y in metres, e.g. 12.5,3")
+        let numbers = parts.compactMap { Double($0) }.filter(\.isFinite)
+        guard (2...3).contains(parts.count), numbers.count == parts.count else {
+            throw ValidationError("--move: '\(s)' is not X,Y or X,Y,Z in metres, e.g. 12.5,3 or 12.5,3,2.7")
         }
-        return (x, y)
+        return (numbers[0], numbers[1], numbers.count == 3 ? numbers[2] : nil)
     }
 
     func run() async throws {
@@ -167,8 +170,8 @@ struct IQCLI: AsyncParsableCommand {
         }
         let answer: Components.Schemas.Iq
         if let move {
-            let (x, y) = try Self.parseXY(move)
-            answer = try await api.call(path + "/position") { try await $0.moveIQ(path: .init(id: id), body: .json(.init(x: x, y: y))) }
+            let p = try Self.parsePosition(move)
+            answer = try await api.call(path + "/position") { try await $0.moveIQ(path: .init(id: id), body: .json(.init(x: p.x, y: p.y, z: p.z))) }
         } else {
             answer = try await api.call(path + "/online") { try await $0.setIQOnline(path: .init(id: id), body: .json(.init(online: online))) }
         }

@@ -123,8 +123,16 @@ def test_iq_offline_online_sync_move(srv):
     assert json.loads(r.stdout)["iq"] == "iq-lobby", r.stdout
     r = run(srv, "iq", "iq-lobby", "--move", "500,500", "--json", check_exit=0)
     moved = json.loads(r.stdout)
-    assert moved["position"]["x"] == 500 and moved["position"]["y"] == 500 and moved["locks_in_reach"] == [], moved
+    assert moved["position"] == {"x": 500, "y": 500, "z": 2.7} and moved["locks_in_reach"] == [], \
+        ("X,Y keeps the ceiling IQ's height", moved)
+    r = run(srv, "iq", "iq-lobby", "--move", "6,8,0.5", "--json", check_exit=0)
+    assert json.loads(r.stdout)["position"] == {"x": 6, "y": 8, "z": 0.5}, r.stdout
+    # The route itself: no z keeps the height, as the CLI relies on.
+    moved = srv.ok("POST", "/v1/iqs/iq-lobby/position", {"x": 7, "y": 8})
+    assert moved["position"] == {"x": 7, "y": 8, "z": 0.5}, moved
     run(srv, "iq", "iq-lobby", "--move", "1;2", check_exit=2)
+    run(srv, "iq", "iq-lobby", "--move", "1,2,3,4", check_exit=2)
+    run(srv, "iq", "iq-lobby", "--move", "1,2,up", check_exit=2)
     run(srv, "iq", "iq-lobby", "--online", "--sync", check_exit=2)
     r = run(srv, "iq", "iq-nowhere", "--sync", check_exit=1)
     assert "HTTP 404" in r.stderr, r.stderr

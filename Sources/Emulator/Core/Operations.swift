@@ -444,7 +444,9 @@ extension Emulator {
         guard let q = site.iq(id) else { throw APIError.notFound("IQ", id) }
         let x = try Input.number(body.x, "x", -100_000...100_000)
         let y = try Input.number(body.y, "y", -100_000...100_000)
-        let z = try Input.number(body.z, "z", -1000...1000) ?? 0
+        // No z keeps the IQ's height: moving a ceiling IQ along the floor plan must not drop it to the floor.
+        let current = await q.position
+        let z = try Input.number(body.z, "z", -1000...1000) ?? current.z
         let range = try Input.number(body.rangeM, "range_m", 0.1...100)
         try await site.moveIQ(id, to: Position(x: x, y: y, z: z), range: range)
         await settle()
