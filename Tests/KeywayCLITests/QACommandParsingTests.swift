@@ -15,4 +15,22 @@ final class QACommandParsingTests: XCTestCase {
             XCTAssertThrowsError(try IQCLI.parsePosition(bad), bad)
         }
     }
+
+    func testDirectoryCommandsRefuseEmptyChangesBeforeAnyRequest() throws {
+        XCTAssertThrowsError(try UsersCLI.Update.parse(["u-kim"]), "an update with nothing to change")
+        XCTAssertThrowsError(try GroupsCLI.Update.parse(["night-owls"]))
+        XCTAssertThrowsError(try GroupsCLI.Update.parse(["night-owls", "--office-mode", "maybe"]))
+        XCTAssertThrowsError(try TagsCLI.SetCommand.parse(["u-kim"]), "no UID: `tags clear` says so explicitly")
+        XCTAssertThrowsError(try UsersCLI.Create.parse(["u-kim", "--valid-from", "tomorrow"]))
+        let update = try GroupsCLI.Update.parse(["night-owls", "--office-mode", "false"])
+        XCTAssertEqual(update.officeMode, false)
+        let create = try UsersCLI.Create.parse(["u-kim", "--group", "members", "--group", "day-pass", "--tag", "04:AA:BB:CC"])
+        XCTAssertEqual(create.groups, ["members", "day-pass"])
+        XCTAssertEqual(create.tags, ["04:AA:BB:CC"])
+    }
+
+    func testGroupsListTakesEmptyForNone() {
+        XCTAssertEqual(commaList("members, day-pass,,"), ["members", "day-pass"])
+        XCTAssertEqual(commaList(""), [])
+    }
 }

@@ -144,3 +144,89 @@ def test_token_is_sent(start_keyway):
     assert r.returncode == 1 and "HTTP 401" in r.stderr, (r.returncode, r.stderr)
     r = subprocess.run([str(KEYWAY), "clock", "--server", srv.base, "--token", "s3cret-token"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "simulated clock" in r.stdout, (r.returncode, r.stdout, r.stderr)
+
+
+def test_users_create_show_update_list_delete(srv):
+    r = run(srv, "users", "create", "u-kim", "--name", "Kim Lee", "--group", "members", "--tag", "04:AA:BB:CC", "--json", check_exit=0)
+    kim = json.loads(r.stdout)
+    assert kim["name"] == "Kim Lee" and kim["groups"] == ["members"] and kim["tags"] == ["04:AA:BB:CC"] and kim["pin_set"] is False, kim
+    assert srv.ok("GET", "/v1/users/u-kim")["tags"] == ["04:AA:BB:CC"]
+    r = run(srv, "users", "show", "u-kim", check_exit=0)
+    assert r.stdout.startswith("u-kim: ") and "name=Kim Lee" in r.stdout and "groups=[members]" in r.stdout, r.stdout
+    r = run(srv, "users", "update", "u-kim", "--groups", "members,day-pass", "--valid-until", "2027-01-01T00:00:00Z", "--json", check_exit=0)
+    kim = json.loads(r.stdout)
+    assert kim["groups"] == ["members", "day-pass"] and kim["valid_until"].startswith("2027-01-01T00:00:00"), kim
+    r = run(srv, "users", "update", "u-kim", "--groups", "", "--json", check_exit=0)
+    assert json.loads(r.stdout)["groups"] == []
+    r = run(srv, "users", "list", check_exit=0)
+    assert any(line.startswith("u-kim: ") for line in r.stdout.splitlines()) and any(line.startswith("u-ada: ") for line in r.stdout.splitlines()), r.stdout
+    r = run(srv, "users", "list", "--json", check_exit=0)
+    assert {u["id"] for u in json.loads(r.stdout)} == {u["id"] for u in srv.ok("GET", "/v1/users")}
+    # Refusals are the server's, named: a second u-kim, an unknown group, an update with nothing to change.
+    r = run(srv, "users", "create", "u-kim", check_exit=1)
+    assert "HTTP 409 conflict" in r.stderr, r.stderr
+    r = run(srv, "users", "update", "u-kim", "--groups", "no-such-group", check_exit=1)
+    assert "HTTP 400" in r.stderr and "(field groups)" in r.stderr, r.stderr
+    run(srv, "users", "update", "u-kim", check_exit=2)
+    run(srv, "users", "create", "u-x", "--valid-from", "tomorrow", check_exit=2)
+    r = run(srv, "users", "delete", "u-kim", "--json", check_exit=0)
+    assert json.loads(r.stdout)["deleted"] is True
+    r = run(srv, "users", "show", "u-kim", check_exit=1)
+    assert "HTTP 404" in r.stderr, r.stderr
+
+
+def test_groups_create_show_update_list(srv):
+    r = run(srv, "groups", "create", "night-owls", "--name", "Night owls", "--lock", "main-entrance", "--lock", "room-dolores",
+            "--schedule", "daily 20:00-06:00", "--json", check_exit=0)
+    g = json.loads(r.stdout)
+    assert g["locks"] == ["main-entrance", "room-dolores"] and g["schedule"] == ["daily 20:00-06:00"] and g["office_mode"] is False, g
+    r = run(srv, "groups", "update", "night-owls", "--office-mode", "true", "--lock", "side-door", "--json", check_exit=0)
+    g = json.loads(r.stdout)
+    assert g["office_mode"] is True and g["locks"] == ["side-door"] and g["schedule"] == ["daily 20:00-06:00"], g
+    assert srv.ok("GET", "/v1/groups/night-owls")["office_mode"] is True
+    r = run(srv, "groups", "show", "night-owls", check_exit=0)
+    assert r.stdout.startswith("night-owls: ") and "office_mode=true" in r.stdout, r.stdout
+    r = run(srv, "groups", "list", check_exit=0)
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == [g["id"] for g in srv.ok("GET", "/v1/groups")], r.stdout
+    r = run(srv, "groups", "create", "broken", "--schedule", "someday", check_exit=1)
+    assert "HTTP 400" in r.stderr and "(field schedule)" in r.stderr, r.stderr
+    run(srv, "groups", "update", "night-owls", check_exit=2)
+
+
+def test_tags_set_and_clear_reach_the_lock_at_the_next_sync(srv):
+    srv.ok("POST", "/v1/users", {"id": "u-kim", "groups": ["members"]}, status=201)
+    r = run(srv, "tags", "set", "u-kim", "04:AA:BB:CC", "04:AA:BB:DD", "--json", check_exit=0)
+    assert json.loads(r.stdout)["tags"] == ["04:AA:BB:CC", "04:AA:BB:DD"], r.stdout
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    assert srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": "04:AA:BB:DD"})["result"] == "granted"
+    r = run(srv, "tags", "clear", "u-kim", check_exit=0)
+    assert "tags=[]" in r.stdout, r.stdout
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    assert srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": "04:AA:BB:DD"})["reason"] == "unknown_tag"
+    run(srv, "tags", "set", "u-kim", check_exit=2)
+    r = run(srv, "tags", "set", "u-kim", "04:A2:3B:1C:5D:80", check_exit=1)   # u-ada's fob
+    assert "HTTP 409" in r.stderr, r.stderr
+
+
+def test_pins_set_reads_stdin_and_never_prints_the_pin(srv):
+    srv.ok("POST", "/v1/users", {"id": "u-kim", "groups": ["members"]}, status=201)
+    r = subprocess.run([str(KEYWAY), "pins", "set", "u-kim", "--server", srv.base], input="2580\n",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "pin_set=true" in r.stdout, (r.stdout, r.stderr)
+    assert "2580" not in r.stdout + r.stderr, "the PIN is never echoed"
+    assert srv.ok("GET", "/v1/users/u-kim")["pin_set"] is True
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    assert srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "pin": "2580"})["result"] == "granted"
+    # A PIN another user has is refused without naming them; a malformed one never leaves the machine.
+    r = subprocess.run([str(KEYWAY), "pins", "set", "u-kim", "--server", srv.base], input="4821\n",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "HTTP 409" in r.stderr and "u-ada" not in r.stderr and "4821" not in r.stderr, r.stderr
+    r = subprocess.run([str(KEYWAY), "pins", "set", "u-kim", "--server", srv.base], input="12ab\n",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "4 to 8 digits" in r.stderr and "12ab" not in r.stderr, r.stderr
+    r = subprocess.run([str(KEYWAY), "pins", "set", "u-kim", "--server", srv.base], input="",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no PIN on standard input" in r.stderr, r.stderr
+    r = run(srv, "pins", "clear", "u-kim", check_exit=0)
+    assert "pin_set=false" in r.stdout, r.stdout
+    assert srv.ok("GET", "/v1/users/u-kim")["pin_set"] is False
