@@ -24,6 +24,8 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
         throw UserFacingError("--ble-lock \(lockID): no lock '\(lockID)' in site \(emu.config.siteID) (locks: \(emu.config.locks.map(\.id).joined(separator: ", ")))")
     }
     let name = emu.config.locks.first { $0.id == lockID }?.name ?? lockID
+    let model = emu.options.blePathLoss
+    if let why = model.validationError { throw UserFacingError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
     let peripheral = try await BlueZPeripheral.start(.init(
         adapter: emu.options.adapter, name: name, serviceUUID: KeywayLockService.service,
         security: emu.options.bleSecurity, allowBluetoothd: emu.options.allowBluetoothd,
@@ -52,13 +54,21 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
                 do { bearer = try CapturingBearer(wrapping: phone.bearer, writer: capture, role: .peripheral) }
                 catch { bluezLog("capture of \(phone.peer) not written: \(error)") }
             }
+            // The reader's reach over the air: the link's RSSI through the path-loss model, judged by the
+            // lock against its kind's reach like any other distance (out of reach: ATT 0x80 on the hello).
+            // Measured once, when the phone connects; an unreadable RSSI counts as out of reach.
+            let reading: Result<Int8, any Error>
+            do { reading = .success(try await peripheral.readRSSI(phone)) } catch { reading = .failure(error) }
+            let reach = RSSIReach(reading: reading, model: model)
+            let readerReach = ReaderReach.maximumDistance(for: gatt.lock.kind)
             let server: GATTServer
-            do { server = try gatt.accept(bearer, distance: 0) } catch {
+            do { server = try gatt.accept(bearer, distance: reach.distance) } catch {
                 bluezLog("phone \(phone.peer) dropped: \(error)")
                 phone.bearer.close()
                 continue
             }
-            bluezLog("phone \(phone.peer) connected to \(lockID) (security \(phone.security))")
+            bluezLog("phone \(phone.peer) connected to \(lockID) (security \(phone.security), \(reach), "
+                     + "\(reach.isInReach(readerReach) ? "within" : "beyond") the reader's \(readerReach) m)")
             let peer = phone.peer
             Task {
                 let reason = await server.waitUntilClosed()
@@ -67,7 +77,7 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
         }
     }
     let summary = "\(peripheral.adapter.name) \(peripheral.adapter.address) as lock \(lockID) \"\(name)\" "
-        + "(advertising \(peripheral.advertisingMode.rawValue), security \(emu.options.bleSecurity))"
+        + "(advertising \(peripheral.advertisingMode.rawValue), security \(emu.options.bleSecurity); reach by RSSI, \(model))"
     return BlueZPeripheralHandle(summary: summary) {
         stopping.set()
         await peripheral.stop()

@@ -31,6 +31,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
+    @Option(name: .customLong("ble-rssi-at-1m"), help: ArgumentHelp("BlueZ: RSSI (dBm) of a phone 1 m from the lock, for the reach model (HARDWARE.md).", valueName: "dBm"))
+    var bleRSSIAtOneMetre = PathLossModel.defaultRSSIAtOneMetre
+    @Option(help: "BlueZ: path-loss exponent of the reach model (2 free space, ~3 indoors).") var blePathLossExponent = PathLossModel.defaultExponent
     @Flag(help: "BlueZ: start even though bluetoothd runs (only if it does not serve this adapter).") var allowBluetoothd = false
 
     func run() async throws {
@@ -77,6 +80,8 @@ struct Serve: AsyncParsableCommand {
         guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
         o.bleSecurity = level
         o.allowBluetoothd = allowBluetoothd
+        o.blePathLoss = PathLossModel(rssiAtOneMetre: bleRSSIAtOneMetre, exponent: blePathLossExponent)
+        if let why = o.blePathLoss.validationError { throw ValidationError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
         if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
 
         let started = Date()

@@ -30,6 +30,9 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
     case legacyAdvertisingDisallowed(adapter: String)
     /// The controller did not answer an HCI command in time.
     case hciCommandTimeout(command: String)
+    /// The controller answered a (non-advertising) command with an error status, or with return
+    /// parameters that do not fit it.
+    case hciCommandFailed(command: String, status: UInt8)
     /// The peer could not be reached (not advertising, out of range, refused).
     case connectionFailed(peer: String, errno: Int32)
     /// The link did not reach the required security level (pairing refused, failed, or unavailable).
@@ -80,6 +83,8 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
         case .hciCommandTimeout(let command):
             return "the controller did not answer \(command) — check the adapter with `btmon`; unplug and "
                 + "replug it, or reset it (`btmgmt power off; btmgmt power on`)"
+        case .hciCommandFailed(let command, let status):
+            return "the controller answered \(command) with HCI status 0x\(hex8(status)) (\(HCIStatus.name(status)))"
         case .connectionFailed(let peer, let errno):
             return "could not connect to \(peer) (\(BlueZError.errnoName(errno))) — check the lock is "
                 + "advertising (`btmgmt find -l`, or `hcitool lescan`), in range, and that the address type "

@@ -53,6 +53,14 @@ enum BlueZL2CAPAddress {
         }
     }
 
+    /// The HCI connection handle of the link the socket rides on (`L2CAP_CONNINFO`): what HCI commands
+    /// about this connection (Read RSSI) name it by.
+    static func connectionHandle(_ fd: Int32) throws -> UInt16 {
+        let (value, code) = BlueZSys.getOption(fd, level: SOL_L2CAP, name: L2CAP_CONNINFO, l2cap_conninfo())
+        if let code { throw BlueZError.classify(errno: code, operation: "reading L2CAP_CONNINFO") }
+        return value.hci_handle
+    }
+
     static func security(_ fd: Int32) throws -> BlueZSecurityLevel {
         let (value, code) = BlueZSys.getOption(fd, level: SOL_BLUETOOTH, name: BT_SECURITY,
                                                bt_security(level: 0, key_size: 0))
@@ -100,6 +108,14 @@ public final class BlueZL2CAPConnection: Sendable, CustomStringConvertible {
         try fd.withLock { (fd: inout Int32) throws(any Error) in
             guard fd >= 0 else { throw BlueZError.closed }
             return try BlueZL2CAPAddress.security(fd)
+        }
+    }
+
+    /// The link's HCI connection handle (for Read RSSI).
+    public func connectionHandle() throws -> UInt16 {
+        try fd.withLock { (fd: inout Int32) throws(any Error) in
+            guard fd >= 0 else { throw BlueZError.closed }
+            return try BlueZL2CAPAddress.connectionHandle(fd)
         }
     }
 

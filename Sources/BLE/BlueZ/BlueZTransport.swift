@@ -48,6 +48,8 @@ public final class BlueZPeripheral: Sendable {
         public let peer: BlueZAddress
         /// Security level the connection had when accepted.
         public let security: BlueZSecurityLevel
+        /// The link's HCI connection handle, or why it could not be read (then its RSSI cannot be either).
+        public let connectionHandle: Result<UInt16, BlueZError>
     }
 
     public let configuration: Configuration
@@ -118,15 +120,30 @@ public final class BlueZPeripheral: Sendable {
                 }
             }
             let mtu = BlueZCentral.linkMTU(connection)
+            let handle: Result<UInt16, BlueZError> = Result { () throws(BlueZError) in
+                do { return try connection.connectionHandle() } catch let e as BlueZError { throw e } catch {
+                    throw BlueZError.system(operation: "reading L2CAP_CONNINFO", errno: EIO)
+                }
+            }
             guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
             do {
                 return Phone(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
-                             peer: connection.peer, security: security)
+                             peer: connection.peer, security: security, connectionHandle: handle)
             } catch {
                 _ = Glibc.close(fd)
                 throw error
             }
         }
+    }
+
+    /// The phone's signal strength now (HCI Read RSSI on the advertiser's HCI socket), in dBm; 127 when
+    /// the controller has none.
+    /// - Throws: `BlueZError` — no connection handle, the command refused, timed out or answered for
+    ///   another connection.
+    public func readRSSI(_ phone: Phone) async throws -> Int8 {
+        let handle = try phone.connectionHandle.get()
+        let answer = try await advertiser.execute(.readRSSI(connectionHandle: handle))
+        return try HCIReadRSSIResult.decode(answer, connectionHandle: handle).rssi
     }
 
     /// Stops advertising and listening. Connected phones' bearers stay open until closed.

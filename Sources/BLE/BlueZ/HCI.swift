@@ -41,6 +41,8 @@ public struct HCICommand: Equatable, Sendable {
     public static let leSetExtendedScanResponseDataOpcode = le(0x0038)
     public static let leSetExtendedAdvertisingEnableOpcode = le(0x0039)
     public static let leRemoveAdvertisingSetOpcode = le(0x003C)
+    /// Read RSSI, a Status Parameters command (OGF 0x05, OCF 0x0005).
+    public static let readRSSIOpcode: UInt16 = 0x05 << 10 | 0x0005
 
     public static func leReadLocalSupportedFeatures() -> HCICommand {
         HCICommand(opcode: leReadLocalSupportedFeaturesOpcode, parameters: [],
@@ -117,6 +119,13 @@ public struct HCICommand: Equatable, Sendable {
         HCICommand(opcode: leSetExtendedAdvertisingEnableOpcode,
                    parameters: [enable ? 1 : 0, 1, handle, 0, 0, 0],
                    name: "LE Set Extended Advertising Enable")
+    }
+
+    /// Read RSSI (Core Vol 4 Part E §7.5.4) of the connection `connectionHandle`: on LE, the signal
+    /// strength of the link's packets at the antenna, in dBm.
+    public static func readRSSI(connectionHandle: UInt16) -> HCICommand {
+        HCICommand(opcode: readRSSIOpcode, parameters: [UInt8(connectionHandle & 0xFF), UInt8(connectionHandle >> 8 & 0x0F)],
+                   name: "Read RSSI")
     }
 
     public static func leRemoveAdvertisingSet(handle: UInt8) -> HCICommand {
@@ -222,6 +231,26 @@ public struct LEAdvertisingPayload: Equatable, Sendable {
             i += 1 + len
         }
         return out
+    }
+}
+
+/// The return parameters of Read RSSI: status, connection handle (LE16), RSSI (signed byte, dBm;
+/// 127 = not available).
+public struct HCIReadRSSIResult: Equatable, Sendable {
+    public let connectionHandle: UInt16
+    public let rssi: Int8
+
+    /// - Throws: `BlueZError.hciCommandFailed` for an error status, a short answer, or the answer of
+    ///   another connection.
+    public static func decode(_ returnParameters: [UInt8], connectionHandle: UInt16) throws -> HCIReadRSSIResult {
+        let status = returnParameters.first ?? 0xFF
+        guard status == HCIStatus.success else { throw BlueZError.hciCommandFailed(command: "Read RSSI", status: status) }
+        guard returnParameters.count >= 4 else { throw BlueZError.hciCommandFailed(command: "Read RSSI (short answer)", status: 0xFF) }
+        let handle = (UInt16(returnParameters[1]) | UInt16(returnParameters[2]) << 8) & 0x0FFF
+        guard handle == connectionHandle & 0x0FFF else {
+            throw BlueZError.hciCommandFailed(command: "Read RSSI (answer for connection 0x\(String(handle, radix: 16)))", status: 0xFF)
+        }
+        return HCIReadRSSIResult(connectionHandle: handle, rssi: Int8(bitPattern: returnParameters[3]))
     }
 }
 

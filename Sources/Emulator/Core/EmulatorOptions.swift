@@ -35,6 +35,8 @@ public struct EmulatorOptions: Sendable {
     public var bleLock: String?
     /// BlueZ: `BT_SECURITY` required of phones (above `low`, Keyway's agent answers Just Works pairing).
     public var bleSecurity: BlueZSecurityLevel = .low
+    /// BlueZ: the RSSI → distance model for the readers' reach (`--ble-rssi-at-1m`, `--ble-path-loss-exponent`).
+    public var blePathLoss = PathLossModel()
     /// BlueZ: start even though a bluetoothd process runs (only if it does not serve this adapter).
     public var allowBluetoothd: Bool = false
 
