@@ -24,7 +24,7 @@ public enum EventError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidIdentifier(let f, let v): return "invalid \(f) identifier \"\(v)\": use 1–128 characters from A–Z a–z 0–9 - . _ ~ (not \".\" or \"..\")"
-        case .invalidSourcePath(let p): return "invalid event source \"\(p)\": expected /sites/{site}/locks|controllers|iqs/{id}"
+        case .invalidSourcePath(let p): return "invalid event source \"\(p)\": expected /sites/{site}/locks|controllers|iqs|emulator/{id}"
         case .unknownEventType(let t): return "unknown event type \"\(t)\""
         case .fieldTooLong(let f, let l): return "\(f) is longer than \(l) bytes"
         case .invalidAttributeName(let n): return "invalid attribute name \"\(n)\": use 1–32 characters a–z 0–9 _ starting with a letter"
@@ -61,13 +61,18 @@ public struct EventSource: Hashable, Sendable, CustomStringConvertible, Comparab
         case lock = "locks"
         case controller = "controllers"
         case iq = "iqs"
+        /// The emulator itself, for what its control API does to the whole world (a snapshot restored):
+        /// `/sites/{site}/emulator/control`. Not a device: it holds no trail and its events are on the
+        /// network at once.
+        case emulator = "emulator"
 
-        /// The `data` member naming the producing device.
+        /// The `data` member naming the producer.
         var dataKey: String {
             switch self {
             case .lock: return "lock"
             case .controller: return "controller"
             case .iq: return "iq"
+            case .emulator: return "emulator"
             }
         }
     }
@@ -87,6 +92,8 @@ public struct EventSource: Hashable, Sendable, CustomStringConvertible, Comparab
     public static func lock(site: String, id: String) throws -> EventSource { try EventSource(site: site, kind: .lock, id: id) }
     public static func controller(site: String, id: String) throws -> EventSource { try EventSource(site: site, kind: .controller, id: id) }
     public static func iq(site: String, id: String) throws -> EventSource { try EventSource(site: site, kind: .iq, id: id) }
+    /// The emulator's control API (`/sites/{site}/emulator/control`).
+    public static func emulatorControl(site: String) throws -> EventSource { try EventSource(site: site, kind: .emulator, id: "control") }
 
     /// Parses `/sites/{site}/{locks|controllers|iqs}/{id}`.
     public init(path: String) throws {
@@ -148,6 +155,8 @@ public enum EventType: String, Sendable, CaseIterable, Comparable {
     case accessListUpdated = "com.keyway.access_list.updated"
     case revocationUpdated = "com.keyway.revocation.updated"
     case clockAdjusted = "com.keyway.clock.adjusted"
+    /// The whole emulated world went back to a snapshot (`POST /v1/snapshots/{id}/restore`).
+    case snapshotRestored = "com.keyway.emulator.snapshot_restored"
 
     public static let prefix = "com.keyway."
 
@@ -272,7 +281,7 @@ public struct KeywayEvent: Sendable, Equatable {
 
     /// Names used by the fixed members of `data`; attributes may not shadow them.
     static let reservedDataKeys: Set<String> = [
-        "site", "lock", "controller", "iq", "door", "user", "key_id", "method", "action", "result", "reason",
+        "site", "lock", "controller", "iq", "emulator", "door", "user", "key_id", "method", "action", "result", "reason",
         "sequence", "revocation_version",
     ]
 

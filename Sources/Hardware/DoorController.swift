@@ -75,6 +75,35 @@ public actor DoorController {
     }
 
     public var currentAlarm: DoorAlarm? { alarm }
+    /// What a snapshot keeps of a controller: mains power, the door-position switch and a raised alarm.
+    public struct State: Codable, Sendable, Equatable {
+        public var powered: Bool
+        public var doorOpen: Bool
+        public var alarm: DoorAlarm?
+
+        public init(powered: Bool, doorOpen: Bool, alarm: DoorAlarm?) {
+            self.powered = powered
+            self.doorOpen = doorOpen
+            self.alarm = alarm
+        }
+    }
+
+    public func exportState() -> State {
+        let s = link.snapshot
+        return State(powered: s.powered, doorOpen: s.doorOpen, alarm: alarm)
+    }
+
+    /// Puts a saved state back, recording nothing: a snapshot restore is not an event at the door. Call
+    /// it before the lock's `resume()`, which drives the relay and finds the state it saved. A door
+    /// standing open without an alarm has its held-open limit counted again from now.
+    public func importState(_ state: State) {
+        link.setPowered(state.powered)
+        link.setDoorOpen(state.doorOpen)
+        alarm = state.alarm
+        cancelHeldTimer()
+        if state.powered, state.doorOpen, state.alarm == nil { armHeldTimer() }
+    }
+
     /// Records not yet collected, oldest first (not removed).
     public func trail(limit: Int = .max) -> [AuditRecord] { audit.trail.peek(limit: limit) }
 

@@ -92,12 +92,16 @@ public actor Lock {
             if let t = m.accessType { self.config.accessType = t }
             if let e = m.easyOfficeMode { self.config.easyOfficeMode = e }
         }
+        // A list is taken only with the state that names its version: a reset or a snapshot restore
+        // rewrites the state part, and a list part it left behind is not the list this lock holds.
+        let held = LockMemory.decode(audit.savedMemory[LockMemory.statePart])
         if let bytes = audit.savedMemory[LockMemory.accessListPart],
-           let list = try? JSONDecoder().decode(AccessList.self, from: Data(bytes)) {
+           let list = try? JSONDecoder().decode(AccessList.self, from: Data(bytes)), list.version == held?.accessListVersion {
             self.accessList = list
         }
         if let bytes = audit.savedMemory[LockMemory.revocationListPart], let issuers = tapIdentity?.verifier.issuers,
-           let list = try? RevocationList.empty(siteID: siteID).accepting(bytes, issuers: issuers) {
+           let list = try? RevocationList.empty(siteID: siteID).accepting(bytes, issuers: issuers),
+           list.version == held?.revocationListVersion {
             self.revocations = list
         }
     }

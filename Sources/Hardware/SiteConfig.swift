@@ -226,7 +226,7 @@ public struct IQConfig: Sendable, Hashable {
 }
 
 /// Which locks an access group opens.
-public enum LockSelection: Sendable, Hashable {
+public enum LockSelection: Sendable, Hashable, Codable {
     case all
     case only([String])
 
@@ -238,7 +238,7 @@ public enum LockSelection: Sendable, Hashable {
     }
 }
 
-public struct AccessGroupConfig: Sendable, Hashable {
+public struct AccessGroupConfig: Sendable, Hashable, Codable {
     public var id: String
     public var name: String
     public var locks: LockSelection
@@ -256,7 +256,7 @@ public struct AccessGroupConfig: Sendable, Hashable {
     }
 }
 
-public struct UserConfig: Sendable, Hashable {
+public struct UserConfig: Sendable, Hashable, Codable {
     public static let maximumTags = 4
     public static let pinLengths: ClosedRange<Int> = 4...8
 

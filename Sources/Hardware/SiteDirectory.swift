@@ -152,6 +152,63 @@ public actor SiteDirectory {
     }
 }
 
+// MARK: - Snapshots
+
+extension SiteDirectory {
+    /// Everything of the directory that changes at run time, as a value: what a snapshot saves
+    /// (`exportState`) and its restore puts back (`importState`). Directory state kept outside it is
+    /// silently lost by a restore, so new state belongs here.
+    public struct State: Codable, Sendable, Equatable {
+        public var users: [UserConfig]
+        public var groups: [AccessGroupConfig]
+        public var accessListVersion: UInt64
+        /// The revocation list signed by the site issuer, as IQs push it (nil: nothing revoked yet).
+        public var signedRevocationList: Data?
+
+        public init(users: [UserConfig], groups: [AccessGroupConfig], accessListVersion: UInt64, signedRevocationList: Data?) {
+            self.users = users
+            self.groups = groups
+            self.accessListVersion = accessListVersion
+            self.signedRevocationList = signedRevocationList
+        }
+    }
+
+    public func exportState() -> State {
+        State(users: users, groups: groups, accessListVersion: accessListVersion, signedRevocationList: signedRevocationList.map { Data($0) })
+    }
+
+    /// Puts a saved state back as it was — versions included, which may go back: a restore returns the
+    /// whole world, the locks' lists with it. Checked first (groups and locks referenced exist, the
+    /// revocation list is the site issuer's), so a refused state changes nothing.
+    public func importState(_ state: State) throws {
+        let groupIDs = Set(state.groups.map(\.id))
+        for g in state.groups {
+            if case .only(let ids) = g.locks, let bad = ids.first(where: { !lockIDs.contains($0) }) { throw DirectoryError.unknownLock(bad) }
+        }
+        for u in state.users {
+            if let g = u.groups.first(where: { !groupIDs.contains($0) }) { throw DirectoryError.unknownGroup(g) }
+        }
+        guard state.accessListVersion >= 1 else { throw DirectoryError.invalid("access list version 0") }
+        var list = RevocationList.empty(siteID: siteID)
+        if let bytes = state.signedRevocationList {
+            guard let issuer else { throw DirectoryError.invalid("the site has no issuer key") }
+            do {
+                list = try RevocationList(verifying: Array(bytes), issuers: TrustedIssuers([issuer.publicKey]), siteID: siteID)
+            } catch {
+                throw DirectoryError.invalid("\(error)")
+            }
+        }
+        users = state.users
+        groups = state.groups
+        revocationList = list
+        signedRevocationList = state.signedRevocationList.map { Array($0) }
+        // As `changed()`, without a new version: the lists built from here are the saved ones.
+        accessListVersion = state.accessListVersion
+        cache.removeAll()
+        (groupsOfLock, allLocksGroups) = SiteDirectory.index(groups)
+    }
+}
+
 public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownUser(String)
     case unknownGroup(String)

@@ -258,6 +258,33 @@ struct ControlAPIHandler: APIProtocol {
         return .ok(.init(body: .json(.init(reset: true, eventsAfter: Int(position)))))
     }
 
+    // MARK: - Snapshots
+
+    func listSnapshots(_ input: Operations.ListSnapshots.Input) async throws -> Operations.ListSnapshots.Output {
+        .ok(.init(body: .json(try emu.listSnapshots())))
+    }
+
+    func createSnapshot(_ input: Operations.CreateSnapshot.Input) async throws -> Operations.CreateSnapshot.Output {
+        let body: Schemas.SnapshotRequest
+        switch input.body {
+        case .json(let b)?: body = b
+        case nil: body = .init()
+        }
+        return .created(.init(body: .json(try await emu.createSnapshot(body))))
+    }
+
+    func getSnapshot(_ input: Operations.GetSnapshot.Input) async throws -> Operations.GetSnapshot.Output {
+        .ok(.init(body: .json(try emu.snapshot(id: try pathID(input.path.id)))))
+    }
+
+    func deleteSnapshot(_ input: Operations.DeleteSnapshot.Input) async throws -> Operations.DeleteSnapshot.Output {
+        .ok(.init(body: .json(try emu.deleteSnapshot(id: try pathID(input.path.id)))))
+    }
+
+    func restoreSnapshot(_ input: Operations.RestoreSnapshot.Input) async throws -> Operations.RestoreSnapshot.Output {
+        .ok(.init(body: .json(try await emu.restoreSnapshot(id: try pathID(input.path.id)))))
+    }
+
     /// A path's `{id}`: the generated server has percent-decoded it; the document bounds its length.
     func pathID(_ id: String) throws -> String {
         guard !id.isEmpty, id.utf8.count <= 128 else { throw APIError.badRequest("id", "missing or too long") }

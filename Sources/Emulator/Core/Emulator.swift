@@ -47,6 +47,9 @@ public final class Emulator: Sendable {
         state.withLock { $0.certificateOverrides[id] = certificate }
     }
 
+    /// Lock certificates replaced by the fault API, by lock id.
+    var certificateOverrides: [String: LockCertificate] { state.withLock { $0.certificateOverrides } }
+
     /// Loads the site, creates or loads its keys in `dataDir`, opens the journal, starts devices.
     public static func start(_ options: EmulatorOptions, logger: Logger = Logger(label: "keyway")) async throws -> Emulator {
         let config: SiteConfig
@@ -188,6 +191,54 @@ public final class Emulator: Sendable {
         let position = try await journal.lastPosition()
         state.withLock { $0.resetPosition = position }
         return position
+    }
+}
+
+extension Emulator {
+    /// Back to a saved world: as `reset`, with the snapshot's state where reset takes the site file's.
+    /// `world` is the site file with the snapshot's geometry and IQ states; the caller has checked
+    /// that every part applies (Snapshots.swift), so nothing stops half-way. Devices keep their
+    /// numbering and trails; one `emulator.snapshot_restored` event marks the jump, and listings
+    /// start at it. Returns that event.
+    func restore(_ snapshot: WorldSnapshot, world: SiteConfig, lockMemory: [String: [String: [UInt8]]],
+                 certificates: [String: LockCertificate], event: (Date) throws -> KeywayEvent) async throws -> RecordedEvent {
+        await bridge.flush()
+        let old = site
+        await old.stop()
+        // First the old devices lose their flash (nothing they write from here is stored), then time
+        // moves: timers of theirs that fall due on the way change nothing.
+        try await bridge.load(restoringState: false, lockMemory: lockMemory)
+        if let s = simulatedClock { await s.set(to: snapshot.time) }
+        try store.importState(snapshot.keys)
+        let fresh = Emulator.buildSite(config: world, clock: clock, keys: keys, bridge: bridge)
+        try await fresh.directory.importState(snapshot.directory)
+        // Power and door switches before the locks resume: a lock then finds the door it saved.
+        for c in snapshot.controllers { await fresh.doorController(c.id)?.importState(c.state) }
+        // The restored memory becomes the locks' flash, so a restart after the restore comes back to it:
+        // each lock stores its state, and the lists it holds are stored as the snapshot has them.
+        for lock in fresh.locks { await lock.persist() }
+        for (id, parts) in lockMemory {
+            let lists = parts.filter { $0.key != "state" && $0.key != "trail" }
+            if !lists.isEmpty { _ = bridge.write(AuditWrite(deviceKind: .lock, deviceID: id, memory: lists)) }
+        }
+        for (id, c) in certificates { try await fresh.lock(id)?.replaceCertificate(c.bytes) }
+        let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
+        let oldRadio = state.withLock { s -> LoopbackRadio in
+            let r = s.radio
+            s.site = fresh
+            s.radio = newRadio
+            s.certificateOverrides = certificates
+            return r
+        }
+        oldRadio.close()
+        await bridge.flush()
+        let recorded = try await journal.record(try event(clock.now()))
+        state.withLock { $0.resetPosition = recorded.position - 1 }
+        // Open windows and office-mode passages run on from where they were.
+        for lock in fresh.locks { await lock.resume() }
+        await fresh.start()
+        await bridge.flush()
+        return recorded
     }
 }
 

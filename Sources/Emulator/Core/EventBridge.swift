@@ -63,7 +63,9 @@ public final class EventBridge: AuditStore {
     /// Reads what every device's flash holds from the journal, for the devices built next. Without
     /// `restoringState` (a reset to the site file) devices keep only their numbering and trails —
     /// records are never orphaned and sequence numbers never repeat — and start from the site file's state.
-    public func load(restoringState: Bool) async throws {
+    /// `lockMemory` (a snapshot being restored: lock id → memory parts) then stands in for the locks'
+    /// state: numbering, trails and the trail's loss bookkeeping stay the journal's.
+    public func load(restoringState: Bool, lockMemory: [String: [String: [UInt8]]] = [:]) async throws {
         // From here on the devices built earlier write nothing; then everything they wrote is read back.
         generation.withLock { $0 += 1 }
         state.withLock { $0.saved = [:] }
@@ -77,10 +79,17 @@ public final class EventBridge: AuditStore {
             case .lock: kind = .lock
             case .controller: kind = .doorController
             case .iq: kind = .iq
+            case .emulator: continue
             }
             let trail = f.held.compactMap { EventMapping.record(from: $0) }
-            saved[Self.key(kind, source.id)] = SavedDevice(lastSequence: UInt64(max(0, f.lastSequence)), trail: trail,
-                                                           memory: restoringState ? f.memory : f.memory.filter { $0.key == "trail" })
+            var memory = restoringState ? f.memory : f.memory.filter { $0.key == "trail" }
+            if kind == .lock, let parts = lockMemory[source.id] {
+                memory.merge(parts.filter { $0.key != "trail" }) { _, snapshot in snapshot }
+            }
+            saved[Self.key(kind, source.id)] = SavedDevice(lastSequence: UInt64(max(0, f.lastSequence)), trail: trail, memory: memory)
+        }
+        for (id, parts) in lockMemory where saved[Self.key(.lock, id)] == nil {
+            saved[Self.key(.lock, id)] = SavedDevice(lastSequence: 0, memory: parts.filter { $0.key != "trail" })
         }
         state.withLock { $0.saved = saved }
     }

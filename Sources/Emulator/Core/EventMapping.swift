@@ -91,6 +91,7 @@ enum EventMapping {
         case .lock: deviceKind = .lock
         case .controller: deviceKind = .doorController
         case .iq: deviceKind = .iq
+        case .emulator: return nil
         }
         func int(_ name: String) -> Int64? { if case .int(let v)? = e.event.attributes[name] { return v } else { return nil } }
         func string(_ name: String) -> String? { if case .string(let v)? = e.event.attributes[name] { return v } else { return nil } }

@@ -95,6 +95,60 @@ public final class KeyStore: Sendable {
         }
     }
 
+    /// Every issued key and the stored revocation list, as a value: what a snapshot saves.
+    public struct State: Codable, Sendable, Equatable {
+        public struct Key: Codable, Sendable, Equatable {
+            var keyID: String, userID: String, lockIDs: [String], notBefore: Date, expires: Date, officeMode: Bool
+            var credential: Data
+            /// The built-in phone's private key (PKCS#8 PEM) when the emulator made it: the phone's own
+            /// storage, saved with the world it belongs to.
+            var holderPrivateKey: String?
+            var revoked: Bool, issuedAt: Date
+        }
+        public struct Revocation: Codable, Sendable, Equatable {
+            var siteID: String, version: Int64, signedList: Data
+        }
+        var keys: [Key]
+        var revocations: [Revocation]
+        public var keyCount: Int { keys.count }
+        public var keyIDs: [String] { keys.map(\.keyID) }
+    }
+
+    public func exportState() throws -> State {
+        try db.read { db in
+            // In insertion order: listings order keys issued at one instant that way.
+            let keys = try Row.fetchAll(db, sql: "SELECT * FROM issued_keys ORDER BY rowid").map { row -> State.Key in
+                let k = Self.key(row)
+                return State.Key(keyID: k.keyID, userID: k.userID, lockIDs: k.lockIDs, notBefore: k.notBefore, expires: k.expires,
+                                 officeMode: k.officeMode, credential: Data(k.credential), holderPrivateKey: k.holderPrivateKeyPEM,
+                                 revoked: k.revoked, issuedAt: k.issuedAt)
+            }
+            let revocations = try Row.fetchAll(db, sql: "SELECT site_id, version, signed_list FROM revocation ORDER BY site_id").map {
+                State.Revocation(siteID: $0["site_id"], version: $0["version"], signedList: $0["signed_list"])
+            }
+            return State(keys: keys, revocations: revocations)
+        }
+    }
+
+    /// Replaces every key and the revocation list by a saved state, in one transaction.
+    public func importState(_ state: State) throws {
+        try db.write { db in
+            try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation;")
+            for k in state.keys {
+                try db.execute(sql: """
+                    INSERT INTO issued_keys (key_id, user_id, lock_ids, not_before, expires, office_mode, credential, holder_private_key, revoked, issued_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [k.keyID, k.userID, k.lockIDs.joined(separator: "\n"), k.notBefore.timeIntervalSince1970,
+                                     k.expires.timeIntervalSince1970, k.officeMode, k.credential, k.holderPrivateKey, k.revoked,
+                                     k.issuedAt.timeIntervalSince1970])
+            }
+            for r in state.revocations {
+                try db.execute(sql: "INSERT INTO revocation (site_id, version, signed_list) VALUES (?, ?, ?)",
+                               arguments: [r.siteID, r.version, r.signedList])
+            }
+        }
+    }
+
     /// Back to the site's initial state (for test isolation): no keys, no revocations.
     public func reset() throws {
         try db.write { db in
