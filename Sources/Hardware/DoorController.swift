@@ -75,6 +75,7 @@ public actor DoorController {
     }
 
     public var currentAlarm: DoorAlarm? { alarm }
+
     /// What a snapshot keeps of a controller: mains power, the door-position switch and a raised alarm.
     public struct State: Codable, Sendable, Equatable {
         public var powered: Bool

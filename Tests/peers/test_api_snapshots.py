@@ -166,3 +166,19 @@ def test_a_snapshot_survives_a_restart_and_restores_there(tmp_path):
         assert tap(srv, "room-golden-gate", tag=FOB) == ("granted", None)
     finally:
         srv.stop()
+
+
+def test_with_a_real_clock_everything_but_time_is_restored(start_keyway):
+    srv = start_keyway(clock="real")
+    srv.ok("POST", "/v1/users", {"id": "u-snap", "groups": ["members"], "tags": [FOB]}, status=201)
+    sync(srv)
+    snap = srv.ok("POST", "/v1/snapshots", {"id": "real"}, status=201)
+    assert snap["clock_mode"] == "real", snap
+    srv.ok("DELETE", "/v1/users/u-snap")
+    sync(srv)
+    assert tap(srv, "room-golden-gate", tag=FOB) == ("denied", "unknown_tag")
+    restored = srv.ok("POST", "/v1/snapshots/real/restore")
+    assert restored["clock_restored"] is False and restored["time"] >= snap["time"], restored
+    event = srv.ok("GET", "/v1/events?limit=1")[0]
+    assert event["type"] == RESTORED and event["data"]["clock_restored"] is False, event
+    assert tap(srv, "room-golden-gate", tag=FOB) == ("granted", None), "the lock holds the list of the snapshot again"
