@@ -405,3 +405,47 @@ def test_stage_changes_reach_the_feed(start_keyway, browser):
     assert page.feed_row(type="access.granted", device="room-dolores")["stage"] == "held"
     srv.ok("POST", "/v1/iqs/iq-lobby/sync")
     page.until(lambda: page.feed_row(type="access.granted", device="room-dolores")["stage"] == "collected", "stage collected")
+
+
+def test_pending_access_list_versions_show_until_each_iq_syncs(start_keyway, browser):
+    """A directory change makes a new access-list version at once; the map and the table show every lock
+    still holding the old one, in orange with both versions, until its IQ syncs it (here from the page's
+    own Sync button); a lock out of every IQ's reach stays behind."""
+    srv = start_keyway()
+    page = Page(browser)
+    page.open(srv.url("/"))
+    page.live()
+    locks = srv.ok("GET", "/v1/locks")
+    assert all(l["access_list_version"] == l["access_list_newest"] for l in locks), locks
+    for l in locks:
+        assert page.attr(page.lock(l["id"]), "data-list") == "current", l["id"]
+        assert page.find(f"#lock-{l['id']} .list").get_attribute("data-pending") == "false"
+    assert page.attr("#list-status", "data-behind") == "0"
+
+    newest = srv.ok("POST", "/v1/users", {"id": "u-kim", "groups": ["members"], "tags": ["04:AA:BB:CC"]}, status=201)["access_list_version"]
+    held = locks[0]["access_list_version"]
+    page.until(lambda: page.attr("#list-status", "data-behind") == str(len(locks)), "every lock behind the new version")
+    assert page.attr(page.lock("main-entrance"), "data-list") == "pending"
+    assert page.attr(page.lock("main-entrance"), "data-list-held") == str(held)
+    assert page.attr(page.lock("main-entrance"), "data-list-newest") == str(newest)
+    assert page.find(page.lock("main-entrance") + " .list-text").text == f"list v{held}→v{newest}"
+    assert page.find("#lock-main-entrance .list").text == f"v{held} — newest v{newest}, pending IQ sync"
+    colour = browser.execute_script("return getComputedStyle(document.querySelector('#map-lock-main-entrance .list-badge')).display")
+    assert colour != "none", "the badge is visible while the list is behind"
+    page.screenshot("07-access-lists-pending")
+
+    # iq-lobby syncs from the page: its locks catch up, the lounge's and the basement's stay behind.
+    lobby = next(q for q in srv.ok("GET", "/v1/iqs") if q["id"] == "iq-lobby")
+    page.click("#iq-sync-iq-lobby")
+    page.until(lambda: page.attr(page.lock("main-entrance"), "data-list") == "current", "main-entrance got the list")
+    after = {l["id"]: l for l in srv.ok("GET", "/v1/locks")}
+    for lid, l in after.items():
+        want = "current" if l["access_list_version"] == newest else "pending"
+        page.until(lambda: page.attr(page.lock(lid), "data-list") == want, f"{lid} {want}")
+        assert (lid in lobby["locks_in_reach"]) == (want == "current"), (lid, l)
+    assert page.attr(page.lock("storage-basement"), "data-list") == "pending", "out of reach: keeps its old list"
+    behind = sum(1 for l in after.values() if l["access_list_version"] < newest)
+    assert 0 < behind < len(locks)
+    page.until(lambda: page.attr("#list-status", "data-behind") == str(behind), "header counts the locks behind")
+    assert page.find("#lock-main-entrance .list").text == f"v{newest}"
+    page.screenshot("08-access-lists-after-lobby-sync")

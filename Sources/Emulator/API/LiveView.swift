@@ -7,7 +7,9 @@ import Foundation
 /// - A site map: an SVG floor plan drawn from the site's positions, each IQ with its BLE reach circle
 ///   (shaded when offline, draggable to move it), each lock as a glyph by kind coloured by state with
 ///   its LED and battery, each controlled door open or closed with its controller's power, and every
-///   lock out of all IQs' reach plainly marked. The table of locks stays as a second view.
+///   lock out of all IQs' reach plainly marked, and each lock whose access list is behind the directory's
+///   newest (held vN, newest vM: it gets it at its IQ's next sync) marked in orange with both versions.
+///   The table of locks stays as a second view.
 /// - Controls for taps (phone key as a user, tag, PIN), IQs (online, position, sync), controllers
 ///   (power, door sensor, exit button) and the simulated clock.
 /// - An event feed (time, device, user, method, result, reason, stage) with filters; a click on an
@@ -76,6 +78,10 @@ public enum LiveView {
   .lock[data-reach="offline"] .reach-mark { stroke: #b35c00; }
   .lock[data-reach="in"] .reach-mark, .lock[data-reach="in"] .reach-text { display: none; }
   .reach-text { font-size: 11px; font-weight: bold; fill: #d00; }
+  .list-text { font-size: 10px; font-weight: bold; fill: #c2410c; }
+  .list-badge { fill: #f97316; stroke: #7c2d12; stroke-width: 1; }
+  .lock[data-list="current"] .list-badge, .lock[data-list="current"] .list-text { display: none; }
+  td.list[data-pending="true"] { color: #c2410c; font-weight: bold; }
   .lock[data-reach="offline"] .reach-text { fill: #b35c00; }
   .lock.highlight .glyph, .iq.highlight .iq-handle { stroke: #f0f; stroke-width: 4; }
   .lock.selected .glyph { stroke: #000; stroke-width: 3; }
@@ -122,6 +128,7 @@ public enum LiveView {
   <span>Clock: <b id="clock">…</b></span>
   <span>Stream: <b id="status" data-status="connecting">connecting</b></span>
   <span>Last tap: <b id="last-result" class="result">—</b></span>
+  <span>Access list: <b id="list-status" data-behind="0">…</b></span>
 </header>
 <p id="error" class="alarm" role="alert" hidden></p>
 
@@ -181,7 +188,7 @@ public enum LiveView {
 
 <h2>Locks</h2>
 <table id="doors">
-  <thead><tr><th>Lock</th><th>State</th><th>LED / beep</th><th>Door</th><th>Office mode</th><th>IQ reach</th><th>Battery</th><th></th><th>Result</th></tr></thead>
+  <thead><tr><th>Lock</th><th>State</th><th>LED / beep</th><th>Door</th><th>Office mode</th><th>IQ reach</th><th>Access list</th><th>Battery</th><th></th><th>Result</th></tr></thead>
   <tbody></tbody>
 </table>
 </div>
@@ -274,6 +281,8 @@ function buildMap(locks, iqs) {
     el("text", { x: lx + i * 90 + 14, y: ly }, legend, name);
   });
   el("text", { x: lx + 5 * 90, y: ly }, legend, "dashed red ring: out of every IQ's reach");
+  el("circle", { class: "list-badge", cx: lx + 5 * 90 + 205, cy: ly - 4, r: 4 }, legend);
+  el("text", { x: lx + 5 * 90 + 212, y: ly }, legend, "orange: access list behind, waits for its IQ's sync");
   for (const q of iqs) buildIQ(q);
   for (const l of locks) buildLock(l);
 }
@@ -328,7 +337,9 @@ function buildLock(l) {
   const label = el("text", { class: "lock-label", x: 0, y: 27, "text-anchor": "middle" }, g, l.id);
   const battery = el("text", { class: "battery", x: 0, y: 38, "text-anchor": "middle" }, g);
   const reachText = el("text", { class: "reach-text", x: 0, y: 50, "text-anchor": "middle" }, g);
-  const parts = { g, glyph, led, label, battery, mark, reachText };
+  const listBadge = el("circle", { class: "list-badge", cx: -12, cy: -12, r: 4.5 }, g);
+  const listText = el("text", { class: "list-text", x: 0, y: 61, "text-anchor": "middle" }, g);
+  const parts = { g, glyph, led, label, battery, mark, reachText, listBadge, listText };
   mapLocks.set(l.id, parts);
   g.addEventListener("click", () => { $("tap-lock").value = l.id; selectLock(l.id); highlight("lock", l.id); });
 }
@@ -351,6 +362,12 @@ function renderLock(l) {
   const reach = reachOf(l);
   p.g.dataset.reach = reach;
   p.reachText.textContent = reach === "out" ? "OUT OF REACH" : reach === "offline" ? "IQ OFFLINE" : "";
+  // The directory's changes reach a lock only through an IQ sync: show what it holds when that is behind.
+  const behind = l.access_list_version < l.access_list_newest;
+  p.g.dataset.list = behind ? "pending" : "current";
+  p.g.dataset.listHeld = String(l.access_list_version);
+  p.g.dataset.listNewest = String(l.access_list_newest);
+  p.listText.textContent = behind ? "list v" + l.access_list_version + "→v" + l.access_list_newest : "";
 }
 
 function buildDoor(c) {
@@ -523,6 +540,7 @@ function rowFor(lock) {
   row.door = cell(tr, "door");
   row.office = cell(tr, "office");
   row.reach = cell(tr, "reach");
+  row.list = cell(tr, "list");
   row.battery = cell(tr, "battery");
   const btn = document.createElement("button");
   btn.className = "tap"; btn.textContent = "Tap"; btn.dataset.lock = lock.id; btn.type = "button";
@@ -557,6 +575,9 @@ function renderRow(l, c) {
   const reach = reachOf(l);
   row.reach.dataset.reach = reach;
   row.reach.textContent = reach === "out" ? "out of reach (no IQ)" : l.iq_reach.join(", ") + (reach === "offline" ? " (offline)" : "");
+  const behind = l.access_list_version < l.access_list_newest;
+  row.list.dataset.pending = String(behind);
+  row.list.textContent = "v" + l.access_list_version + (behind ? " — newest v" + l.access_list_newest + ", pending IQ sync" : "");
   row.battery.textContent = (l.battery_level !== undefined ? l.battery_level + "%" : "—") + (l.battery_low ? " LOW" : "");
 }
 
@@ -578,6 +599,10 @@ async function refresh() {
       const byLock = new Map(controllers.map((c) => [c.lock, c]));
       for (const q of iqs) { renderIQ(q); renderIQPanel(q); }
       for (const l of locks) { renderLock(l); renderRow(l, byLock.get(l.id)); }
+      const behind = locks.filter((l) => l.access_list_version < l.access_list_newest);
+      $("list-status").dataset.behind = String(behind.length);
+      $("list-status").textContent = locks.length ? "newest v" + Math.max(...locks.map((l) => l.access_list_newest)) +
+        (behind.length ? ", " + behind.length + " lock" + (behind.length === 1 ? "" : "s") + " behind" : ", every lock has it") : "—";
       for (const c of controllers) { renderDoor(c); renderCtlPanel(c); }
       $("clock").textContent = clock.now + " (" + clock.mode + ")";
       $("clock").dataset.now = clock.now;
@@ -764,7 +789,7 @@ $("feed-lock").addEventListener("change", applyFilter);
 $("feed-type").addEventListener("change", applyFilter);
 for (const t of EVENT_TYPES) h("option", { value: short(t) }, $("feed-type"), short(t));
 
-let built = false;
+let built = false, polling = null;
 async function start() {
   try {
     const s = await api("GET", "/v1/site");
@@ -784,6 +809,9 @@ async function start() {
     await refresh();
     document.body.dataset.ready = "true";
     connect();
+    // Directory changes (users, groups, fobs, PINs) write no event until a lock installs them, yet they
+    // make a new access-list version at once: a slow poll keeps the pending versions on screen current.
+    if (!polling) polling = setInterval(() => { if (site && !document.hidden) refresh(); }, 2000);
   } catch (e) {
     if (e instanceof Unauthorized) showLogin(); else showError(String(e.message || e));
   }
