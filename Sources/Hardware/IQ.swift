@@ -85,6 +85,25 @@ public actor IQ {
     public var locksInReach: [String] { reach.map(\.id) }
     public var position: Position { config.position }
     public var range: Double { config.range }
+
+    /// What an IQ remembers of its activation besides being activated (that, its uplink and where it
+    /// stands are the site's to build): who activated it, wrong PINs in a row and a lockout. A snapshot
+    /// saves it; its restore puts it back, recording nothing.
+    public struct ActivationState: Codable, Sendable, Equatable {
+        public var activatedBy: String?
+        public var failedAttempts: Int
+        public var lockedUntil: Date?
+    }
+
+    public func exportActivation() -> ActivationState {
+        ActivationState(activatedBy: activatedBy, failedAttempts: failedActivations, lockedUntil: activationLockedUntil)
+    }
+
+    public func importActivation(_ state: ActivationState) {
+        activatedBy = activated ? state.activatedBy : nil
+        failedActivations = max(0, state.failedAttempts)
+        activationLockedUntil = state.lockedUntil
+    }
     public func trail(limit: Int = .max) -> [AuditRecord] { audit.trail.peek(limit: limit) }
     public func collectTrail(limit: Int = .max) -> [AuditRecord] { audit.drain(limit: limit, at: clock.now()) }
 

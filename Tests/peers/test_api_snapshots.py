@@ -29,6 +29,12 @@ def all_events(srv):
     return srv.ok("GET", "/v1/events?all=true&limit=10000")
 
 
+def iq_states(srv):
+    """What a snapshot keeps of each IQ (not `last_sync`: the restore is no sync)."""
+    keep = ("id", "online", "activated", "activated_by", "failed_activation_attempts", "position", "range_m", "locks_in_reach")
+    return [{k: iq.get(k) for k in keep} for iq in srv.ok("GET", "/v1/iqs")]
+
+
 def decisions(srv, key1, key2):
     """The taps a test would make, and how the site decides them now."""
     out = {
@@ -49,6 +55,11 @@ def test_restore_returns_every_part_and_the_journal_moves_on(start_keyway):
     key2 = srv.ok("POST", "/v1/keys", {"user": "u-grace", "locks": ["room-golden-gate"]}, status=201)["key_id"]
     srv.ok("DELETE", f"/v1/keys/{key2}")
     sync(srv)
+    # Devices beyond locks: an IQ activated by a member, a controller without power, a lock moved.
+    srv.ok("DELETE", "/v1/iqs/iq-lounge/activation?user=u-ada")
+    srv.ok("POST", "/v1/iqs/iq-lounge/activation", {"user": "u-ken", "pin": "775120"})
+    srv.ok("POST", "/v1/controllers/ctl-side-door/power", {"on": False})
+    srv.ok("PATCH", "/v1/locks/office-101", {"position": {"x": 6, "y": 12, "z": 0}})
     srv.ok("POST", "/v1/clock/advance", {"seconds": 300})
     at_snapshot = decisions(srv, key1, key2)
     assert at_snapshot == {"fob@golden-gate": ("granted", None), "key1@main": ("granted", None),
@@ -58,6 +69,8 @@ def test_restore_returns_every_part_and_the_journal_moves_on(start_keyway):
     keys = srv.ok("GET", "/v1/keys")
     dolores = srv.ok("GET", "/v1/locks/room-dolores")
     golden = srv.ok("GET", "/v1/locks/room-golden-gate")
+    iqs, controllers, office = iq_states(srv), srv.ok("GET", "/v1/controllers"), srv.ok("GET", "/v1/locks/office-101")["position"]
+    assert iqs[1]["activated_by"] == "u-ken" and not controllers[1]["powered"], (iqs, controllers)
 
     snap = srv.ok("POST", "/v1/snapshots", {"id": "scenario", "description": "u-snap's fob, u-grace's key revoked"}, status=201)
     assert snap["id"] == "scenario" and snap["time"] == clock and snap["clock_mode"] == "simulated", snap
@@ -69,6 +82,9 @@ def test_restore_returns_every_part_and_the_journal_moves_on(start_keyway):
     srv.ok("DELETE", f"/v1/keys/{key1}")
     srv.ok("DELETE", "/v1/users/u-snap")
     srv.ok("PATCH", "/v1/locks/room-dolores", {"battery_percent": 0})
+    srv.ok("DELETE", "/v1/iqs/iq-lounge/activation?user=u-ken")
+    srv.ok("POST", "/v1/controllers/ctl-side-door/power", {"on": True})
+    srv.ok("PATCH", "/v1/locks/office-101", {"position": {"x": 5, "y": 14, "z": 0}})
     srv.ok("POST", "/v1/clock/advance", {"seconds": 7200})
     sync(srv)
     changed = decisions(srv, key1, key2)
@@ -91,6 +107,9 @@ def test_restore_returns_every_part_and_the_journal_moves_on(start_keyway):
     golden_now = srv.ok("GET", "/v1/locks/room-golden-gate")
     assert golden_now["access_list_version"] == golden["access_list_version"] == snap["access_list_version"]
     assert golden_now["revocation_list_version"] == golden["revocation_list_version"] == 1
+    assert iq_states(srv) == iqs
+    assert srv.ok("GET", "/v1/controllers") == controllers
+    assert srv.ok("GET", "/v1/locks/office-101")["position"] == office
 
     # The listing starts at the one restore event; the journal kept everything before it.
     listed = srv.ok("GET", "/v1/events?limit=10000")

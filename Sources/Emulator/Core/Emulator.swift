@@ -214,6 +214,7 @@ extension Emulator {
         try await fresh.directory.importState(snapshot.directory)
         // Power and door switches before the locks resume: a lock then finds the door it saved.
         for c in snapshot.controllers { await fresh.doorController(c.id)?.importState(c.state) }
+        for q in snapshot.iqs { if let a = q.activation { await fresh.iq(q.id)?.importActivation(a) } }
         // The restored memory becomes the locks' flash, so a restart after the restore comes back to it:
         // each lock stores its state, and the lists it holds are stored as the snapshot has them.
         for lock in fresh.locks { await lock.persist() }

@@ -74,7 +74,8 @@ extension Emulator {
         var iqs: [WorldSnapshot.IQImage] = []
         for q in site.iqs {
             let s = await q.status
-            iqs.append(.init(id: s.id, position: s.position, range: s.range, online: s.online, activated: s.activated))
+            iqs.append(.init(id: s.id, position: s.position, range: s.range, online: s.online, activated: s.activated,
+                             activation: await q.exportActivation()))
         }
         var controllers: [WorldSnapshot.ControllerImage] = []
         for c in site.doorControllers { controllers.append(.init(id: c.id, state: await c.exportState())) }

@@ -62,6 +62,7 @@ struct WorldSnapshot: Codable, Sendable {
         var range: Double
         var online: Bool
         var activated: Bool
+        var activation: IQ.ActivationState?
     }
 
     struct ControllerImage: Codable, Sendable {
