@@ -9,7 +9,7 @@ struct Keyway: AsyncParsableCommand {
         abstract: "Emulator of coworking access-control hardware: BLE locks, IQ hubs, door controllers.",
         subcommands: [Serve.self, SiteCommand.self, KeysCommand.self, PhoneCommand.self, EventsCLI.self, JournalStressCLI.self,
                       TapCLI.self, DoorCLI.self, IQCLI.self, ClockCLI.self,
-                      UsersCLI.self, GroupsCLI.self, TagsCLI.self, PinsCLI.self])
+                      UsersCLI.self, GroupsCLI.self, TagsCLI.self, PinsCLI.self, SnapshotsCLI.self])
 
     /// Exit codes: 0 success, 1 a failure or a "no" answer (with its reason on stdout/stderr),
     /// 2 a usage error — ArgumentParser's own 64 is folded into 2, as `keys verify` documents.

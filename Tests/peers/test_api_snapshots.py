@@ -201,3 +201,31 @@ def test_with_a_real_clock_everything_but_time_is_restored(start_keyway):
     event = srv.ok("GET", "/v1/events?limit=1")[0]
     assert event["type"] == RESTORED and event["data"]["clock_restored"] is False, event
     assert tap(srv, "room-golden-gate", tag=FOB) == ("granted", None), "the lock holds the list of the snapshot again"
+
+
+def test_the_command_line_saves_lists_restores_and_deletes(start_keyway):
+    import json
+    import subprocess
+    from conftest import KEYWAY
+
+    srv = start_keyway()
+
+    def run(*args, exit_code=0):
+        r = subprocess.run([str(KEYWAY), "snapshots", *args, "--server", srv.base], capture_output=True, text=True, timeout=60)
+        assert r.returncode == exit_code, f"keyway snapshots {' '.join(args)} → {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    clock = srv.ok("GET", "/v1/clock")["now"]
+    saved = json.loads(run("save", "cli", "--description", "from the CLI", "--json").stdout)
+    assert saved["id"] == "cli" and saved["time"] == clock, saved
+    assert run("list").stdout.startswith("cli: "), "one line per snapshot"
+    srv.ok("POST", "/v1/clock/advance", {"seconds": 600})
+    out = run("restore", "cli").stdout
+    assert out.startswith(f"cli: restored, clock {clock}"), out
+    assert srv.ok("GET", "/v1/clock")["now"] == clock
+    r = run("save", "cli", exit_code=1)
+    assert "snapshot_exists" in r.stderr and "409" in r.stderr, r.stderr
+    r = run("restore", "nope", exit_code=1)
+    assert "404" in r.stderr and "no snapshot 'nope'" in r.stderr, r.stderr
+    assert json.loads(run("delete", "cli", "--json").stdout) == {"id": "cli", "deleted": True}
+    assert run("list").stdout == ""
