@@ -229,3 +229,36 @@ def test_the_command_line_saves_lists_restores_and_deletes(start_keyway):
     assert "404" in r.stderr and "no snapshot 'nope'" in r.stderr, r.stderr
     assert json.loads(run("delete", "cli", "--json").stdout) == {"id": "cli", "deleted": True}
     assert run("list").stdout == ""
+
+
+def test_the_access_core_receives_the_jump_as_a_signed_webhook(start_keyway):
+    from webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    try:
+        srv = start_keyway(upstream=receiver.url, upstream_secret=receiver.secret, deliver_held=True)
+        srv.ok("POST", "/v1/users", {"id": "u-snap", "groups": ["members"], "tags": [FOB]}, status=201)
+        sync(srv)
+        srv.ok("POST", "/v1/snapshots", {"id": "hook"}, status=201)
+        granted = srv.ok("POST", "/v1/taps", {"lock": "room-golden-gate", "tag": FOB})
+        srv.ok("POST", "/v1/clock/advance", {"seconds": 600})
+        restored = srv.ok("POST", "/v1/snapshots/hook/restore")
+        after = srv.ok("POST", "/v1/taps", {"lock": "room-golden-gate", "tag": FOB})
+        ids = [granted["event_id"], restored["event_id"], after["event_id"]]
+        assert receiver.wait_for_ids(ids), f"webhooks missing: {set(ids) - set(receiver.by_id())}"
+        got = receiver.by_id()
+        assert all(got[i]["verified"] and got[i]["parsed"] for i in ids), [got[i] for i in ids]
+        jump = got[restored["event_id"]]
+        assert (jump["type"], jump["source"]) == (RESTORED, "/sites/sf-mission/emulator/control"), jump
+        assert jump["data"]["snapshot"] == "hook" and jump["data"]["clock_restored"] is True, jump
+        # The lock's numbering goes on across the jump, so the receiver never sees a sequence twice.
+        assert got[after["event_id"]]["sequence"] > got[granted["event_id"]]["sequence"]
+        seen, last = set(), {}
+        for d in receiver.deliveries:
+            if d["id"] in seen:
+                continue   # at-least-once: a redelivery repeats an id
+            seen.add(d["id"])
+            assert d["sequence"] > last.get(d["source"], 0), f"{d['source']}: sequence {d['sequence']} again or out of order"
+            last[d["source"]] = d["sequence"]
+    finally:
+        receiver.stop()
