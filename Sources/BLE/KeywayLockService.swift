@@ -11,6 +11,7 @@
 /// | Presentation   | B80C0003-1C1F-4153-94CB-D7B58DCACA15   | write          | the phone's presentation (long writes) |
 /// | Result         | B80C0004-1C1F-4153-94CB-D7B58DCACA15   | notify         | the lock's decision              |
 /// | Lock Info      | B80C0005-1C1F-4153-94CB-D7B58DCACA15   | read           | lock id, versions (upper layer)  |
+/// | FAST           | B80C0006-1C1F-4153-94CB-D7B58DCACA15   | write          | a FAST repeat tap's request (when the lock offers FAST) |
 ///
 /// The UUIDs share one random (version 4) base so a scanner can filter on the service UUID.
 /// Every value is at most 512 bytes (the ATT limit); longer messages must be split by the protocol
@@ -21,6 +22,7 @@ public enum KeywayLockService {
     public static let presentation = BluetoothUUID("B80C0003-1C1F-4153-94CB-D7B58DCACA15")!
     public static let result = BluetoothUUID("B80C0004-1C1F-4153-94CB-D7B58DCACA15")!
     public static let lockInfo = BluetoothUUID("B80C0005-1C1F-4153-94CB-D7B58DCACA15")!
+    public static let fast = BluetoothUUID("B80C0006-1C1F-4153-94CB-D7B58DCACA15")!
 
     /// The handlers a lock supplies. Each runs on the connection's worker, one request at a time per
     /// connection; `GATTRequestContext.server` identifies the connection (and notifies on it).
@@ -36,13 +38,18 @@ public enum KeywayLockService {
         public var presentation: GATTWriteHandler
         /// Produces the lock info value.
         public var lockInfo: GATTReadHandler
+        /// Receives a FAST repeat tap's request; the result goes by notification on Result. When nil,
+        /// the service has no FAST characteristic (the database ends after Lock Info).
+        public var fast: GATTWriteHandler?
 
         public init(readerHello: @escaping GATTReadHandler, phoneHello: GATTWriteHandler? = nil,
-                    presentation: @escaping GATTWriteHandler, lockInfo: @escaping GATTReadHandler) {
+                    presentation: @escaping GATTWriteHandler, lockInfo: @escaping GATTReadHandler,
+                    fast: GATTWriteHandler? = nil) {
             self.readerHello = readerHello
             self.phoneHello = phoneHello
             self.presentation = presentation
             self.lockInfo = lockInfo
+            self.fast = fast
         }
     }
 
@@ -52,6 +59,8 @@ public enum KeywayLockService {
         public let presentation: UInt16
         public let result: UInt16
         public let lockInfo: UInt16
+        /// nil when the lock offers no FAST.
+        public let fast: UInt16?
 
         /// Finds the lock service in `database`; nil if it is not there.
         public init?(in database: GATTDatabase) {
@@ -63,12 +72,13 @@ public enum KeywayLockService {
             presentation = pres.value
             result = res.value
             lockInfo = info.value
+            fast = database.handles(of: KeywayLockService.fast, in: KeywayLockService.service)?.value
         }
     }
 
     /// The service definition, wired to `handlers`.
     public static func make(_ handlers: Handlers) -> GATTService {
-        GATTService(uuid: service, characteristics: [
+        var characteristics = [
             GATTCharacteristic(uuid: readerHello, properties: handlers.phoneHello == nil ? [.read, .notify] : [.read, .write, .notify],
                                value: .dynamic(read: handlers.readerHello, write: handlers.phoneHello),
                                descriptors: [.userDescription("Reader Hello")]),
@@ -81,7 +91,12 @@ public enum KeywayLockService {
             GATTCharacteristic(uuid: lockInfo, properties: [.read],
                                value: .dynamic(read: handlers.lockInfo, write: nil),
                                descriptors: [.userDescription("Lock Info")]),
-        ])
+        ]
+        if let fastHandler = handlers.fast {
+            characteristics.append(GATTCharacteristic(uuid: fast, properties: [.write], value: .dynamic(read: nil, write: fastHandler),
+                                                      descriptors: [.userDescription("FAST")]))
+        }
+        return GATTService(uuid: service, characteristics: characteristics)
     }
 
     /// A complete lock database: GAP (name, Access Lock appearance), GATT, and the lock service.

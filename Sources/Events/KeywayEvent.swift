@@ -155,6 +155,9 @@ public enum EventType: String, Sendable, CaseIterable, Comparable {
     case accessListUpdated = "com.keyway.access_list.updated"
     case revocationUpdated = "com.keyway.revocation.updated"
     case clockAdjusted = "com.keyway.clock.adjusted"
+    /// The platform's lockdown reached a lock (`POST /v1/lockdown`), and its end.
+    case lockdownStarted = "com.keyway.lockdown.started"
+    case lockdownEnded = "com.keyway.lockdown.ended"
     /// The whole emulated world went back to a snapshot (`POST /v1/snapshots/{id}/restore`).
     case snapshotRestored = "com.keyway.emulator.snapshot_restored"
 

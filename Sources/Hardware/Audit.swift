@@ -52,6 +52,8 @@ public enum AuditKind: String, Sendable, Hashable, Codable, CaseIterable {
     case accessListUpdated = "access_list_updated"
     case revocationListUpdated = "revocation_list_updated"
     case timeSynced = "time_synced"
+    case lockdownStarted = "lockdown_started"
+    case lockdownEnded = "lockdown_ended"
     // Door controller.
     case doorOpened = "door_opened"
     case doorClosed = "door_closed"
@@ -106,6 +108,16 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public static let noPower: Reason = "no_power"
     /// The lock is not sure it is secured and refuses to act until it has relocked.
     public static let lockUncertain: Reason = "lock_uncertain"
+    /// The directory blocks the user (any credential).
+    public static let userBlocked: Reason = "user_blocked"
+    /// The lock is in lockdown and the user is in no `lockdown_override` group.
+    public static let lockedDown: Reason = "locked_down"
+    /// The lock reaches no online IQ and the tag is not on its offline list (SALTO KS offline access).
+    public static let offlineNotPermitted: Reason = "offline_not_permitted"
+    /// The user's only way in here is a booking whose window (grace included) has not begun…
+    public static let membershipNotStarted: Reason = "membership_not_started"
+    /// … or has ended (or was for another time).
+    public static let membershipEnded: Reason = "membership_ended"
 
     // Causes of state changes.
     public static let credential: Reason = "credential"
@@ -121,6 +133,7 @@ public struct Reason: RawRepresentable, Sendable, Hashable, Codable, CustomStrin
     public static let batteryDepleted: Reason = "battery_depleted"
     public static let batteryReplaced: Reason = "battery_replaced"
     public static let heldOpenLimit: Reason = "held_open_limit"
+    public static let platformLockdown: Reason = "platform_lockdown"
 
     // IQ outcomes.
     public static let iqOffline: Reason = "iq_offline"

@@ -42,3 +42,10 @@ public struct TapOutcome: Sendable {
     public let decision: Decision
     public let resultMessage: [UInt8]
 }
+
+/// What the lock did with a FAST request: decided (one event, the result to notify), or no FAST for
+/// it (nothing recorded; the phone falls back to the full exchange).
+public enum FastTapResult: Sendable {
+    case decided(TapOutcome)
+    case fallBack(TapFastFallback)
+}

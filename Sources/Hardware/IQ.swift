@@ -59,9 +59,10 @@ public actor IQ {
     private var started = false
     private var lastSync: Date?
     private var recordsCollected: UInt64 = 0
+    private let uplinks: SiteUplinks?
 
     init(config: IQConfig, clock: any KeywayClock, directory: SiteDirectory, sink: AuditSink?,
-         collector: TrailCollector?, reach: [Lock]) {
+         collector: TrailCollector?, reach: [Lock], uplinks: SiteUplinks? = nil) {
         id = config.id
         self.config = config
         self.clock = clock
@@ -71,6 +72,13 @@ public actor IQ {
         activated = config.activated
         online = config.online
         self.reach = reach
+        self.uplinks = uplinks
+        uplinks?.publish(iq: config.id, locks: config.online && config.activated ? reach.map(\.id) : [])
+    }
+
+    /// Tells the site's locks whether this IQ links them now (online, activated, in reach).
+    private func publishUplink() {
+        uplinks?.publish(iq: id, locks: online && activated ? reach.map(\.id) : [])
     }
 
     public var status: IQStatus {
@@ -141,6 +149,7 @@ public actor IQ {
     public func setOnline(_ on: Bool) async -> IQSyncReport? {
         guard on != online else { return nil }
         online = on
+        publishUplink()
         audit.write(on ? .iqOnline : .iqOffline, at: clock.now())
         return on ? await syncNow() : nil
     }
@@ -188,6 +197,7 @@ public actor IQ {
         }
         activated = true
         activatedBy = user
+        publishUplink()
         audit.write(.iqActivated, at: clock.now()) { $0.userID = user }
         _ = await syncNow()
     }
@@ -202,6 +212,7 @@ public actor IQ {
         }
         activated = false
         activatedBy = nil
+        publishUplink()
         audit.write(.iqDeactivated, at: clock.now()) { $0.userID = user }
     }
 
@@ -212,6 +223,7 @@ public actor IQ {
     func setReach(_ locks: [Lock]) async {
         let old = Set(reach.map(\.id))
         reach = locks
+        publishUplink()
         let newcomers = locks.filter { !old.contains($0.id) }
         if !newcomers.isEmpty, online, activated {
             var report = IQSyncReport()
@@ -253,6 +265,8 @@ public actor IQ {
                 let after = try await lock.installRevocationList(signed: signed, via: id)
                 if after > before { report.revocationListsPushed += 1 }
             }
+            let lockdown = await directory.isLockedDown(lock.id)
+            if await lock.isLockedDown != lockdown { try await lock.setLockdown(lockdown, via: id) }
             let records = try await lock.collectTrail(by: id)
             if !records.isEmpty {
                 recordsCollected += UInt64(records.count)
@@ -267,6 +281,23 @@ public actor IQ {
         } catch {
             report.locksUnreachable.append(lock.id)
         }
+    }
+
+    /// Delivers the platform's lockdown state now to the given locks this IQ links (online, activated,
+    /// in reach). Returns the ids of the locks that now hold it.
+    public func deliverLockdown(to lockIDs: Set<String>) async -> [String] {
+        guard online, activated else { return [] }
+        var delivered: [String] = []
+        for lock in reach where lockIDs.contains(lock.id) {
+            let want = await directory.isLockedDown(lock.id)
+            do {
+                if await lock.isLockedDown != want { try await lock.setLockdown(want, via: id) }
+                delivered.append(lock.id)
+            } catch {
+                continue // unpowered: it learns at a later sync
+            }
+        }
+        return delivered
     }
 
     // MARK: - Remote opening

@@ -23,6 +23,10 @@ public actor Lock {
     private var tapIdentity: TapLockIdentity?
     private var revocations: RevocationList
     private var accessList: AccessList
+    /// Which locks reach an online IQ now (nil: a lock built alone, with no IQ model; it judges by its full list).
+    private let uplinks: SiteUplinks?
+    /// The platform's lockdown, as last delivered by an IQ: everyone is refused but lockdown-override users.
+    private var lockedDown = false
 
     private enum Command: Equatable {
         case locked
@@ -56,7 +60,8 @@ public actor Lock {
     private var position: Position
 
     init(config: LockConfig, siteID: String, zone: SiteTimeZone, clock: any KeywayClock, sink: AuditSink?,
-         door: DoorLink?, accessList: AccessList, revocations: RevocationList, tapIdentity: TapLockIdentity?) {
+         door: DoorLink?, accessList: AccessList, revocations: RevocationList, tapIdentity: TapLockIdentity?,
+         uplinks: SiteUplinks? = nil) {
         id = config.id
         kind = config.kind
         self.siteID = siteID
@@ -67,6 +72,7 @@ public actor Lock {
         audit = AuditWriter(deviceKind: .lock, deviceID: config.id, capacity: Int(config.trailCapacity), sink: sink)
         self.door = door
         self.accessList = accessList
+        self.uplinks = uplinks
         self.revocations = revocations
         self.tapIdentity = tapIdentity
         position = config.position
@@ -88,6 +94,7 @@ public actor Lock {
             decisionFloor = m.decisionFloor
             wrongPINs = m.wrongPINs
             keypadLockedUntil = m.keypadLockedUntil
+            lockedDown = m.lockedDown ?? false
             if LockConfig.openTimeRange.contains(Int(m.openTime)) { self.config.openTime = m.openTime }
             if let t = m.accessType { self.config.accessType = t }
             if let e = m.easyOfficeMode { self.config.easyOfficeMode = e }
@@ -204,13 +211,13 @@ public actor Lock {
     private func decideTag(_ uid: TagUID, action: TapAction) -> Decision {
         let now = lockTime()
         let key = uid.description
-        let entry = accessList.entry(forTag: uid)
-        if let denial = check(entry, unknown: .unknownTag, at: validityTime(now)) {
-            return deny(denial, method: .tag, action: action, userID: entry?.userID, keyID: key)
+        guard let entry = accessList.entry(forTag: uid) else {
+            return deny(.unknownTag, method: .tag, action: action, userID: nil, keyID: key)
         }
-        // `check` returned nil, so the entry exists.
-        guard let entry else { return deny(.unknownTag, method: .tag, action: action, userID: nil, keyID: key) }
-        return perform(action, officeRight: entry.officeMode, method: .tag, userID: entry.userID, keyID: key)
+        switch judge(entry, method: .tag, at: validityTime(now)) {
+        case .denied(let reason): return deny(reason, method: .tag, action: action, userID: entry.userID, keyID: key)
+        case .allowed(let officeRight): return perform(action, officeRight: officeRight, method: .tag, userID: entry.userID, keyID: key)
+        }
     }
 
     // MARK: - PINs
@@ -247,10 +254,10 @@ public actor Lock {
             return decision
         }
         wrongPINs = 0
-        if let denial = check(entry, unknown: .wrongPIN, at: validityTime(now)) {
-            return deny(denial, method: .pin, action: action, userID: entry.userID, keyID: nil)
+        switch judge(entry, method: .pin, at: validityTime(now)) {
+        case .denied(let reason): return deny(reason, method: .pin, action: action, userID: entry.userID, keyID: nil)
+        case .allowed(let officeRight): return perform(action, officeRight: officeRight, method: .pin, userID: entry.userID, keyID: nil)
         }
-        return perform(action, officeRight: entry.officeMode, method: .pin, userID: entry.userID, keyID: nil)
     }
 
     /// The instant validity is judged at: the lock's time, or the latest decision if the clock went back.
@@ -259,12 +266,32 @@ public actor Lock {
         return floor
     }
 
-    private func check(_ entry: AccessEntry?, unknown: Reason, at now: Date) -> Reason? {
-        guard let entry else { return unknown }
-        if let from = entry.validFrom, now < from { return .notYetValid }
-        if let until = entry.validUntil, now >= until { return .expired }
-        if !entry.schedule.contains(zone.local(now)) { return .outsideSchedule }
-        return nil
+    private enum Judgement { case allowed(officeRight: Bool), denied(Reason) }
+
+    /// Whether the lock can reach an online, activated IQ now (SALTO KS "online").
+    public var hasUplink: Bool { uplinks?.isOnline(id) ?? true }
+
+    /// A tag or PIN holder's entry judged at `now`. Order: blocked, lockdown, the user's validity, the
+    /// booking windows, then — online — the group schedules, or — offline — the offline list, which
+    /// ignores schedules (SALTO KS offline access is 24/7) but not validity or a booking's window.
+    private func judge(_ entry: AccessEntry, method: AccessMethod, at now: Date) -> Judgement {
+        if entry.blocked { return .denied(.userBlocked) }
+        if lockedDown && !entry.lockdownOverride { return .denied(.lockedDown) }
+        if let from = entry.validFrom, now < from { return .denied(.notYetValid) }
+        if let until = entry.validUntil, now >= until { return .denied(.expired) }
+        let current = entry.grants.filter { $0.covers(now) }
+        if current.isEmpty {
+            let upcoming = entry.grants.contains { ($0.from ?? .distantFuture) > now }
+            return .denied(upcoming ? .membershipNotStarted : .membershipEnded)
+        }
+        guard hasUplink else {
+            guard method == .pin || entry.offlineAccess else { return .denied(.offlineNotPermitted) }
+            return .allowed(officeRight: current.contains(where: \.officeMode))
+        }
+        let local = zone.local(now)
+        let open = current.filter { $0.schedule.contains(local) }
+        guard !open.isEmpty else { return .denied(.outsideSchedule) }
+        return .allowed(officeRight: open.contains(where: \.officeMode))
     }
 
     // MARK: - Mobile keys
@@ -315,6 +342,26 @@ public actor Lock {
         return TapOutcome(decision: decision, resultMessage: message)
     }
 
+    /// A FAST repeat tap (docs/PROTOCOL.md, "FAST repeat tap"): one request, symmetric crypto only,
+    /// for a phone within reach. The lock still judges the credential's claims at its own time with the
+    /// revocation list it holds. `.fallBack` when the lock has no FAST for this request (unknown key, or
+    /// its revocation list changed): nothing is recorded and the phone runs the full exchange.
+    public func fastTap(request: [UInt8], distance: Double = 0) throws -> FastTapResult {
+        try checkReach(distance)
+        try checkPowered()
+        guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+        switch tapIdentity.evaluateFast(request, now: lockTime(), revocations: revocations) {
+        case .fallBack(let why):
+            return .fallBack(why)
+        case .evaluated(let evaluation, let resultKey):
+            let decision = decide(evaluation)
+            let openMs = decision.outcome == .unlocked ? UInt32(decision.openTime ?? 0) * 1000 : 0
+            let message = TapLockIdentity.fastResultMessage(granted: decision.granted, reason: decision.reason?.rawValue,
+                                                            openMilliseconds: openMs, resultKey: resultKey)
+            return .decided(TapOutcome(decision: decision, resultMessage: message))
+        }
+    }
+
     /// Records a tap that failed before it produced a presentation to evaluate (protocol error,
     /// timeout), so failed check-ins are never invisible.
     @discardableResult
@@ -348,6 +395,16 @@ public actor Lock {
     /// Presents `certificate` in reader hellos from now on; device key, verifier and replay guard stay.
     public func replaceCertificate(_ certificate: [UInt8]) throws {
         guard let old = tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+            // A signed key carries its own rights (schedule, locks, validity) and is judged the same with or
+            // without an IQ; the directory's block and the platform's lockdown still reach it through the list.
+            if accessList.blockedUsers.contains(credential.userID) {
+                return deny(.userBlocked, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
+            }
+            if lockedDown && !accessList.lockdownOverrideUsers.contains(credential.userID) {
+    /// The FAST keys go: they were made under the old certificate, and a phone must see the new one
+    /// (and may refuse it) on a full exchange before it taps FAST again.
+                return deny(.lockedDown, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
+            }
         tapIdentity = TapLockIdentity(lockID: old.lockID, deviceKey: old.deviceKey, certificate: certificate,
                                       verifier: old.verifier, replayGuard: old.replayGuard)
     }
@@ -380,6 +437,9 @@ public actor Lock {
 
     private func perform(_ action: TapAction, officeRight: Bool, method: AccessMethod, userID: String?,
                          keyID: String?, iqID: String? = nil, forceUnlock: Bool = false) -> Decision {
+        if lockedDown && !(userID.map(accessList.lockdownOverrideUsers.contains) ?? false) {
+            return deny(.lockedDown, method: .remote, action: action, userID: userID, keyID: nil, iqID: iqID)
+        }
         let now = lockTime()
         decisionFloor = validityTime(now)
         let officeModeEnabled = config.accessType == .grantOfficeMode
@@ -756,6 +816,31 @@ public actor Lock {
     public func installRevocationList(signed bytes: [UInt8], via iqID: String) throws -> UInt64 {
         try checkPowered()
         guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
+    public var isLockedDown: Bool { lockedDown }
+    /// Users on the offline list of the access list the lock holds.
+    public var offlineListCount: Int { accessList.offlineListCount }
+
+    /// The platform's lockdown delivered by an IQ (at once, or at its next sync). Starting it relocks a
+    /// lock that is open or in office mode; egress (exit button, manual) stays free, as life safety needs.
+    /// Returns whether the state changed.
+    @discardableResult
+    public func setLockdown(_ on: Bool, via iqID: String) throws -> Bool {
+        try checkPowered()
+        guard on != lockedDown else { return false }
+        lockedDown = on
+        cancelHold()
+        log(on ? .lockdownStarted : .lockdownEnded, at: lockTime()) {
+            $0.iqID = iqID
+            $0.reason = .platformLockdown
+        }
+        if on, command != .locked {
+            setCommand(.locked)
+            settle(.platformLockdown, method: nil, userID: nil, keyID: nil, iqID: iqID)
+        }
+        persist()
+        return true
+    }
+
         let old = revocations.version
         do {
             revocations = try revocations.accepting(bytes, issuers: tapIdentity.verifier.issuers)
@@ -804,7 +889,7 @@ extension Lock {
                            batteryLowReported: batteryLowReported, clockOffset: clockOffset, decisionFloor: decisionFloor,
                            wrongPINs: wrongPINs, keypadLockedUntil: keypadLockedUntil, openTime: config.openTime,
                            accessListVersion: accessList.version, revocationListVersion: revocations.version,
-                           accessType: config.accessType, easyOfficeMode: config.easyOfficeMode)
+                           accessType: config.accessType, easyOfficeMode: config.easyOfficeMode, lockedDown: lockedDown)
         return [LockMemory.statePart: LockMemory.encode(m)]
     }
 

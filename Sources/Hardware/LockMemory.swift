@@ -23,6 +23,8 @@ struct LockMemory: Codable, Equatable {
     /// Settings changed at runtime (PATCH /v1/locks); absent in memory written before they existed.
     var accessType: LockAccessType?
     var easyOfficeMode: Timetable?
+    /// The platform's lockdown (absent in memory written before lockdown existed: not locked down).
+    var lockedDown: Bool?
 
     static func decode(_ bytes: [UInt8]?) -> LockMemory? {
         guard let bytes else { return nil }

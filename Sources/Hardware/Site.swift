@@ -98,6 +98,10 @@ public actor Site {
     public nonisolated let clock: any KeywayClock
     /// The platform's users, groups and revocation list.
     public nonisolated let directory: SiteDirectory
+    /// Which locks reach an online IQ now (their tags and PINs fall back on offline lists otherwise).
+    /// A site with no IQ at all is a standalone installation: its locks judge by the whole list they
+    /// were commissioned with, as they have no online mode to fall back from.
+    public nonisolated let uplinks = SiteUplinks()
     /// In site-file order.
     public nonisolated let locks: [Lock]
     public nonisolated let doorControllers: [DoorController]
@@ -110,10 +114,11 @@ public actor Site {
     /// batches IQs collect; `tapIdentities` provisions locks with site keys for mobile credentials
     /// (see `Site.tapIdentities(keys:)`); `issuer` lets the directory sign revocation lists.
     public init(config: SiteConfig, clock: any KeywayClock, sink: AuditSink? = nil, collector: TrailCollector? = nil,
-                tapIdentities: [String: TapLockIdentity] = [:], issuer: CredentialIssuer? = nil) {
+                tapIdentities: [String: TapLockIdentity] = [:], issuer: CredentialIssuer? = nil,
+                persistDirectory: (@Sendable (SiteDirectory.State) -> Void)? = nil) {
         self.config = config
         self.clock = clock
-        directory = SiteDirectory(config: config, clock: clock, issuer: issuer)
+        directory = SiteDirectory(config: config, clock: clock, issuer: issuer, persist: persistDirectory)
         let initialList = SiteDirectory.initialAccessLists(config: config)
         let revocations = RevocationList.empty(siteID: config.siteID)
 
@@ -133,7 +138,7 @@ public actor Site {
             }
             locks.append(Lock(config: lc, siteID: config.siteID, zone: config.timeZone, clock: clock, sink: sink,
                               door: link, accessList: initialList(lc.id), revocations: revocations,
-                              tapIdentity: tapIdentities[lc.id]))
+                              tapIdentity: tapIdentities[lc.id], uplinks: config.iqs.isEmpty ? nil : uplinks))
         }
         self.locks = locks
         var controllers: [DoorController] = []
@@ -149,7 +154,7 @@ public actor Site {
         iqs.reserveCapacity(config.iqs.count)
         for (qi, qc) in config.iqs.enumerated() {
             iqs.append(IQ(config: qc, clock: clock, directory: directory, sink: sink, collector: collector,
-                          reach: index.reach[qi].map { locks[Int($0)] }))
+                          reach: index.reach[qi].map { locks[Int($0)] }, uplinks: uplinks))
         }
         self.iqs = iqs
     }
@@ -224,6 +229,16 @@ public actor Site {
     public func position(ofLock lockID: String) throws -> Position {
         guard let l = config.lockIndex[lockID] else { throw HardwareError.unknownLock(lockID) }
         return index.lockPositions[l]
+    }
+
+    /// Puts locks in lockdown or lifts it (`locks` nil: every lock). Online IQs deliver it at once to the
+    /// locks they link; the others learn it at a later sync. Returns (changed, delivered now) lock ids.
+    public func setLockdown(_ on: Bool, locks ids: [String]?) async throws -> (changed: [String], delivered: [String]) {
+        let changed = try await directory.setLockdown(on, locks: ids)
+        let target = Set(ids ?? config.locks.map(\.id))
+        var delivered = Set<String>()
+        for iq in iqs { delivered.formUnion(await iq.deliverLockdown(to: target)) }
+        return (changed, delivered.sorted())
     }
 
     // MARK: - Geometry

@@ -124,6 +124,8 @@ public struct LockConfig: Sendable, Hashable {
     public static let defaultOpenTime = 7
     public static let trailCapacityRange: ClosedRange<Int> = 2...1_000_000
     public static let defaultTrailCapacity = 1_000
+    public static let defaultOfflineCapacity = 39
+    public static let offlineCapacityRange: ClosedRange<Int> = 0...1_000
 
     public var id: String
     public var name: String
@@ -143,12 +145,14 @@ public struct LockConfig: Sendable, Hashable {
     public var keypad: Bool
     public var trailCapacity: UInt32
     public var pinLockout: PINLockoutPolicy
+    /// Users the lock's offline list holds at most (SALTO KS firmware: 39 on most locks).
+    public var offlineCapacity: Int
 
     public init(id: String, name: String? = nil, kind: LockKind, position: Position = Position(x: 0, y: 0),
                 openTime: Int = LockConfig.defaultOpenTime, lockSchedule: [ScheduledTime] = [],
                 easyOfficeMode: Timetable = .never, battery: BatteryConfig? = BatteryConfig(),
                 keypad: Bool? = nil, trailCapacity: Int = LockConfig.defaultTrailCapacity,
-                pinLockout: PINLockoutPolicy = PINLockoutPolicy()) {
+                pinLockout: PINLockoutPolicy = PINLockoutPolicy(), offlineCapacity: Int = LockConfig.defaultOfflineCapacity) {
         self.id = id
         self.name = name ?? id
         self.kind = kind
@@ -160,6 +164,7 @@ public struct LockConfig: Sendable, Hashable {
         self.keypad = keypad ?? (kind == .wallReader)
         self.trailCapacity = UInt32(clamping: min(max(trailCapacity, 2), 1_000_000))
         self.pinLockout = pinLockout
+        self.offlineCapacity = min(max(offlineCapacity, 0), LockConfig.offlineCapacityRange.upperBound)
     }
 }
 
@@ -245,14 +250,18 @@ public struct AccessGroupConfig: Sendable, Hashable, Codable {
     public var schedule: Timetable
     /// Members may start and end office mode on the group's locks.
     public var officeMode: Bool
+    /// Members still open the group's locks during a lockdown (security staff, first responders).
+    /// Only a standing membership counts: a booking never lets anyone through a lockdown.
+    public var lockdownOverride: Bool
 
     public init(id: String, name: String? = nil, locks: LockSelection, schedule: Timetable = .always,
-                officeMode: Bool = false) {
+                officeMode: Bool = false, lockdownOverride: Bool = false) {
         self.id = id
         self.name = name ?? id
         self.locks = locks
         self.schedule = schedule
         self.officeMode = officeMode
+        self.lockdownOverride = lockdownOverride
     }
 }
 
@@ -273,9 +282,14 @@ public struct UserConfig: Sendable, Hashable, Codable {
     public var validFrom: Date?
     /// … and until this instant (exclusive).
     public var validUntil: Date?
+    /// SALTO KS offline access for the user's tags: they still open a lock that cannot reach an online
+    /// IQ (24/7, from the lock's offline list). A PIN has it without asking.
+    public var offlineAccess: Bool
+    /// Refused at every lock that holds a list saying so, with every credential, until unblocked.
+    public var blocked: Bool
 
     public init(id: String, name: String? = nil, tags: [TagUID] = [], pin: String? = nil, groups: [String] = [],
-                validFrom: Date? = nil, validUntil: Date? = nil) {
+                validFrom: Date? = nil, validUntil: Date? = nil, offlineAccess: Bool = false, blocked: Bool = false) {
         self.id = id
         self.name = name ?? id
         self.tags = tags
@@ -283,7 +297,13 @@ public struct UserConfig: Sendable, Hashable, Codable {
         self.groups = groups
         self.validFrom = validFrom
         self.validUntil = validUntil
+        self.offlineAccess = offlineAccess
+        self.blocked = blocked
     }
+
+    /// Whether the user takes a place on a lock's offline list (SALTO KS: a PIN always does, tags only
+    /// with offline access; a blocked user never does).
+    public var isOfflineListed: Bool { !blocked && (offlineAccess && !tags.isEmpty || pin != nil) }
 }
 
 /// A complete, validated site. Produced only by `SiteFile` (or `SiteConfig.validated`), so every

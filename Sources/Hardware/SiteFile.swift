@@ -46,7 +46,7 @@ public struct SiteFileError: Error, Sendable, CustomStringConvertible {
 /// ```yaml
 /// version: 1                      # optional; only 1 exists
 /// organisation: Keyway Labs
-/// site: {id: sf-mission, name: Mission, time_zone: America/Los_Angeles}
+/// site: {id: sf-mission, name: Mission, time_zone: America/Los_Angeles}   # offline_capacity: default for every lock
 /// locks:
 ///   - id: main-entrance           # [A-Za-z0-9._-]{1,64}, unique among locks
 ///     name: Main entrance         # optional, defaults to the id
@@ -59,6 +59,7 @@ public struct SiteFileError: Error, Sendable, CustomStringConvertible {
 ///     keypad: true                # default: true for wall readers
 ///     audit_trail_capacity: 1000  # 2…1000000
 ///     pin_lockout: {attempts: 5, duration_s: 300}
+///     offline_capacity: 39        # users on the offline list, 0…1000 (SALTO KS: 39)
 /// door_controllers:
 ///   - {id: ctl-back, lock: back-door, relay: mag_lock, door_position_switch: true,
 ///      request_to_exit: true, held_open_limit_s: 30}
@@ -66,10 +67,11 @@ public struct SiteFileError: Error, Sendable, CustomStringConvertible {
 ///   - {id: iq-lobby, position: {x: 4, y: 3, z: 2.5}, range_m: 9.144, activation_pin: "482913",
 ///      activated: true, online: true, sync_interval_s: 60, locks: [optional explicit pairing, ≤ 16]}
 /// access_groups:
-///   - {id: members, locks: all | [ids], schedule: 24/7 | ["mon-fri 09:00-18:00"], office_mode: false}
+///   - {id: members, locks: all | [ids], schedule: 24/7 | ["mon-fri 09:00-18:00"], office_mode: false,
+///      lockdown_override: false}
 /// users:
 ///   - {id: u-ada, name: Ada, tags: ["04:A2:3B:1C"], pin: "4821", groups: [members],
-///      valid_from: 2025-01-06, valid_until: 2025-02-01T00:00:00-08:00}
+///      valid_from: 2025-01-06, valid_until: 2025-02-01T00:00:00-08:00, offline_access: false, blocked: false}
 /// ```
 public enum SiteFile {
     /// Larger files are refused before parsing: a 10,000-lock site is about 2 MiB.
@@ -175,6 +177,8 @@ final class SiteFileReader {
     /// Per lock: whether the file set `battery` (a controller-driven reader must not).
     private(set) var batteryExplicit: [Bool] = []
     private var timeZone: SiteTimeZone?
+    /// `site.offline_capacity`: the offline-list size of every lock that does not set its own.
+    private var siteOfflineCapacity = LockConfig.defaultOfflineCapacity
 
     init(file: String) { self.file = file }
 
@@ -423,10 +427,12 @@ final class SiteFileReader {
         if let v = sections["organisation"] { organisation = name(v, "organisation") } else { missing(root, "", "organisation") }
         if let site = sections["site"] {
             var sawID = false, sawZone = false
-            _ = fields(site, "site", allowed: ["id", "name", "time_zone"]) { key, value in
+            _ = fields(site, "site", allowed: ["id", "name", "time_zone", "offline_capacity"]) { key, value in
                 switch key {
                 case "id": sawID = true; siteID = id(value, "site.id")
                 case "name": siteName = name(value, "site.name")
+                case "offline_capacity":
+                    siteOfflineCapacity = int(value, "site.offline_capacity", LockConfig.offlineCapacityRange) ?? siteOfflineCapacity
                 default:
                     sawZone = true
                     if let z = text(value, "site.time_zone", what: "an IANA time zone") {
@@ -538,10 +544,11 @@ final class SiteFileReader {
         var openTime = LockConfig.defaultOpenTime, schedule: [ScheduledTime] = [], easy = Timetable.never
         var battery: BatteryConfig? = BatteryConfig(), explicitBattery = false, keypad: Bool?
         var capacity = LockConfig.defaultTrailCapacity, lockout = PINLockoutPolicy()
+        var offlineCapacity = siteOfflineCapacity
         var sawKind = false, sawPosition = false, sawID = false
         let before = diagnostics.count
         let allowed = ["id", "name", "kind", "position", "open_time_s", "lock_schedule", "easy_office_mode", "battery",
-                       "keypad", "audit_trail_capacity", "pin_lockout"]
+                       "keypad", "audit_trail_capacity", "pin_lockout", "offline_capacity"]
         guard fields(node, field(), allowed: allowed, { key, value in
             switch key {
             case "id": sawID = true; lockID = id(value, "\(field()).\(key)")
@@ -577,6 +584,8 @@ final class SiteFileReader {
                 battery = b
             case "keypad": keypad = bool(value, "\(field()).\(key)")
             case "audit_trail_capacity": capacity = int(value, "\(field()).\(key)", LockConfig.trailCapacityRange) ?? capacity
+            case "offline_capacity":
+                offlineCapacity = int(value, "\(field()).\(key)", LockConfig.offlineCapacityRange) ?? offlineCapacity
             default:
                 _ = fields(value, "\(field()).\(key)", allowed: ["attempts", "duration_s"]) { k, v in
                     if k == "attempts" { lockout.attempts = UInt8(int(v, "\(field()).\(key).\(k)", 1...20) ?? 5) }
@@ -590,7 +599,7 @@ final class SiteFileReader {
         guard diagnostics.count == before, let lockID, let kind, let position else { return (nil, explicitBattery) }
         return (LockConfig(id: lockID, name: lockName, kind: kind, position: position, openTime: openTime,
                            lockSchedule: schedule, easyOfficeMode: easy, battery: battery, keypad: keypad,
-                           trailCapacity: capacity, pinLockout: lockout), explicitBattery)
+                           trailCapacity: capacity, pinLockout: lockout, offlineCapacity: offlineCapacity), explicitBattery)
     }
 
     func readController(_ node: Node, _ field: @autoclosure () -> String) -> DoorControllerConfig? {
@@ -659,10 +668,10 @@ final class SiteFileReader {
     }
 
     func readGroup(_ node: Node, _ field: @autoclosure () -> String) -> AccessGroupConfig? {
-        var gid: String?, gname: String?, locks: LockSelection?, schedule: Timetable?, office = false
+        var gid: String?, gname: String?, locks: LockSelection?, schedule: Timetable?, office = false, override = false
         var sawID = false, sawLocks = false, sawSchedule = false
         let before = diagnostics.count
-        guard fields(node, field(), allowed: ["id", "name", "locks", "schedule", "office_mode"], { key, value in
+        guard fields(node, field(), allowed: ["id", "name", "locks", "schedule", "office_mode", "lockdown_override"], { key, value in
             switch key {
             case "id": sawID = true; gid = id(value, "\(field()).\(key)")
             case "name": gname = name(value, "\(field()).\(key)")
@@ -677,6 +686,7 @@ final class SiteFileReader {
                     locks = .only(entries.enumerated().compactMap { id($0.element, "\(field()).\(key)[\($0.offset)]") })
                 }
             case "schedule": sawSchedule = true; schedule = readWindows(value, "\(field()).\(key)")
+            case "lockdown_override": override = bool(value, "\(field()).\(key)") ?? false
             default: office = bool(value, "\(field()).\(key)") ?? false
             }
         }) else { return nil }
@@ -689,15 +699,17 @@ final class SiteFileReader {
             report(node.mapping?["schedule"] ?? node, "\(field()).schedule", "must list at least one window (or '24/7')")
             return nil
         }
-        return AccessGroupConfig(id: gid, name: gname, locks: locks, schedule: schedule, officeMode: office)
+        return AccessGroupConfig(id: gid, name: gname, locks: locks, schedule: schedule, officeMode: office,
+                                 lockdownOverride: override)
     }
 
     func readUser(_ node: Node, _ field: @autoclosure () -> String) -> UserConfig? {
         var uid: String?, uname: String?, tags: [TagUID] = [], pin: String?, groups: [String] = []
-        var from: Date?, until: Date?
+        var from: Date?, until: Date?, offline = false, blocked = false
         var sawID = false
         let before = diagnostics.count
-        guard fields(node, field(), allowed: ["id", "name", "tags", "pin", "groups", "valid_from", "valid_until"], { key, value in
+        guard fields(node, field(), allowed: ["id", "name", "tags", "pin", "groups", "valid_from", "valid_until",
+                                              "offline_access", "blocked"], { key, value in
             switch key {
             case "id": sawID = true; uid = id(value, "\(field()).\(key)")
             case "name": uname = name(value, "\(field()).\(key)")
@@ -720,6 +732,8 @@ final class SiteFileReader {
                     groups = entries.enumerated().compactMap { id($0.element, "\(field()).\(key)[\($0.offset)]") }
                 }
             case "valid_from": from = readDate(value, "\(field()).\(key)", endOfDay: false)
+            case "offline_access": offline = bool(value, "\(field()).\(key)") ?? false
+            case "blocked": blocked = bool(value, "\(field()).\(key)") ?? false
             default: until = readDate(value, "\(field()).\(key)", endOfDay: true)
             }
         }) else { return nil }
@@ -729,7 +743,8 @@ final class SiteFileReader {
             report(node.mapping?["valid_until"] ?? node, "\(field()).valid_until", "must be after valid_from")
             return nil
         }
-        return UserConfig(id: uid, name: uname, tags: tags, pin: pin, groups: groups, validFrom: from, validUntil: until)
+        return UserConfig(id: uid, name: uname, tags: tags, pin: pin, groups: groups, validFrom: from, validUntil: until,
+                          offlineAccess: offline, blocked: blocked)
     }
 
     /// `YYYY-MM-DD` (midnight in the site's zone; for an end date, the midnight that ends that day) or

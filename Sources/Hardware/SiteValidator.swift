@@ -146,6 +146,14 @@ final class SiteValidator {
                 }
             }
         }
+        // Offline lists: a lock keeps at most `offline_capacity` users (every PIN holder, every user whose
+        // fobs have offline access) — the same rule the directory applies to changes at run time.
+        if diagnostics.isEmpty,
+           let o = SiteDirectory.offlineOverflow(users: c.users, groups: c.accessGroups, memberships: [],
+                                                 capacity: Dictionary(c.locks.map { ($0.id, $0.offlineCapacity) }, uniquingKeysWith: { a, _ in a })),
+           let li = c.locks.firstIndex(where: { $0.id == o.lockID }) {
+            report(.locks, li, "offline_capacity", "\(o.users) users have a PIN or offline access at this lock; its offline list holds at most \(o.capacity)")
+        }
         if diagnostics.isEmpty {
             c.reindex()
             fixedConfig = c

@@ -52,6 +52,8 @@ public enum FuzzSeeds {
         seeds["tap-presentation"] = presentations
         seeds["tap-result"] = results + [ResultExchange.shared.genuineBytes]
         seeds["tap-fragments"] = fragments
+        // FAST requests as the phone makes them after a real full exchange (granted by the target's lock).
+        seeds["tap-fast"] = try FastExchange.shared.requests()
         // Empty proofs: the target signs a genuine one, so these reach the grant path.
         seeds["tap-payload"] = TapAction.allCases.map { PresentationPayload(credential: f.credential, action: $0, proof: []).encoded() }
             + credentials.prefix(4).map { PresentationPayload(credential: $0, action: .open, proof: []).encoded() }
@@ -60,6 +62,11 @@ public enum FuzzSeeds {
         let capture = try await captureEmulatorTaps()
         seeds["btsnoop"] = [capture]
         let pdus = try BTSnoopReader(bytes: capture).attPDUs()
+        // The FAST request the emulator's phone wrote (Write Request to the FAST value handle): real
+        // traffic under a key the target's lock does not hold.
+        let fastHandle: [UInt8] = [0x1A, 0x00]
+        seeds["tap-fast", default: []] += pdus.filter { $0.direction == .received && $0.pdu.count > 3 && $0.pdu[0] == 0x12 && Array($0.pdu[1...2]) == fastHandle }
+            .map { Array($0.pdu.dropFirst(3)) }
         // The capture is the lock's: what it received is what the phone sent.
         let fromPhone = pdus.filter { $0.direction == .received }.map(\.pdu)
         let connections = Dictionary(grouping: pdus.filter { $0.direction == .received }, by: \.connectionHandle)
@@ -120,6 +127,7 @@ public enum FuzzSeeds {
         let emu = try await Emulator.start(options)
         _ = try await emu.issueKey(.init(user: "u-ada", locks: ["main-entrance", "office-101"], officeMode: true))
         _ = try await emu.tap(.init(lock: "main-entrance", user: "u-ada"))
+        _ = try await emu.tap(.init(lock: "main-entrance", user: "u-ada"))   // the repeat tap is FAST
         _ = try await emu.tap(.init(lock: "office-101", user: "u-ada", action: .officeModeOn))
         _ = try? await emu.tap(.init(lock: "room-dolores", user: "u-ada"))
         await emu.shutdown()

@@ -48,7 +48,7 @@ public enum FuzzTargets {
     public static let all: [FuzzTarget] = [
         MobileKeyFuzz.cbor, MobileKeyFuzz.coseSign1, MobileKeyFuzz.credential, MobileKeyFuzz.revocationList,
         MobileKeyFuzz.lockCertificate,
-        TapFuzz.hello, TapFuzz.phoneHello, TapFuzz.presentation, TapFuzz.payload, TapFuzz.result, TapFuzz.fragments,
+        TapFuzz.hello, TapFuzz.phoneHello, TapFuzz.presentation, TapFuzz.payload, TapFuzz.result, TapFuzz.fragments, TapFuzz.fast,
         RadioFuzz.attServer, RadioFuzz.l2capStream, RadioFuzz.btsnoop,
         SiteFileFuzz.siteFile,
         ControlAPIFuzz.jsonBodies,

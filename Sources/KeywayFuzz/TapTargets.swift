@@ -99,6 +99,32 @@ enum TapFuzz {
         }
     }
 
+    /// Lock side: a FAST request from anyone, at a lock holding one FAST key (a real full exchange's,
+    /// fresh for each input, so genuine seeds are granted). A grant must pass every check
+    /// independently: strict decoding, the MAC under that key, counter, phone time, the action's right.
+    static let fast = FuzzTarget("tap-fast", maxLength: 128,
+        "TapLockIdentity.evaluateFast on a lock with one FAST key; a grant must check out independently, a fall-back only for a foreign key id") { input, check in
+        let f = FuzzFixture.shared, exchange = FastExchange.shared
+        let identity = f.lockIdentity()
+        identity.fastKeys.store(exchange.key, credential: exchange.credential, revocationListVersion: f.revocations.version)
+        switch identity.evaluateFast(input, now: f.now, revocations: f.revocations) {
+        case .fallBack(let why):
+            guard why == .lockKeyUnknown, let r = try? FastRequest(decoding: input), r.keyID != exchange.key.keyID else {
+                throw check.fail("fell back (\(why)) for a request under the key the lock holds")
+            }
+        case .evaluated(.accepted(_, let action), let resultKey):
+            guard let r = try? FastRequest(decoding: input), r.encoded() == input, r.keyID == exchange.key.keyID,
+                  r.action == action, (try? exchange.key.requestMAC(r.macInput)) == r.mac,
+                  abs(Double(r.phoneTime) - f.now.timeIntervalSince1970) <= TapFast.requestLifetime,
+                  resultKey == (try? exchange.key.sessionKey(request: input)) else {
+                throw check.fail("granted a FAST request that does not check out independently")
+            }
+            if action != .open, !exchange.credential.officeMode { throw check.fail("office-mode action without the right") }
+        case .evaluated:
+            break
+        }
+    }
+
     /// Lock side: presentation fragments as GATT writes deliver them. Input: [length (2 bytes, big-endian), bytes…]*.
     static let fragments = FuzzTarget("tap-fragments", maxLength: 8192,
         "TapReassembler.add over a sequence of fragments; a completed message is exactly the last in-order run of chunks, within 4096 bytes") { input, check in
@@ -119,6 +145,40 @@ enum TapFuzz {
                 throw check.fail("reassembled \(message.count) bytes differ from the in-order chunks written")
             }
             fed = []
+        }
+    }
+}
+
+/// A FAST key as the fixture phone and lock derive it after a full exchange — from the exporter
+/// secret and credential of the recorded tap in Fixtures/vectors/tap-v2.json (same keys, lock and
+/// site), so it is the same on every run and the seeds stay genuine — for the FAST target and its seeds.
+final class FastExchange: Sendable {
+    static let shared: FastExchange = {
+        do { return try FastExchange() } catch { fatalError("fuzz fixture: FAST key failed: \(error)") }
+    }()
+    let key: TapFastKey
+    let credential: Credential
+    let phone: TapPhone
+
+    init() throws {
+        let f = FuzzFixture.shared
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: FuzzPaths.vectors.appendingPathComponent("tap-v2.json"))) as? [String: Any]
+        // The recorded tap's credential too: the fixture's own is issued afresh (new cti) per process.
+        guard let secret = (doc?["exporter_secret"] as? String).flatMap(Hex.decode),
+              let bytes = (doc?["credential"] as? String).flatMap(Hex.decode),
+              case .granted(let c) = f.verifier.verify(bytes, at: f.now, revocations: f.revocations) else {
+            throw TapPhoneError.resultNotAuthenticated
+        }
+        phone = TapPhone(credential: bytes, holderKey: f.holderKey, siteID: f.siteID, trustedIssuers: f.issuers)
+        key = try TapFastKey(exporterSecret: secret, siteID: f.siteID, lockID: f.lockID, credential: bytes, credentialKeyID: c.keyID)
+        credential = c
+    }
+
+    /// Genuine requests as the phone writes them: each action, a few counters.
+    func requests() throws -> [[UInt8]] {
+        let f = FuzzFixture.shared
+        return try TapAction.allCases.enumerated().map { i, action in
+            try phone.fastRequest(key, lockID: f.lockID, counter: UInt64(1 + i * 40), action: action, at: f.now).request
         }
     }
 }

@@ -105,6 +105,10 @@ public struct LockCertificate: Sendable, Equatable {
     public var deviceKey: P256.PublicKey { body.deviceKey }
     public var issuedAt: Date { body.issuedAt }
     public var expires: Date { body.expires }
+    /// The certificate's id: SHA-256 of its COSE_Sign1 bytes, first 16 bytes (what a revocation list
+    /// names, docs/PROTOCOL.md §6).
+    public var id: [UInt8] { LockCertificate.id(of: bytes) }
+    public static func id(of bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(bytes).prefix(16)) }
 
     init(body: Body, issuerKeyID: [UInt8], bytes: [UInt8]) {
         self.body = body

@@ -124,10 +124,14 @@ public struct TapLockIdentity: Sendable {
     public let certificate: [UInt8]
     public let verifier: Verifier
     public let replayGuard: TapReplayGuard
+    /// FAST keys made by full exchanges this identity granted. A new identity (re-provisioning) starts
+    /// with none, so no key made under the old site keys answers.
+    public let fastKeys: TapFastKeyTable
 
-    public init(lockID: String, deviceKey: P256.PrivateKey, certificate: [UInt8], verifier: Verifier, replayGuard: TapReplayGuard = TapReplayGuard()) {
+    public init(lockID: String, deviceKey: P256.PrivateKey, certificate: [UInt8], verifier: Verifier, replayGuard: TapReplayGuard = TapReplayGuard(),
+                fastKeys: TapFastKeyTable = TapFastKeyTable()) {
         self.lockID = lockID; self.deviceKey = deviceKey; self.certificate = certificate
-        self.verifier = verifier; self.replayGuard = replayGuard
+        self.verifier = verifier; self.replayGuard = replayGuard; self.fastKeys = fastKeys
     }
 
     /// Answers a phone hello: a fresh nonce and ephemeral key, the reader hello signed over both
@@ -226,6 +230,12 @@ public final class TapLockSession: Sendable {
         }
         if payload.action != .open, !credential.officeMode {
             return .denied(.actionNotPermitted, credential: credential, action: payload.action)
+        }
+        // Accepted: the FAST key for this credential at this lock, from the tap's exporter secret. The
+        // phone makes the same one when its authenticated result says granted.
+        if let key = try? TapFastKey(exporterSecret: keys.exporterSecret, siteID: identity.verifier.siteID, lockID: identity.lockID,
+                                     credential: payload.credential, credentialKeyID: credential.keyID) {
+            identity.fastKeys.store(key, credential: credential, revocationListVersion: revocations.version)
         }
         return .accepted(credential: credential, action: payload.action)
     }

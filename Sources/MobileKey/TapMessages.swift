@@ -74,7 +74,7 @@ public enum TapMessageError: Error, Equatable, Sendable, CustomStringConvertible
 /// with exactly the keys its type defines. Anything else — an unknown key, reordered keys, a
 /// non-shortest integer — is refused: a conformance tool must not be lenient, and it makes the
 /// received bytes the one encoding a MAC or signature can be over.
-private func decodeMap(_ bytes: [UInt8], max: Int, required: Set<Int64>, optional: Set<Int64> = []) throws(TapMessageError) -> CBOR {
+func decodeTapMap(_ bytes: [UInt8], max: Int, required: Set<Int64>, optional: Set<Int64> = []) throws(TapMessageError) -> CBOR {
     guard bytes.count <= max else { throw .tooLarge(bytes.count) }
     let item: CBOR
     do { item = try CBORDecoder(limits: TapProtocol.limits).decode(bytes) } catch { throw .malformed("cbor: \(error)") }
@@ -89,7 +89,7 @@ private func decodeMap(_ bytes: [UInt8], max: Int, required: Set<Int64>, optiona
     return item
 }
 
-private func bytesField(_ m: CBOR, _ key: Int64, _ name: String, count: Int? = nil, max: Int = TapProtocol.maxPresentationSize) throws(TapMessageError) -> [UInt8] {
+func tapBytesField(_ m: CBOR, _ key: Int64, _ name: String, count: Int? = nil, max: Int = TapProtocol.maxPresentationSize) throws(TapMessageError) -> [UInt8] {
     guard let b = m[key]?.bytesValue else { throw .malformed("missing \(name)") }
     if let count, b.count != count { throw .malformed("\(name) must be \(count) bytes") }
     guard b.count <= max else { throw .malformed("\(name) too long") }
@@ -111,10 +111,10 @@ public struct PhoneHello: Sendable, Equatable {
     /// Strict: the message rules, then the key must be an uncompressed point on P-256 (no
     /// infinity `00`, no compressed `02`/`03`, coordinates below p, on the curve).
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPhoneHelloSize, required: [1, 2, 3])
-        let key = try bytesField(m, 2, "phone ephemeral key", count: 65)
+        let m = try decodeTapMap(bytes, max: TapProtocol.maxPhoneHelloSize, required: [1, 2, 3])
+        let key = try tapBytesField(m, 2, "phone ephemeral key", count: 65)
         guard (try? P256.PublicKey(uncompressed: key)) != nil else { throw .malformed("phone ephemeral key is not a point on P-256") }
-        self.init(phoneEphemeralKey: key, transactionID: try bytesField(m, 3, "transaction id", count: TapProtocol.transactionIDSize))
+        self.init(phoneEphemeralKey: key, transactionID: try tapBytesField(m, 3, "transaction id", count: TapProtocol.transactionIDSize))
     }
 }
 
@@ -147,15 +147,15 @@ public struct ReaderHello: Sendable, Equatable {
     }
 
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxHelloSize, required: [1, 2, 3, 4, 5, 6, 7])
+        let m = try decodeTapMap(bytes, max: TapProtocol.maxHelloSize, required: [1, 2, 3, 4, 5, 6, 7])
         guard let lock = m[2]?.textValue, !lock.isEmpty, lock.utf8.count <= 64 else { throw .malformed("lock id") }
         guard let time = m[4]?.uint64Value else { throw .malformed("lock time") }
         self.init(lockID: lock,
-                  nonce: try bytesField(m, 3, "nonce", count: TapProtocol.nonceSize),
+                  nonce: try tapBytesField(m, 3, "nonce", count: TapProtocol.nonceSize),
                   lockTime: time,
-                  lockEphemeralKey: try bytesField(m, 5, "lock ephemeral key", count: 65),
-                  certificate: try bytesField(m, 6, "certificate", max: 768),
-                  signature: try bytesField(m, 7, "signature", count: 64))
+                  lockEphemeralKey: try tapBytesField(m, 5, "lock ephemeral key", count: 65),
+                  certificate: try tapBytesField(m, 6, "certificate", max: 768),
+                  signature: try tapBytesField(m, 7, "signature", count: 64))
     }
 }
 
@@ -169,8 +169,8 @@ public struct Presentation: Sendable, Equatable {
         CBOR.map([1: .int(TapProtocol.version), 2: .bytes(sealed)]).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2])
-        self.init(sealed: try bytesField(m, 2, "sealed payload"))
+        let m = try decodeTapMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2])
+        self.init(sealed: try tapBytesField(m, 2, "sealed payload"))
     }
 }
 
@@ -187,9 +187,9 @@ public struct PresentationPayload: Sendable, Equatable {
         CBOR.map([1: .int(TapProtocol.version), 2: .bytes(credential), 3: .unsigned(UInt64(action.rawValue)), 4: .bytes(proof)]).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2, 3, 4])
+        let m = try decodeTapMap(bytes, max: TapProtocol.maxPresentationSize, required: [1, 2, 3, 4])
         guard let a = m[3]?.uint64Value, a <= 255, let action = TapAction(rawValue: UInt8(a)) else { throw .malformed("action") }
-        self.init(credential: try bytesField(m, 2, "credential"), action: action, proof: try bytesField(m, 4, "proof", count: 64))
+        self.init(credential: try tapBytesField(m, 2, "credential"), action: action, proof: try tapBytesField(m, 4, "proof", count: 64))
     }
 }
 
@@ -213,19 +213,24 @@ public struct TapResultMessage: Sendable, Equatable {
     /// The bytes the MAC covers: the map without key 5.
     public var macInput: [UInt8] { body.encoded() }
 
+    /// HMAC-SHA256(key, the map without key 5)[0..16): a full tap's K_r, a FAST tap's K_s.
+    public static func mac(_ message: TapResultMessage, key: [UInt8]) throws -> [UInt8] {
+        Array(try HMACSHA256.authenticate(message.macInput, key: key).prefix(16))
+    }
+
     public func encoded() -> [UInt8] {
         guard case .map(var m) = body else { return [] }
         if let mac { m[5] = .bytes(mac) }
         return CBOR.map(m).encoded()
     }
     public init(decoding bytes: [UInt8]) throws(TapMessageError) {
-        let m = try decodeMap(bytes, max: TapProtocol.maxResultSize, required: [1, 2, 4], optional: [3, 5])
+        let m = try decodeTapMap(bytes, max: TapProtocol.maxResultSize, required: [1, 2, 4], optional: [3, 5])
         guard let g = m[2]?.boolValue else { throw .malformed("granted") }
         guard let ms = m[4]?.uint64Value, ms <= UInt64(UInt32.max) else { throw .malformed("open ms") }
         let reason = m[3]?.textValue
         if m[3] != nil, reason == nil || reason!.utf8.count > 64 { throw .malformed("reason") }
         var mac: [UInt8]? = nil
-        if m[5] != nil { mac = try bytesField(m, 5, "mac", count: 16) }
+        if m[5] != nil { mac = try tapBytesField(m, 5, "mac", count: 16) }
         self.init(granted: g, reason: reason, openMilliseconds: UInt32(ms), mac: mac)
     }
 }
@@ -266,7 +271,7 @@ public struct TapKeySchedule: Sendable {
     public func proofInput(_ action: TapAction) -> [UInt8] { Self.proofInput(transcriptHash: transcriptHash, action: action) }
 
     public func resultMAC(_ message: TapResultMessage) throws -> [UInt8] {
-        Array(try HMACSHA256.authenticate(message.macInput, key: resultKey).prefix(16))
+        try TapResultMessage.mac(message, key: resultKey)
     }
 }
 

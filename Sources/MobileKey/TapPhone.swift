@@ -59,6 +59,10 @@ public struct TapPhone: Sendable {
     /// The locks the phone's own credential names (`aud`); nil when the phone cannot read its
     /// credential (then a conformant phone has a key for no lock).
     public let audience: Set<String>?
+    /// The credential's key id (`cti`), which FAST keys are bound to; nil when unreadable.
+    public let credentialKeyID: [UInt8]?
+    /// The phone's FAST keys (nil: this phone never taps FAST).
+    public let fastKeys: TapFastKeyring?
 
     /// Checks a conformant phone makes that a test may switch off, to reach the lock's own checks
     /// with a phone that talks to any certified lock of the site (test-only: a shipping phone never
@@ -75,11 +79,13 @@ public struct TapPhone: Sendable {
     @_spi(NonConformantPhone) public var nonConformance: NonConformance = []
 
     public init(credential: [UInt8], holderKey: P256.PrivateKey, siteID: String, trustedIssuers: TrustedIssuers,
-                certificateCache: LockCertificateCache? = nil) {
+                certificateCache: LockCertificateCache? = nil, fastKeys: TapFastKeyring? = nil) {
         self.credential = credential; self.holderKey = holderKey; self.siteID = siteID
-        self.trustedIssuers = trustedIssuers; self.certificateCache = certificateCache
+        self.trustedIssuers = trustedIssuers; self.certificateCache = certificateCache; self.fastKeys = fastKeys
         // The phone's own credential, as issued to it: it reads its `aud`, it does not judge it.
-        audience = (try? Credential.inspect(credential)).map { Set($0.credential.lockIDs) }
+        let own = try? Credential.inspect(credential)
+        audience = own.map { Set($0.credential.lockIDs) }
+        credentialKeyID = own?.credential.keyID
     }
 
     @_spi(NonConformantPhone) public func nonConformant(_ n: NonConformance = .all) -> TapPhone {
@@ -110,7 +116,7 @@ public struct TapPhone: Sendable {
 
         /// Step 3: checks the reader hello, then builds the presentation for `action` (step 4).
         public func present(readerHello bytes: [UInt8], action: TapAction, at now: Date) throws -> Pending {
-            let hello = try phone.check(readerHello: bytes, for: self.hello, at: now)
+            let (hello, certificate) = try phone.check(readerHello: bytes, for: self.hello, at: now)
             let lockEphemeral: P256.PublicKey
             do { lockEphemeral = try P256.PublicKey(uncompressed: hello.lockEphemeralKey) } catch { throw TapPhoneError.malformedHello("ephemeral key") }
             let keys = try TapKeySchedule(sharedSecret: try ECDH.sharedSecret(ephemeral, lockEphemeral), phoneHelloBytes: phoneHello,
@@ -118,7 +124,7 @@ public struct TapPhone: Sendable {
             let proof = try ECDSA.sign(keys.proofInput(action), with: phone.holderKey)
             let payload = PresentationPayload(credential: phone.credential, action: action, proof: proof).encoded()
             let sealed = try AESGCM.seal(payload, key: keys.presentationKey, nonce: keys.presentationNonce, associatedData: keys.transcriptHash)
-            return Pending(presentation: Presentation(sealed: sealed).encoded(), keys: keys, lockID: hello.lockID)
+            return Pending(presentation: Presentation(sealed: sealed).encoded(), keys: keys, lockID: hello.lockID, certificate: certificate)
         }
     }
 
@@ -129,6 +135,8 @@ public struct TapPhone: Sendable {
         /// The tap's keys (test vectors).
         @_spi(TapVectors) public var keySchedule: TapKeySchedule { keys }
         public let lockID: String
+        /// The lock's certificate as the phone verified it (a FAST key made on this tap lasts no longer).
+        public let certificate: LockCertificate
 
         /// Parses and authenticates the lock's result.
         public func result(_ bytes: [UInt8]) throws(TapPhoneError) -> TapResultMessage {
@@ -146,7 +154,7 @@ public struct TapPhone: Sendable {
     /// lock id and the site verifies with the certified device key; then — now that the hello is
     /// known to be the lock's answer to this very phone hello — its lock time is within
     /// `TapProtocol.lockTimeTolerance` of the phone's clock and the lock is in the credential's `aud`.
-    func check(readerHello bytes: [UInt8], for phoneHello: PhoneHello, at now: Date) throws(TapPhoneError) -> ReaderHello {
+    func check(readerHello bytes: [UInt8], for phoneHello: PhoneHello, at now: Date) throws(TapPhoneError) -> (ReaderHello, LockCertificate) {
         let hello: ReaderHello
         do { hello = try ReaderHello(decoding: bytes) } catch { throw .malformedHello("\(error)") }
         let cert: LockCertificate
@@ -170,7 +178,7 @@ public struct TapPhone: Sendable {
         if !nonConformance.contains(.ignoresAudience), audience?.contains(hello.lockID) != true {
             throw .lockNotInCredential(hello.lockID)
         }
-        return hello
+        return (hello, cert)
     }
 }
 

@@ -26,6 +26,7 @@ struct PhoneCommand: AsyncParsableCommand {
         @Option(help: "Link security level to request: low, medium (Just Works pairing), high or fips.") var security = "low"
         @Option(help: "Seconds to wait for the connection.") var connectTimeout: Double = 20
         @Option(help: "Seconds to wait for the lock's result after the presentation.") var resultTimeout: Double = 10
+        @Option(help: "A file keeping this phone's FAST keys between taps (JSON; created when missing, holds secret keys). Without it every tap is a full exchange.") var fastKeys: String?
         @Flag(help: "One JSON object on stdout.") var json = false
 
         func validate() throws {
@@ -49,7 +50,9 @@ struct PhoneCommand: AsyncParsableCommand {
             let issuer: P256.PublicKey
             do { issuer = try P256.PublicKey(pem: try readText(sitePublicKey, option: "--site-public-key")) }
             catch let e as UserFacingError { throw e } catch { throw UserFacingError("--site-public-key \(sitePublicKey): not a P-256 public key PEM: \(error)") }
-            let phone = TapPhone(credential: credentialBytes, holderKey: holder, siteID: site, trustedIssuers: TrustedIssuers([issuer]))
+            let keyring = try fastKeys.map { try loadKeyring($0) }
+            let phone = TapPhone(credential: credentialBytes, holderKey: holder, siteID: site, trustedIssuers: TrustedIssuers([issuer]),
+                                 fastKeys: keyring)
 
             let connection: BlueZCentral.Connection
             do {
@@ -65,25 +68,29 @@ struct PhoneCommand: AsyncParsableCommand {
                 outcome = try await PhoneTap.run(client: client, phone: phone, action: act, now: Date(),
                                                  resultTimeout: .milliseconds(Int(resultTimeout * 1000)))
             } catch let e as PhoneTapError {
+                if let keyring, let fastKeys { try saveKeyring(keyring, fastKeys) }   // a counter sent is spent
                 throw UserFacingError("keyway phone tap: \(e)")
             } catch {
+                if let keyring, let fastKeys { try saveKeyring(keyring, fastKeys) }
                 throw UserFacingError("keyway phone tap: GATT exchange with \(lock) failed: \(error)")
             }
+            if let keyring, let fastKeys { try saveKeyring(keyring, fastKeys) }
             let ms: (Duration) -> Double = { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 }
             let connectMS = ms(connected - started), setupMS = ms(outcome.timing.setup), exchangeMS = ms(outcome.timing.exchange)
             let totalMS = ms(ContinuousClock.now - started)
             let r = outcome.result
             if json {
                 let answer = TapAnswer(result: r.granted ? "granted" : "denied", reason: r.reason, action: act.name, address: "\(lock)",
+                                       mode: outcome.mode.rawValue, fastFallback: outcome.fastFallback?.rawValue,
                                        security: "\(connection.security)", mtu: outcome.mtu, openMS: Int(r.openMilliseconds),
                                        timing: .init(connect: round3(connectMS), setup: round3(setupMS), tap: round3(exchangeMS), total: round3(totalMS)))
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(answer), as: UTF8.self))
             } else if r.granted {
-                print("granted: \(act.name) at \(lock), unlocked for \(r.openMilliseconds) ms (connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
+                print("granted: \(act.name) at \(lock), unlocked for \(r.openMilliseconds) ms (\(outcome.mode.rawValue) tap; connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms; MTU \(outcome.mtu), security \(connection.security))")
             } else {
-                print("denied: \(r.reason ?? "no reason given") (action \(act.name) at \(lock); connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms)")
+                print("denied: \(r.reason ?? "no reason given") (action \(act.name) at \(lock), \(outcome.mode.rawValue) tap; connect \(fmt(connectMS)) ms, setup \(fmt(setupMS)) ms, tap \(fmt(exchangeMS)) ms)")
             }
             if !r.granted { throw ExitCode(1) }
         }
@@ -95,14 +102,17 @@ struct PhoneCommand: AsyncParsableCommand {
             let reason: String?
             let action: String
             let address: String
+            /// `full` or `fast`; `fast_fallback` says why a phone with FAST keys ran in full (null otherwise).
+            let mode: String
+            let fastFallback: String?
             let security: String
             let mtu: Int
             let openMS: Int
             let timing: Timing
 
             enum CodingKeys: String, CodingKey {
-                case result, reason, action, address, security, mtu
-                case openMS = "open_ms", timing = "timing_ms"
+                case result, reason, action, address, mode, security, mtu
+                case fastFallback = "fast_fallback", openMS = "open_ms", timing = "timing_ms"
             }
 
             func encode(to encoder: any Encoder) throws {
@@ -111,11 +121,34 @@ struct PhoneCommand: AsyncParsableCommand {
                 try c.encode(reason, forKey: .reason)  // null, not left out
                 try c.encode(action, forKey: .action)
                 try c.encode(address, forKey: .address)
+                try c.encode(mode, forKey: .mode)
+                try c.encode(fastFallback, forKey: .fastFallback)  // null, not left out
                 try c.encode(security, forKey: .security)
                 try c.encode(mtu, forKey: .mtu)
                 try c.encode(openMS, forKey: .openMS)
                 try c.encode(timing, forKey: .timing)
             }
+        }
+
+        /// The FAST keys file: a JSON array of `TapFastKeyring.Entry`; missing means none yet.
+        private func loadKeyring(_ path: String) throws -> TapFastKeyring {
+            guard FileManager.default.fileExists(atPath: path) else { return TapFastKeyring() }
+            guard let data = FileManager.default.contents(atPath: path), data.count <= 1_048_576 else {
+                throw UserFacingError("--fast-keys \(path): cannot read (or over 1 MiB)")
+            }
+            do { return TapFastKeyring(try JSONDecoder().decode([TapFastKeyring.Entry].self, from: data)) }
+            catch { throw UserFacingError("--fast-keys \(path): not a FAST keys file (\(error.localizedDescription)); delete it to start afresh") }
+        }
+
+        /// Written to a temporary file and renamed, owner-only: it holds secret keys.
+        private func saveKeyring(_ keyring: TapFastKeyring, _ path: String) throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let tmp = path + ".new"
+            guard FileManager.default.createFile(atPath: tmp, contents: try encoder.encode(keyring.all), attributes: [.posixPermissions: 0o600]) else {
+                throw UserFacingError("--fast-keys \(path): cannot write \(tmp)")
+            }
+            _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp))
         }
 
         private func round3(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }

@@ -80,7 +80,9 @@ struct TapCLI: AsyncParsableCommand {
                 // The phone stopped at the hello: it revealed nothing, the lock decided nothing.
                 print("phone:  refused the lock — \(tap.reason ?? "?")\(tap.message.map { " (\($0))" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
             } else {
-                print("phone:  \(granted ? "granted" : "denied")\(tap.reason.map { " — \($0)" } ?? "")  (\(method)\(who.isEmpty ? "" : ", user \(who)"))")
+                // A phone tap says how it ran: `full` exchange or `fast` repeat tap.
+                let mode = tap.mode.map { ", \($0.rawValue) tap" } ?? ""
+                print("phone:  \(granted ? "granted" : "denied")\(tap.reason.map { " — \($0)" } ?? "")  (\(method)\(mode)\(who.isEmpty ? "" : ", user \(who)"))")
             }
             var reader = "reader: LED \(state.feedback.led.rawValue), beep \(state.feedback.beep.rawValue), lock \(state.state.rawValue)"
             if tap.openMs > 0 { reader += ", open \(Double(tap.openMs) / 1000) s" }

@@ -69,9 +69,14 @@ final class AttackBench {
     }
 
     /// A phone presenting arbitrary credential bytes, proving possession with `holder`.
-    func phone(credential: [UInt8], holder: P256.PrivateKey, cache: LockCertificateCache? = nil) -> TapPhone {
+    func phone(credential: [UInt8], holder: P256.PrivateKey, cache: LockCertificateCache? = nil, fastKeys: TapFastKeyring? = nil) -> TapPhone {
         TapPhone(credential: credential, holderKey: holder, siteID: siteID, trustedIssuers: emu.keys.trustedIssuers,
-                 certificateCache: cache)
+                 certificateCache: cache, fastKeys: fastKeys)
+    }
+
+    /// The holder's phone for a built-in key, keeping FAST keys in `keyring`.
+    func fastPhone(_ key: IssuedKey, keyring: TapFastKeyring) throws -> TapPhone {
+        phone(credential: key.credential, holder: try P256.PrivateKey(pem: try XCTUnwrap(key.holderPrivateKeyPEM)), fastKeys: keyring)
     }
 
     /// Emulator API tap (tags, PINs), as `POST /v1/taps` minus HTTP.
@@ -143,6 +148,8 @@ final class RawGATTPhone: @unchecked Sendable {
     let helloHandle: UInt16
     let presentationHandle: UInt16
     let resultHandle: UInt16
+    /// The FAST characteristic (every emulated lock offers it).
+    var fastHandle: UInt16? { gatt.handles.fast }
 
     private let results = Locked<(done: [[UInt8]], taken: Int)>(([], 0))
     private var pump: Task<Void, Never>?
@@ -214,6 +221,21 @@ final class RawGATTPhone: @unchecked Sendable {
     func pending(_ phone: TapPhone, action: TapAction = .open, at now: Date) async throws -> TapPhone.Pending {
         let (opening, hello) = try await open(phone)
         return try opening.present(readerHello: hello, action: action, at: now)
+    }
+
+    /// Writes a FAST request (one write) and returns the result notification; throws the lock's ATT
+    /// error when it answers with no decision (0x86, 0x87).
+    func fast(_ request: [UInt8]) async throws -> [UInt8] {
+        try await client.write(try XCTUnwrap(fastHandle, "no FAST characteristic"), request)
+        return try await nextResult()
+    }
+
+    /// A full exchange by `phone`; on an authenticated grant the phone keeps the FAST key (as PhoneTap does).
+    func fullTap(_ phone: TapPhone, action: TapAction = .open, at now: Date) async throws -> TapResultMessage {
+        let pending = try await self.pending(phone, action: action, at: now)
+        let result = try pending.result(try await present(pending.presentation))
+        phone.rememberFastKey(after: pending, result: result)
+        return result
     }
 
     /// Writes one raw fragment (`[index, flags] ‖ chunk`) as one ATT write.

@@ -191,6 +191,28 @@ final class SiteFileTests: XCTestCase {
         XCTAssertFalse(errors(dupes).joined().contains("1234"), "a PIN is never echoed")
     }
 
+    func testAnOfflineListLargerThanTheLockHoldsIsRefusedAtTheLock() {
+        let yaml = header + """
+        locks:
+          - {id: door, kind: wall_reader, position: {x: 0, y: 0}, offline_capacity: 2}
+          - {id: room, kind: escutcheon, position: {x: 1, y: 0}}
+        access_groups:
+          - {id: all, locks: all, schedule: 24/7}
+        users:
+          - {id: a, pin: "1111", groups: [all]}
+          - {id: b, tags: ["04:00:00:02"], offline_access: true, groups: [all]}
+          - {id: c, tags: ["04:00:00:03"], groups: [all]}
+          - {id: d, pin: "4444", groups: [all], blocked: true}
+        """
+        XCTAssertEqual(errors(yaml), [], "a tag without offline access and a blocked user take no place")
+        let over = yaml + "\n  - {id: e, pin: \"5555\", groups: [all]}\n"
+        XCTAssertEqual(errors(over), ["test.yaml:4:77: locks[0].offline_capacity: 3 users have a PIN or offline access at this lock; its offline list holds at most 2"])
+        let config = try? SiteFile.parse(yaml: yaml, file: "test.yaml")
+        XCTAssertEqual(config?.users.first(where: { $0.id == "b" })?.offlineAccess, true)
+        XCTAssertEqual(config?.users.first(where: { $0.id == "d" })?.blocked, true)
+        XCTAssertEqual(config?.locks.map(\.offlineCapacity), [2, 39])
+    }
+
     func testSchedulesAndDatesAreChecked() {
         let yaml = header + """
         locks:

@@ -10,12 +10,16 @@ final class PhoneTapOutputTests: XCTestCase {
         encoder.outputFormatting = [.sortedKeys]
         let timing = PhoneCommand.Tap.TapAnswer.Timing(connect: 12.5, setup: 3.25, tap: 40.125, total: 56)
         let granted = PhoneCommand.Tap.TapAnswer(result: "granted", reason: nil, action: "open", address: "AA:BB:CC:DD:EE:FF",
-                                                 security: "encrypted", mtu: 247, openMS: 5000, timing: timing)
+                                                 mode: "fast", fastFallback: nil, security: "encrypted", mtu: 247, openMS: 5000, timing: timing)
         XCTAssertEqual(String(decoding: try encoder.encode(granted), as: UTF8.self),
-                       #"{"action":"open","address":"AA:BB:CC:DD:EE:FF","mtu":247,"open_ms":5000,"reason":null,"result":"granted","#
+                       #"{"action":"open","address":"AA:BB:CC:DD:EE:FF","fast_fallback":null,"mode":"fast","mtu":247,"open_ms":5000,"reason":null,"#
+                       + #""result":"granted","#
                        + #""security":"encrypted","timing_ms":{"connect":12.5,"setup":3.25,"tap":40.125,"total":56}}"#)
-        let denied = PhoneCommand.Tap.TapAnswer(result: "denied", reason: "revoked", action: "open", address: "x", security: "none",
+        let denied = PhoneCommand.Tap.TapAnswer(result: "denied", reason: "revoked", action: "open", address: "x", mode: "full",
+                                                fastFallback: "fast_key_unknown", security: "none",
                                                 mtu: 23, openMS: 0, timing: timing)
-        XCTAssertTrue(String(decoding: try encoder.encode(denied), as: UTF8.self).contains(#""reason":"revoked""#))
+        let line = String(decoding: try encoder.encode(denied), as: UTF8.self)
+        XCTAssertTrue(line.contains(#""reason":"revoked""#))
+        XCTAssertTrue(line.contains(#""fast_fallback":"fast_key_unknown","mode":"full""#), line)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 @testable import KeywayFuzz
-import MobileKey
+@_spi(TapVectors) import MobileKey
 
 /// The fuzz targets without libFuzzer: every seed and every saved regression input of Fixtures/fuzz/
 /// replayed through its target (so a fixed crash stays fixed in `make test`), and checks that the
@@ -46,6 +46,16 @@ final class FuzzCorpusTests: XCTestCase {
         for (name, hello) in try seeds(FuzzTargets.named("tap-phone-hello")!) {
             XCTAssertNoThrow(try f.lockIdentity().startSession(phoneHello: hello, now: f.now), "phone hello \(name) is answered by the lock")
         }
+        // The phone's own FAST requests after a real full exchange are granted by the target's lock.
+        let fast = try seeds(FuzzTargets.named("tap-fast")!)
+        let decided = fast.compactMap { _, request -> TapEvaluation? in
+            let identity = f.lockIdentity()
+            identity.fastKeys.store(FastExchange.shared.key, credential: FastExchange.shared.credential, revocationListVersion: f.revocations.version)
+            if case .evaluated(let e, _?) = identity.evaluateFast(request, now: f.now, revocations: f.revocations) { return e }
+            return nil
+        }
+        // The recorded credential has no office-mode right: open is granted, the others are judged on the claims.
+        XCTAssertEqual(decided.map { $0.denial?.code ?? "granted" }, ["granted", "action_not_permitted", "action_not_permitted"])
         let sites = try seeds(FuzzTargets.named("site-file")!)
         for (name, text) in sites {
             XCTAssertNoThrow(try SiteFileParse.parse(text), "site seed \(name) loads")

@@ -46,6 +46,10 @@ SEMANTIC = {
     "setUserTags": ["400"],
     "createGroup": ["400"],
     "updateGroup": ["400"],
+    # a booking: a user id the directory lacks, not_after <= not_before
+    "createMembership": ["400"],
+    # a lock id the site lacks
+    "setLockdown": ["400"],
     # a battery level for a mains-powered reader (422 no_battery); fields all null (400: nothing to change)
     "updateLock": ["400", "422"],
     # IQ activation: a user id the directory lacks (400, field user)

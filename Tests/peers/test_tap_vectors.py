@@ -109,3 +109,45 @@ def test_result_mac_is_over_the_received_bytes_without_key_5():
     assert result[1] == 2 and result[2] is True and result[4] == 7000
     body = {k: v for k, v in result.items() if k != 5}
     assert hmac.new(b("result_key"), cbor(body), hashlib.sha256).digest()[:16] == result[5]
+
+
+# FAST repeat tap (docs/PROTOCOL.md, "FAST repeat tap"): Fixtures/vectors/tap-fast.json follows the
+# full tap above; everything in it is derived, so every byte is rebuilt here from the document.
+with open(os.path.join(VECTORS, "tap-fast.json")) as f:
+    F = json.load(f)
+
+
+def fb(name):
+    return bytes.fromhex(F[name])
+
+
+def test_fast_key_is_derived_from_the_full_taps_exporter_secret():
+    assert fb("exporter_secret") == b("exporter_secret")
+    credential = b("credential")
+    cti = cbor2.loads(cbor2.loads(credential).value[2])[7]   # the credential's cti claim
+    assert cti == fb("credential_key_id")
+    binding = cbor([F["site"], F["lock"], hashlib.sha256(credential).digest()])
+    assert binding == fb("fast_key_binding")
+    okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=cti, info=b"KeywayFast2 key" + binding).derive(b("exporter_secret"))
+    assert okm[:16] == fb("fast_key_id") and okm[16:] == fb("fast_key")
+
+
+def test_fast_request_is_macd_and_the_session_key_is_over_its_bytes():
+    key = fb("fast_key")
+    body = {1: 2, 2: fb("fast_key_id"), 3: F["counter"], 4: F["time"], 5: F["action"]}
+    assert cbor(body) == fb("fast_request_mac_input")
+    mac = hmac.new(key, cbor(body), hashlib.sha256).digest()[:16]
+    request = cbor({**body, 6: mac})
+    assert request == fb("fast_request") and len(request) == 49
+    assert cbor2.loads(request)[6] == mac
+    session = HKDF(algorithm=hashes.SHA256(), length=16, salt=b"",
+                   info=b"KeywayFast2 session" + hashlib.sha256(request).digest()).derive(key)
+    assert session == fb("session_key")
+
+
+def test_fast_result_mac_is_over_the_result_without_key_5():
+    result = cbor2.loads(fb("fast_result"))
+    assert result[1] == 2 and result[2] is True and result[4] == 7000
+    body = {k: v for k, v in result.items() if k != 5}
+    assert hmac.new(fb("session_key"), cbor(body), hashlib.sha256).digest()[:16] == result[5]
+    assert cbor({**body, 5: result[5]}) == fb("fast_result")

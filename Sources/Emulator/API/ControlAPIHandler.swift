@@ -196,6 +196,32 @@ struct ControlAPIHandler: APIProtocol {
         return .ok(.init(body: .json(try await emu.updateGroup(try pathID(input.path.id), body))))
     }
 
+    func listMemberships(_ input: Operations.ListMemberships.Input) async throws -> Operations.ListMemberships.Output {
+        .ok(.init(body: .json(try await emu.memberships(group: try pathID(input.path.id)))))
+    }
+
+    func createMembership(_ input: Operations.CreateMembership.Input) async throws -> Operations.CreateMembership.Output {
+        let body = switch input.body { case .json(let b): b }
+        return .created(.init(body: .json(try await emu.createMembership(group: try pathID(input.path.id), body))))
+    }
+
+    func getMembership(_ input: Operations.GetMembership.Input) async throws -> Operations.GetMembership.Output {
+        .ok(.init(body: .json(try await emu.membership(group: try pathID(input.path.id), id: try pathID(input.path.membership)))))
+    }
+
+    func deleteMembership(_ input: Operations.DeleteMembership.Input) async throws -> Operations.DeleteMembership.Output {
+        .ok(.init(body: .json(try await emu.deleteMembership(group: try pathID(input.path.id), id: try pathID(input.path.membership)))))
+    }
+
+    func getLockdown(_ input: Operations.GetLockdown.Input) async throws -> Operations.GetLockdown.Output {
+        .ok(.init(body: .json(await emu.lockdownState(changed: []))))
+    }
+
+    func setLockdown(_ input: Operations.SetLockdown.Input) async throws -> Operations.SetLockdown.Output {
+        let body = switch input.body { case .json(let b): b }
+        return .ok(.init(body: .json(try await emu.setLockdown(body))))
+    }
+
     // MARK: - Clock
 
     func getClock(_ input: Operations.GetClock.Input) async throws -> Operations.GetClock.Output {

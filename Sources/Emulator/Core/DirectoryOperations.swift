@@ -29,11 +29,13 @@ extension Emulator {
         user.tags = try Emulator.tags(body.tags ?? [])
         user.pin = try Emulator.pin(body.pin)
         (user.validFrom, user.validUntil) = try Emulator.validity(body.validFrom, body.validUntil)
+        user.offlineAccess = body.offlineAccess ?? false
+        user.blocked = body.blocked ?? false
         return try await save(user)
     }
 
     public func updateUser(_ id: String, _ body: Schemas.UserUpdate) async throws -> Schemas.User {
-        guard body != Schemas.UserUpdate() else { throw APIError.badRequest("name", "give at least one of name, groups, valid_from, valid_until") }
+        guard body != Schemas.UserUpdate() else { throw APIError.badRequest("name", "give at least one of name, groups, valid_from, valid_until, offline_access, blocked") }
         var user = try await storedUser(id)
         if let name = try Input.text(body.name, "name", maxLength: 128) { user.name = name }
         if let groups = body.groups { user.groups = groups }
@@ -41,6 +43,8 @@ extension Emulator {
             (user.validFrom, user.validUntil) = try Emulator.validity(body.validFrom ?? user.validFrom.map(rfc3339),
                                                                       body.validUntil ?? user.validUntil.map(rfc3339))
         }
+        if let offline = body.offlineAccess { user.offlineAccess = offline }
+        if let blocked = body.blocked { user.blocked = blocked }
         return try await save(user)
     }
 
@@ -80,7 +84,8 @@ extension Emulator {
 
     static func userDescription(_ u: UserConfig, version: UInt64) -> Schemas.User {
         // The PIN is a secret of its holder: the answer says only that one is set.
-        Schemas.User(id: u.id, name: u.name, groups: u.groups, tags: u.tags.map(\.description), pinSet: u.pin != nil,
+        Schemas.User(id: u.id, name: u.name, groups: u.groups, offlineAccess: u.offlineAccess, blocked: u.blocked,
+                     tags: u.tags.map(\.description), pinSet: u.pin != nil,
                      validFrom: u.validFrom.map(rfc3339), validUntil: u.validUntil.map(rfc3339), accessListVersion: Int(version))
     }
 
@@ -132,17 +137,18 @@ extension Emulator {
         }
         let group = AccessGroupConfig(id: try Input.text(body.id, "id", maxLength: 64), name: try Input.text(body.name, "name", maxLength: 128),
                                       locks: try lockSelection(body.locks), schedule: try Emulator.timetable(body.schedule),
-                                      officeMode: body.officeMode ?? false)
+                                      officeMode: body.officeMode ?? false, lockdownOverride: body.lockdownOverride ?? false)
         return try await save(group)
     }
 
     public func updateGroup(_ id: String, _ body: Schemas.GroupUpdate) async throws -> Schemas.Group {
-        guard body != Schemas.GroupUpdate() else { throw APIError.badRequest("name", "give at least one of name, locks, schedule, office_mode") }
+        guard body != Schemas.GroupUpdate() else { throw APIError.badRequest("name", "give at least one of name, locks, schedule, office_mode, lockdown_override") }
         var group = try await storedGroup(id)
         if let name = try Input.text(body.name, "name", maxLength: 128) { group.name = name }
         if body.locks != nil { group.locks = try lockSelection(body.locks) }
         if body.schedule != nil { group.schedule = try Emulator.timetable(body.schedule) }
         if let office = body.officeMode { group.officeMode = office }
+        if let override = body.lockdownOverride { group.lockdownOverride = override }
         return try await save(group)
     }
 
@@ -158,7 +164,8 @@ extension Emulator {
         case .only(let ids): locks = ids
         }
         return Schemas.Group(id: g.id, name: g.name, locks: locks, allLocks: g.locks == .all,
-                             schedule: g.schedule.windows.map(\.description), officeMode: g.officeMode, accessListVersion: Int(version))
+                             schedule: g.schedule.windows.map(\.description), officeMode: g.officeMode,
+                             lockdownOverride: g.lockdownOverride, accessListVersion: Int(version))
     }
 
     func lockSelection(_ ids: [String]?) throws -> LockSelection {
@@ -180,11 +187,88 @@ extension Emulator {
         })
     }
 
+    // MARK: - Memberships (bookings)
+
+    public func memberships(group: String) async throws -> [Schemas.Membership] {
+        _ = try await storedGroup(group)
+        let directory = site.directory
+        let version = await directory.accessListVersion
+        return await directory.currentMemberships.filter { $0.groupID == group }.map { Emulator.membershipDescription($0, version: version) }
+    }
+
+    public func membership(group: String, id: String) async throws -> Schemas.Membership {
+        _ = try await storedGroup(group)
+        let directory = site.directory
+        guard let m = await directory.currentMemberships.first(where: { $0.id == id && $0.groupID == group }) else {
+            throw APIError.notFound("membership", id)
+        }
+        return Emulator.membershipDescription(m, version: await directory.accessListVersion)
+    }
+
+    public func createMembership(group: String, _ body: Schemas.MembershipRequest) async throws -> Schemas.Membership {
+        _ = try await storedGroup(group)
+        guard await site.directory.currentUsers.contains(where: { $0.id == body.user }) else {
+            throw APIError.badRequest("user", "no user '\(body.user)'")
+        }
+        let start: Date = try Input.date(body.notBefore, "not_before")
+        let end: Date = try Input.date(body.notAfter, "not_after")
+        guard end > start else { throw APIError.badRequest("not_after", "must be after not_before") }
+        let before = try Input.integer(body.graceBeforeS, "grace_before_s", 0...Int(Membership.maximumGrace)) ?? 0
+        let after = try Input.integer(body.graceAfterS, "grace_after_s", 0...Int(Membership.maximumGrace)) ?? 0
+        let draft = Membership(id: "", groupID: group, userID: body.user, notBefore: start, notAfter: end,
+                               graceBefore: TimeInterval(before), graceAfter: TimeInterval(after))
+        var stored: Membership?
+        let version = try await directoryChange {
+            let (m, v) = try await site.directory.addMembership(draft)
+            stored = m
+            return v
+        }
+        return Emulator.membershipDescription(stored!, version: version)
+    }
+
+    public func deleteMembership(group: String, id: String) async throws -> Schemas.DirectoryChange {
+        _ = try await storedGroup(group)
+        let version = try await directoryChange { try await site.directory.removeMembership(groupID: group, id: id) }
+        return Schemas.DirectoryChange(id: id, deleted: true, accessListVersion: Int(version))
+    }
+
+    static func membershipDescription(_ m: Membership, version: UInt64) -> Schemas.Membership {
+        Schemas.Membership(id: m.id, group: m.groupID, user: m.userID, notBefore: rfc3339(m.notBefore), notAfter: rfc3339(m.notAfter),
+                           graceBeforeS: Int(m.graceBefore), graceAfterS: Int(m.graceAfter), opens: rfc3339(m.opens),
+                           closes: rfc3339(m.closes), accessListVersion: Int(version))
+    }
+
+    // MARK: - Lockdown
+
+    public func setLockdown(_ body: Schemas.LockdownRequest) async throws -> Schemas.Lockdown {
+        if let ids = body.locks {
+            guard !ids.isEmpty else { throw APIError.badRequest("locks", "must not be empty (leave it out for every lock)") }
+            for id in ids where config.lockIndex[id] == nil { throw APIError.badRequest("locks", "no lock '\(id)' in site \(config.siteID)") }
+        }
+        let (changed, _) = try await site.setLockdown(body.lockedDown, locks: body.locks)
+        return await lockdownState(changed: changed)
+    }
+
+    public func lockdownState(changed: [String]) async -> Schemas.Lockdown {
+        let directory = site.directory
+        let wanted = await directory.lockdown
+        var delivered: [String] = [], pending: [String] = []
+        for lock in site.locks {
+            let want = wanted.contains(lock.id)
+            if await lock.isLockedDown == want { if want || changed.contains(lock.id) { delivered.append(lock.id) } } else { pending.append(lock.id) }
+        }
+        return Schemas.Lockdown(lockedDown: config.locks.map(\.id).filter(wanted.contains), changed: changed,
+                                delivered: delivered, pending: pending)
+    }
+
     /// Runs a directory change, turning the directory's refusals into the API's.
     func directoryChange(_ change: () async throws -> UInt64) async throws -> UInt64 {
         do { return try await change() } catch let e as DirectoryError {
             switch e {
             case .unknownUser(let id): throw APIError.notFound("user", id)
+            case .unknownMembership(let id): throw APIError.notFound("membership", id)
+            case .offlineCapacity:
+                throw APIError(409, "offline_capacity_exceeded", e.description)
             case .unknownGroup(let id): throw APIError.badRequest("groups", "no access group '\(id)'")
             case .unknownLock(let id): throw APIError.badRequest("locks", "no lock '\(id)' in site \(config.siteID)")
             case .conflict(let why) where why.hasPrefix("PIN"):

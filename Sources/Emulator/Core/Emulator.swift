@@ -101,6 +101,7 @@ public final class Emulator: Sendable {
         let store = try KeyStore(path: options.dataDir + "/state.sqlite")
         let emulator = try Emulator(options: options, config: config, clock: clock, simulated: simulated, clockStart: start,
                                     keys: keys, journal: journal, bridge: bridge, store: store, logger: logger)
+        try await emulator.restoreDirectory()
         try await emulator.restoreRevocations()
         for lock in emulator.site.locks { await lock.resume() }
         await emulator.site.start()
@@ -113,13 +114,54 @@ public final class Emulator: Sendable {
         self.options = options; self.config = config; self.clock = clock; self.simulatedClock = simulated
         self.clockStart = clockStart; self.keys = keys; self.journal = journal; self.bridge = bridge
         self.store = store; self.logger = logger; self.startedAt = Date()
-        let site = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
+        let site = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge, store: store, logger: logger)
         state = PthreadLocked(State(site: site, radio: try LoopbackRadio(site: site, capturePath: options.capturePath, clock: clock)))
     }
 
-    static func buildSite(config: SiteConfig, clock: any KeywayClock, keys: SiteKeys, bridge: EventBridge) -> Site {
-        Site(config: config, clock: clock, sink: bridge.sink,
-             tapIdentities: Site.tapIdentities(keys: keys), issuer: keys.issuer)
+    static func buildSite(config: SiteConfig, clock: any KeywayClock, keys: SiteKeys, bridge: EventBridge,
+                          store: KeyStore, logger: Logger) -> Site {
+        let siteID = config.siteID, siteFile = directoryOfSiteFile(config)
+        return Site(config: config, clock: clock, sink: bridge.sink,
+                    tapIdentities: Site.tapIdentities(keys: keys), issuer: keys.issuer,
+                    persistDirectory: { state in
+                        do {
+                            let json = String(decoding: try directoryCoder.encode(state), as: UTF8.self)
+                            try store.saveDirectory(site: siteID, siteFile: siteFile, state: json)
+                        } catch {
+                            // The state holds PINs: say what failed, never what was being written.
+                            logger.error("could not store the directory in state.sqlite: \(type(of: error))")
+                        }
+                    })
+    }
+
+    private static let directoryCoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        return e
+    }()
+
+    /// The site file's users and groups, as stored beside a saved directory: when they differ from the
+    /// file's now, the file was edited since and wins over what the access core did at run time.
+    static func directoryOfSiteFile(_ config: SiteConfig) -> String {
+        struct Initial: Encodable { let users: [UserConfig]; let groups: [AccessGroupConfig] }
+        return String(decoding: (try? directoryCoder.encode(Initial(users: config.users, groups: config.accessGroups))) ?? Data(), as: UTF8.self)
+    }
+
+    /// The directory the access core left at the last run (users, groups, bookings, lockdown), unless the
+    /// site file's own directory changed since.
+    private func restoreDirectory() async throws {
+        guard let saved = try store.directory(site: config.siteID) else { return }
+        guard saved.siteFile == Emulator.directoryOfSiteFile(config) else {
+            logger.notice("the site file's users or groups changed since the last run: the directory starts from the site file again")
+            return
+        }
+        let state: SiteDirectory.State
+        do { state = try JSONDecoder().decode(SiteDirectory.State.self, from: Data(saved.state.utf8)) } catch {
+            throw EmulatorError.site("\(options.dataDir)/state.sqlite: the saved directory cannot be read (\(type(of: error))); start with another --data directory or remove the file")
+        }
+        do { try await site.directory.importState(state) } catch {
+            throw EmulatorError.site("\(options.dataDir)/state.sqlite: the saved directory does not fit the site file (\(error))")
+        }
     }
 
     /// Revocations survive a restart: re-publish the last signed list to the directory (IQs push it).
@@ -175,7 +217,7 @@ public final class Emulator: Sendable {
         // The fresh devices keep their numbering and trails (nothing orphaned, no sequence repeated);
         // their state is the site file's, and stored as such.
         try await bridge.load(restoringState: false)
-        let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge)
+        let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge, store: store, logger: logger)
         for lock in fresh.locks { await lock.persist() }
         let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
         let oldRadio = state.withLock { s -> LoopbackRadio in
@@ -210,7 +252,7 @@ extension Emulator {
         try await bridge.load(restoringState: false, lockMemory: lockMemory)
         if let s = simulatedClock { await s.set(to: snapshot.time) }
         try store.importState(snapshot.keys)
-        let fresh = Emulator.buildSite(config: world, clock: clock, keys: keys, bridge: bridge)
+        let fresh = Emulator.buildSite(config: world, clock: clock, keys: keys, bridge: bridge, store: store, logger: logger)
         try await fresh.directory.importState(snapshot.directory)
         // Power and door switches before the locks resume: a lock then finds the door it saved.
         for c in snapshot.controllers { await fresh.doorController(c.id)?.importState(c.state) }

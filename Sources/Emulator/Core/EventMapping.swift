@@ -23,6 +23,8 @@ enum EventMapping {
         case .accessListUpdated: return .accessListUpdated
         case .revocationListUpdated: return .revocationUpdated
         case .timeSynced: return .clockAdjusted
+        case .lockdownStarted: return .lockdownStarted
+        case .lockdownEnded: return .lockdownEnded
         case .doorOpened: return .doorOpened
         case .doorClosed: return .doorClosed
         case .doorForcedOpen: return .doorForced

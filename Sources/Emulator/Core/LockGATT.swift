@@ -95,6 +95,17 @@ public final class LockGATT: Sendable {
         public static let protocolVersionUnsupported: UInt8 = 0x84
         /// The phone hello is not a valid message (strict parsing; its key not a point on P-256).
         public static let malformedPhoneHello: UInt8 = 0x85
+        /// FAST: the lock holds no key under the request's FAST key id (never made, evicted, another
+        /// lock's, or the lock was re-provisioned). Nothing recorded; the phone runs the full exchange.
+        public static let fastKeyUnknown: UInt8 = 0x86
+        /// FAST: the lock's revocation list changed since the key was made; the key is retired.
+        /// Nothing recorded; the phone runs the full exchange.
+        public static let fastRevocationListChanged: UInt8 = 0x87
+
+        /// The ATT error of a FAST request the lock answers with no decision.
+        public static func code(for fallback: TapFastFallback) -> UInt8 {
+            fallback == .revocationListChanged ? fastRevocationListChanged : fastKeyUnknown
+        }
 
         /// The one mapping of a lock's refusal to the ATT error a phone sees: its own cause, never a
         /// stand-in (`unlikelyError` for anything a phone cannot act on).
@@ -115,7 +126,8 @@ public final class LockGATT: Sendable {
             readerHello: { ctx in try await box.value?.readHello(ctx) ?? [] },
             phoneHello: { ctx, value in try await box.value?.receivePhoneHello(ctx, value) },
             presentation: { ctx, value in try await box.value?.receivePresentation(ctx, value) },
-            lockInfo: { _ in try await box.value?.lockInfo() ?? [] })
+            lockInfo: { _ in try await box.value?.lockInfo() ?? [] },
+            fast: { ctx, value in try await box.value?.receiveFast(ctx, value) })
         database = try KeywayLockService.database(deviceName: deviceName, handlers: handlers)
         guard let h = KeywayLockService.Handles(in: database) else { throw GATTDatabaseError.tooManyAttributes }
         handles = h
@@ -219,6 +231,26 @@ public final class LockGATT: Sendable {
         conn.decided(decision)
         // The result goes by notification, split to the connection's ATT_MTU.
         for piece in TapFragments.split(message, payload: max(1, ctx.server.maximumNotificationLength - 2)) {
+            _ = try? ctx.server.notify(valueHandle: handles.result, value: piece)
+        }
+    }
+
+    // A FAST repeat tap: one request, decided at once (one event, result notified as for a full tap),
+    // or answered with 0x86/0x87 and nothing recorded, so the phone runs the full exchange.
+    private func receiveFast(_ ctx: GATTRequestContext, _ value: [UInt8]) async throws {
+        guard let conn = connection(ctx.server) else { throw ATTErrorCode.unlikelyError }
+        let distance = conn.state.withLock { $0.distance }
+        let outcome: TapOutcome
+        do {
+            switch try await lock.fastTap(request: value, distance: distance) {
+            case .fallBack(let why): throw ATTErrorCode.application(ApplicationError.code(for: why))
+            case .decided(let o): outcome = o
+            }
+        } catch let e as HardwareError {
+            throw ApplicationError.attError(for: e)
+        }
+        conn.decided(outcome.decision)
+        for piece in TapFragments.split(outcome.resultMessage, payload: max(1, ctx.server.maximumNotificationLength - 2)) {
             _ = try? ctx.server.notify(valueHandle: handles.result, value: piece)
         }
     }

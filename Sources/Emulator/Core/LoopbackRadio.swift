@@ -18,6 +18,9 @@ final class LoopbackRadio: Sendable {
     /// The built-in phone's private keys, parsed once per key as a phone keeps its key in memory:
     /// OpenSSL 3 decodes a PEM private key in about 0.4 ms, most of a whole tap's crypto.
     private let holderKeys = Locked<[String: P256.PrivateKey]>([:])
+    /// The built-in phone's FAST keys, one keyring per issued key (what a phone app keeps in its
+    /// storage). In RAM like the locks' tables: a reset or a restart starts both sides afresh.
+    private let fastKeyrings = Locked<[String: TapFastKeyring]>([:])
 
     init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
         var locks: [String: LockGATT] = [:]
@@ -41,16 +44,30 @@ final class LoopbackRadio: Sendable {
         return parsed
     }
 
+    private func fastKeyring(_ key: IssuedKey) -> TapFastKeyring {
+        fastKeyrings.withLock { rings in
+            if let ring = rings[key.keyID] { return ring }
+            if rings.count >= 4096 { rings.removeAll() }   // bounded, as holderKeys
+            let ring = TapFastKeyring()
+            rings[key.keyID] = ring
+            return ring
+        }
+    }
+
     /// How a tap by the built-in phone ended: the lock decided, or the phone refused the lock after
     /// reading its hello (it revealed nothing, so the lock never decided and recorded nothing).
     enum Outcome {
-        case decided(Decision, phoneResult: TapResultMessage?)
+        /// `mode` is what the phone ran (full when its result did not authenticate: it cannot know).
+        case decided(Decision, phoneResult: TapResultMessage?, mode: TapMode, fastFallback: TapFastFallback?)
         case phoneRefused(TapPhoneError)
 
         /// The tap protocol version the built-in phone spoke (for the API's `protocol`).
         var protocolVersion: Int64 { TapProtocol.version }
-        /// `full` for a whole exchange (for the API's `mode`; a FAST repeat tap will say `fast`).
-        var mode: String { "full" }
+        /// `full` or `fast` (for the API's `mode`).
+        var mode: String {
+            if case .decided(_, _, let m, _) = self { return m.rawValue }
+            return TapMode.full.rawValue
+        }
     }
 
     /// One whole tap by the built-in phone holding `key`: connect, MTU, discovery, subscribe, read
@@ -61,7 +78,8 @@ final class LoopbackRadio: Sendable {
         // A key issued to an external phone: the built-in phone lacks its private key, so it can only
         // sign with a key of its own — the lock must refuse the proof of possession.
         let holder = try holderKey(key)
-        var phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache)
+        var phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache,
+                             fastKeys: fastKeyring(key))
         if phoneMode == .nonConformant { phone = phone.nonConformant() }
 
         let link = LoopbackLink()
@@ -72,8 +90,12 @@ final class LoopbackRadio: Sendable {
         defer { client.close() }
 
         var phoneResult: TapResultMessage? = nil
+        var mode = TapMode.full, fastFallback: TapFastFallback? = nil
         do {
-            phoneResult = try await PhoneTap.run(client: client, phone: phone, action: action, now: now).result
+            let outcome = try await PhoneTap.run(client: client, phone: phone, action: action, now: now, lockID: lockID)
+            phoneResult = outcome.result
+            mode = outcome.mode
+            fastFallback = outcome.fastFallback
         } catch let e as PhoneTapError {
             switch e {
             case .helloRefused(let g): throw Self.apiError(g, lockID: lockID, distance: distance)
@@ -93,7 +115,7 @@ final class LoopbackRadio: Sendable {
         // The lock decided before it notified the result: its decision (and the receipt of its event)
         // comes back through this connection's session.
         guard let decision = await session.nextDecision() else { throw APIError(500, "radio", "the lock made no decision") }
-        return .decided(decision, phoneResult: phoneResult)
+        return .decided(decision, phoneResult: phoneResult, mode: mode, fastFallback: fastFallback)
     }
 
     static func apiError(_ e: GATTClientError, lockID: String, distance: Double) -> APIError {

@@ -41,7 +41,9 @@ extension Emulator {
             accessListNewest: Int(await site.directory.accessListVersion),
             batteryLow: s.batteryLow, batteryLevel: s.batteryLevel.map(Int.init), powered: s.powered,
             feedback: .init(led: try wire(s.feedback.led.rawValue), beep: try wire(s.feedback.beep.rawValue)),
-            iqReach: iqs, inIqReach: !iqs.isEmpty,
+            iqReach: iqs, inIqReach: !iqs.isEmpty, iqOnline: await lock.hasUplink,
+            lockedDown: await lock.isLockedDown, lockdownWanted: await site.directory.isLockedDown(lock.id),
+            offlineList: .init(users: await lock.offlineListCount, capacity: config.locks[config.lockIndex[lock.id]!].offlineCapacity),
             trail: .init(count: s.trailCount, capacity: s.trailCapacity, pendingLoss: Int(s.trailPendingLoss)),
             lockTime: rfc3339(s.lockTime), unlockedUntil: s.unlockedUntil.map(rfc3339), doorController: s.doorController,
             certificate: certificateState(s.id))
@@ -332,7 +334,7 @@ extension Emulator {
             protocolVersion = Int(outcome.protocolVersion)
             mode = try wire(outcome.mode)
             switch outcome {
-            case .decided(let d, let phoneResult):
+            case .decided(let d, let phoneResult, _, _):
                 decision = d
                 if let r = phoneResult { phoneVerified = r.granted == decision.granted }
             case .phoneRefused(let why):

@@ -71,14 +71,18 @@ public enum PhoneTap {
         public let timing: Timing
         /// The tap protocol version spoken (`TapProtocol.version`).
         public var protocolVersion: Int64 { TapProtocol.version }
-        /// `full` (a whole exchange: both hellos, presentation, result). A later FAST repeat tap
-        /// will report `fast`.
-        public var mode: String { "full" }
+        /// `full` (both hellos, presentation, result) or `fast` (a FAST request and its result).
+        public let mode: TapMode
+        /// Why a phone holding FAST keys ran the full exchange (nil for a FAST tap, or a phone without
+        /// a FAST keyring).
+        public let fastFallback: TapFastFallback?
     }
 
     /// Runs one tap on a connected `client` for `action`, presenting at `now` (the phone's clock).
     /// - Throws: `PhoneTapError`, or `GATTClientError` for a broken ATT exchange.
-    public static func run(client: GATTClient, phone: TapPhone, action: TapAction, now: Date,
+    /// `lockID`: the lock the phone believes it connected to (its FAST key is looked up by it); when
+    /// nil and the phone holds FAST keys, it reads Lock Info to learn it.
+    public static func run(client: GATTClient, phone: TapPhone, action: TapAction, now: Date, lockID: String? = nil,
                            resultTimeout: Duration = .seconds(10)) async throws -> Outcome {
         let clock = ContinuousClock()
         var timing = Timing()
@@ -97,8 +101,47 @@ public enum PhoneTap {
         var result = try find(KeywayLockService.result, "result")
         result.descriptors = try await client.discoverDescriptors(of: result)
         try await client.subscribe(result)
-        let t1 = clock.now
+        var t1 = clock.now
         timing.setup = t1 - t0
+
+        // FAST first, when the phone holds keys: one request, one authenticated result.
+        var fastFallback: TapFastFallback? = nil
+        if let keyring = phone.fastKeys {
+            var lock = lockID
+            if lock == nil, !keyring.all.isEmpty, let info = characteristics.first(where: { $0.uuid == KeywayLockService.lockInfo }) {
+                lock = (try? CBORDecoder().decode(try await client.read(info.valueHandle)))?[2]?.textValue
+                t1 = clock.now
+                timing.setup = t1 - t0
+            }
+            let start: TapPhone.FastStart
+            do { start = try lock.map { try phone.fastStart(lockID: $0, action: action, at: now) } ?? .fallBack(.noKey) } catch {
+                throw PhoneTapError.phoneRefusedLock(error)
+            }
+            switch start {
+            case .fallBack(let why):
+                fastFallback = why
+            case .request(let fast):
+                if let fastCharacteristic = characteristics.first(where: { $0.uuid == KeywayLockService.fast }) {
+                    do {
+                        try await client.write(fastCharacteristic.valueHandle, fast.request)
+                        let bytes = try await collectResult(client: client, valueHandle: result.valueHandle, timeout: resultTimeout)
+                        timing.exchange = clock.now - t1
+                        do {
+                            return Outcome(result: try fast.result(bytes), mtu: mtu, timing: timing, mode: .fast, fastFallback: nil)
+                        } catch {
+                            throw PhoneTapError.resultNotAuthenticated(claimed: try? TapResultMessage(decoding: bytes), why: "\(error)")
+                        }
+                    } catch GATTClientError.attError(.application(let code), _, _)
+                                where code == LockGATT.ApplicationError.fastKeyUnknown || code == LockGATT.ApplicationError.fastRevocationListChanged {
+                        fastFallback = code == LockGATT.ApplicationError.fastKeyUnknown ? .lockKeyUnknown : .revocationListChanged
+                    }
+                } else {
+                    fastFallback = .lockKeyUnknown
+                }
+                // The lock will not take this key again: the full exchange makes a new one.
+                keyring.forget(fast.lockID)
+            }
+        }
 
         // Protocol v2: the phone hello (ephemeral key, transaction id) is written to Reader Hello, then
         // the reader's answer, signed over both, is read back.
@@ -123,7 +166,9 @@ public enum PhoneTap {
         let bytes = try await collectResult(client: client, valueHandle: result.valueHandle, timeout: resultTimeout)
         timing.exchange = clock.now - t1
         do {
-            return Outcome(result: try pending.result(bytes), mtu: mtu, timing: timing)
+            let answer = try pending.result(bytes)
+            phone.rememberFastKey(after: pending, result: answer)
+            return Outcome(result: answer, mtu: mtu, timing: timing, mode: .full, fastFallback: fastFallback)
         } catch {
             throw PhoneTapError.resultNotAuthenticated(claimed: try? TapResultMessage(decoding: bytes), why: "\(error)")
         }

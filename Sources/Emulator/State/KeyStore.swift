@@ -38,6 +38,8 @@ public final class KeyStore: Sendable {
                 CREATE INDEX IF NOT EXISTS issued_keys_user ON issued_keys(user_id);
                 CREATE TABLE IF NOT EXISTS revocation (
                     site_id TEXT PRIMARY KEY, version INTEGER NOT NULL, signed_list BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS directory (
+                    site_id TEXT PRIMARY KEY, site_file TEXT NOT NULL, state TEXT NOT NULL);
                 """)
         }
     }
@@ -152,7 +154,27 @@ public final class KeyStore: Sendable {
     /// Back to the site's initial state (for test isolation): no keys, no revocations.
     public func reset() throws {
         try db.write { db in
-            try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation;")
+            try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation; DELETE FROM directory;")
+        }
+    }
+
+    /// The directory (users, groups, bookings, lockdown) as the access core last left it, stored as
+    /// JSON with the site file's own directory it grew from (`siteFile`): a site file edited since makes
+    /// the stored one stale, and the caller starts from the file again.
+    public func saveDirectory(site: String, siteFile: String, state: String) throws {
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO directory (site_id, site_file, state) VALUES (?, ?, ?)
+                ON CONFLICT(site_id) DO UPDATE SET site_file = excluded.site_file, state = excluded.state
+                """, arguments: [site, siteFile, state])
+        }
+    }
+
+    public func directory(site: String) throws -> (siteFile: String, state: String)? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT site_file, state FROM directory WHERE site_id = ?", arguments: [site]).map {
+                (siteFile: $0["site_file"], state: $0["state"])
+            }
         }
     }
 }

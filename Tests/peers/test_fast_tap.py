@@ -1,0 +1,49 @@
+"""FAST repeat taps through the control API and `keyway tap` (docs/PROTOCOL.md, "FAST repeat tap").
+
+The built-in phone taps a lock in full once, then FAST: `POST /v1/taps` says which in `mode`, each tap
+is exactly one journaled event, and a revocation pushed to the lock sends the phone back to a full
+exchange (which the lock then denies as `revoked`).
+"""
+import subprocess
+
+import pytest
+
+from conftest import KEYWAY
+
+
+@pytest.fixture
+def srv(start_keyway):
+    return start_keyway()
+
+
+def events(srv):
+    return [e for e in srv.ok("GET", "/v1/events?all=true") if e["type"].startswith("com.keyway.access.")]
+
+
+def test_full_then_fast_then_full_after_revocation(srv):
+    key = srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    first = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "key_id": key["key_id"]})
+    assert (first["result"], first["mode"]) == ("granted", "full"), first
+    second = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "key_id": key["key_id"]})
+    assert (second["result"], second["mode"]) == ("granted", "fast"), second
+    assert second["phone_verified_result"] is True
+    assert second["event_id"] and second["event_id"] != first["event_id"]
+    assert [e["id"] for e in events(srv)][-2:] == [first["event_id"], second["event_id"]]
+
+    srv.ok("DELETE", f"/v1/keys/{key['key_id']}")
+    srv.ok("POST", "/v1/iqs/iq-lobby/sync", {})
+    third = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "key_id": key["key_id"]})
+    assert (third["result"], third["reason"], third["mode"]) == ("denied", "revoked", "full"), third
+    assert [e["id"] for e in events(srv)][-1] == third["event_id"]
+
+
+def test_keyway_tap_prints_the_mode(srv):
+    srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    lines = []
+    for _ in range(2):
+        r = subprocess.run([str(KEYWAY), "tap", "main-entrance", "--user", "u-ada", "--server", srv.base],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines.append(r.stdout.splitlines()[0])
+    assert "(mobile, full tap, user u-ada" in lines[0], lines
+    assert "(mobile, fast tap, user u-ada" in lines[1], lines
