@@ -37,6 +37,12 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
         }
     }
 
+    // The same bounds as the phone socket's: at most --max-phone-connections phones at once (the
+    // controller's own limit is usually lower), and silent ones closed after --phone-idle-timeout.
+    let cap = emu.options.maxPhoneConnections
+    let idle = IdleConnections(clock: emu.clock, timeout: emu.options.phoneIdleTimeout) { n, timeout in
+        bluezLog("closed \(n) phone connection\(n == 1 ? "" : "s") idle for \(Int(timeout)) s (--phone-idle-timeout)")
+    }
     let stopping = StopSignal()
     let loop = Task {
         while true {
@@ -49,9 +55,14 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
             }
             // Looked up per connection: POST /v1/reset builds a fresh radio.
             guard let gatt = emu.lockGATT(lockID) else { phone.bearer.close(); continue }
-            var bearer: any ATTBearer = phone.bearer
+            guard idle.count < cap else {
+                bluezLog("phone \(phone.peer) refused: \(cap) of \(cap) phone connections open (--max-phone-connections)")
+                phone.bearer.close()
+                continue
+            }
+            var bearer: any ATTBearer = idle.watch(phone.bearer)
             if let capture = emu.linkCapture {
-                do { bearer = try CapturingBearer(wrapping: phone.bearer, writer: capture, role: .peripheral) }
+                do { bearer = try CapturingBearer(wrapping: bearer, writer: capture, role: .peripheral) }
                 catch { bluezLog("capture of \(phone.peer) not written: \(error)") }
             }
             // The reader's reach over the air: the link's RSSI through the path-loss model, judged by the
@@ -80,6 +91,7 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
         + "(advertising \(peripheral.advertisingMode.rawValue), security \(emu.options.bleSecurity); reach by RSSI, \(model))"
     return BlueZPeripheralHandle(summary: summary) {
         stopping.set()
+        idle.closeAll()
         await peripheral.stop()
         loop.cancel()
         _ = await loop.value

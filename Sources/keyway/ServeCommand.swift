@@ -24,9 +24,9 @@ struct Serve: AsyncParsableCommand {
                                valueName: "name")) var allowHost: [String] = []
     @Option(help: ArgumentHelp("Serve phones of other processes over Unix sockets DIR/<lock id> (L2CAP frames, the air's ATT bytes; docs/PROTOCOL.md).",
                                valueName: "dir")) var phoneSocket: String?
-    @Option(help: "Phone connections held open at once over all of --phone-socket's sockets; more are refused.")
+    @Option(help: "Phone connections each transport holds open at once (all of --phone-socket's sockets; BlueZ); more are refused.")
     var maxPhoneConnections = PhoneSocketRadio.defaultMaximumConnections
-    @Option(help: "Seconds (emulator clock) after which a phone socket connection on which the phone sent nothing is closed.")
+    @Option(help: "Seconds (emulator clock) after which a phone connection (socket or BlueZ) on which the phone sent nothing is closed.")
     var phoneIdleTimeout = PhoneSocketRadio.defaultIdleTimeout
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
     @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
@@ -80,6 +80,10 @@ struct Serve: AsyncParsableCommand {
         guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
         o.bleSecurity = level
         o.allowBluetoothd = allowBluetoothd
+        guard maxPhoneConnections >= 1 else { throw ValidationError("--max-phone-connections must be at least 1") }
+        guard phoneIdleTimeout > 0, phoneIdleTimeout.isFinite else { throw ValidationError("--phone-idle-timeout must be a number of seconds > 0") }
+        o.maxPhoneConnections = maxPhoneConnections
+        o.phoneIdleTimeout = phoneIdleTimeout
         o.blePathLoss = PathLossModel(rssiAtOneMetre: bleRSSIAtOneMetre, exponent: blePathLossExponent)
         if let why = o.blePathLoss.validationError { throw ValidationError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
         if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
@@ -96,8 +100,8 @@ struct Serve: AsyncParsableCommand {
         var phoneSockets: PhoneSocketRadio? = nil
         if let dir = phoneSocket {
             var pc = PhoneSocketRadio.Configuration(directory: dir)
-            pc.maximumConnections = maxPhoneConnections
-            pc.idleTimeout = phoneIdleTimeout
+            pc.maximumConnections = o.maxPhoneConnections
+            pc.idleTimeout = o.phoneIdleTimeout
             do { phoneSockets = try PhoneSocketRadio.start(emu, pc, log: { line in print(line); fflush(nil) }) } catch {
                 await bluez?.stop()
                 await emu.shutdown()

@@ -141,6 +141,29 @@ final class PhoneSocketFloodTests: XCTestCase {
         print("PhoneSocketFloodTests: genuine tap after 1,280 flooding hellos: \(took)")
     }
 
+    /// A connection on which the phone says nothing for the idle timeout (30 s) of the emulator's
+    /// clock is closed; any PDU restarts its time. A held simulated clock never times anyone out.
+    func testIdleConnectionsAreClosedOnTheEmulatorClock() async throws {
+        let radio = try startRadio(cap: 8)
+        defer { radio.close() }
+        let quiet = try rawConnect("\(sockets!)/main-entrance")
+        let chatty = try rawConnect("\(sockets!)/back-door")
+        defer { close(quiet); close(chatty) }
+        XCTAssertEqual(exchangeMTU(quiet), 517)
+        XCTAssertEqual(exchangeMTU(chatty), 517)
+        _ = try await emu.advanceClock(.init(seconds: 20))
+        XCTAssertEqual(exchangeMTU(chatty), 517)              // chatty's idle time starts again here
+        _ = try await emu.advanceClock(.init(seconds: 10))    // quiet: 30 s silent
+        XCTAssertNil(exchangeMTU(quiet), "closed after 30 s of silence")
+        XCTAssertEqual(exchangeMTU(chatty), 517, "20 s after its last PDU it is still served")
+        XCTAssertEqual(radio.timedOutConnections, 1)
+        XCTAssertEqual(radio.openConnections, 1)
+        XCTAssertTrue(log.all.contains("phone-socket: closed 1 connection idle for 30 s (--phone-idle-timeout)"), "\(log.all)")
+        _ = try await emu.advanceClock(.init(seconds: 30))
+        XCTAssertNil(exchangeMTU(chatty))
+        XCTAssertEqual(radio.timedOutConnections, 2)
+    }
+
     // MARK: Helpers
 
     private func raiseDescriptorLimit(to needed: Int) throws {

@@ -35,6 +35,10 @@ public struct EmulatorOptions: Sendable {
     public var bleLock: String?
     /// BlueZ: `BT_SECURITY` required of phones (above `low`, Keyway's agent answers Just Works pairing).
     public var bleSecurity: BlueZSecurityLevel = .low
+    /// Phone connections each transport (the phone socket, BlueZ) holds open at once; more are refused.
+    public var maxPhoneConnections: Int = PhoneSocketRadio.defaultMaximumConnections
+    /// Seconds of the emulator's clock after which a phone connection on which the phone sent nothing is closed.
+    public var phoneIdleTimeout: TimeInterval = PhoneSocketRadio.defaultIdleTimeout
     /// BlueZ: the RSSI → distance model for the readers' reach (`--ble-rssi-at-1m`, `--ble-path-loss-exponent`).
     public var blePathLoss = PathLossModel()
     /// BlueZ: start even though a bluetoothd process runs (only if it does not serve this adapter).

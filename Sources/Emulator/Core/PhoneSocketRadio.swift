@@ -47,22 +47,19 @@ public final class PhoneSocketRadio: Sendable {
     private let emulator: Emulator
     private let log: @Sendable (String) -> Void
 
-    private struct Held { let bearer: SocketBearer; var lastInbound: Date }
     private struct State {
         var listeners: [SocketBearerListener] = []
-        var held: [ObjectIdentifier: Held] = [:]
-        var sweep: ClockTimer?
         var closed = false
-        var timedOut = 0
     }
     private let state = Locked(State())
+    private let idle: IdleConnections
 
     /// Connections open now, across every lock's socket.
     public var openConnections: Int { cap.open }
     /// Connections refused by the cap since start.
     public var refusedConnections: Int { cap.refused }
     /// Connections closed for idleness since start.
-    public var timedOutConnections: Int { state.withLock { $0.timedOut } }
+    public var timedOutConnections: Int { idle.timedOut }
 
     /// Binds `DIR/<lock id>` for every lock of the site (creating DIR if needed; a socket file left by
     /// a process that is gone is replaced, anything else there is an error).
@@ -116,6 +113,9 @@ public final class PhoneSocketRadio: Sendable {
         self.configuration = configuration
         self.paths = paths
         self.log = log
+        idle = IdleConnections(clock: emulator.clock, timeout: configuration.idleTimeout) { n, timeout in
+            log("phone-socket: closed \(n) connection\(n == 1 ? "" : "s") idle for \(Int(timeout)) s (--phone-idle-timeout)")
+        }
         let limit = configuration.maximumConnections
         cap = SocketConnectionCap(limit: limit) { refusal in
             // One line for the first refusal of a burst, then one per power of ten: a flood does not
@@ -131,14 +131,13 @@ public final class PhoneSocketRadio: Sendable {
 
     /// Stops accepting and closes every connection.
     public func close() {
-        let (listeners, held, sweep): ([SocketBearerListener], [Held], ClockTimer?) = state.withLock { s in
+        let listeners: [SocketBearerListener] = state.withLock { s in
             s.closed = true
-            defer { s.listeners = []; s.held = [:]; s.sweep = nil }
-            return (s.listeners, Array(s.held.values), s.sweep)
+            defer { s.listeners = [] }
+            return s.listeners
         }
-        sweep?.cancel()
         for l in listeners { l.close() }
-        for h in held { h.bearer.close() }
+        idle.closeAll()
     }
 
     // MARK: Connections
@@ -146,25 +145,8 @@ public final class PhoneSocketRadio: Sendable {
     /// On the event loop thread: the lock looked up now (`POST /v1/reset` builds a fresh radio),
     /// wrapped for idleness and capture, served by the lock's GATT database at the reader.
     private func serve(_ bearer: SocketBearer, lockID: String) {
-        guard let gatt = emulator.lockGATT(lockID) else { return bearer.close() }
-        let id = ObjectIdentifier(bearer)
-        let now = emulator.clock.now()
-        let admitted = state.withLock { s -> Bool in
-            guard !s.closed else { return false }
-            s.held[id] = Held(bearer: bearer, lastInbound: now)
-            return true
-        }
-        guard admitted else { return bearer.close() }
-        var served: any ATTBearer = InboundWatch(wrapping: bearer) { [weak self] event in
-            guard let self else { return }
-            switch event {
-            case .pdu:
-                let now = self.emulator.clock.now()
-                self.state.withLock { $0.held[id]?.lastInbound = now }
-            case .closed:
-                _ = self.state.withLock { $0.held.removeValue(forKey: id) }
-            }
-        }
+        guard let gatt = emulator.lockGATT(lockID), !state.withLock({ $0.closed }) else { return bearer.close() }
+        var served: any ATTBearer = idle.watch(bearer)
         if let capture = emulator.linkCapture {
             do { served = try CapturingBearer(wrapping: served, writer: capture, role: .peripheral) } catch {
                 log("phone-socket: capture of a connection to \(lockID) not written: \(error)")
@@ -173,42 +155,7 @@ public final class PhoneSocketRadio: Sendable {
         do { try gatt.accept(served, distance: 0) } catch {
             log("phone-socket: connection to \(lockID) dropped: \(error)")
             bearer.close()
-            return
         }
-        scheduleSweep()
-    }
-
-    /// One timer for all connections, at the earliest instant one of them can be idle too long.
-    private func scheduleSweep() {
-        let timeout = configuration.idleTimeout
-        let clock = emulator.clock
-        state.withLock { s in
-            guard !s.closed, s.sweep == nil, let oldest = s.held.values.map(\.lastInbound).min() else { return }
-            s.sweep = clock.schedule(at: oldest.addingTimeInterval(timeout)) { [weak self] in self?.sweepIdle() }
-        }
-    }
-
-    private func sweepIdle() {
-        let now = emulator.clock.now()
-        let timeout = configuration.idleTimeout
-        let idle: [SocketBearer] = state.withLock { s in
-            s.sweep = nil
-            var out: [SocketBearer] = []
-            for (id, h) in s.held {
-                if h.lastInbound > now {
-                    s.held[id]?.lastInbound = now          // the clock went back (a reset): idle from now
-                } else if now.timeIntervalSince(h.lastInbound) >= timeout {
-                    out.append(h.bearer)
-                }
-            }
-            s.timedOut += out.count
-            return out
-        }
-        if !idle.isEmpty {
-            log("phone-socket: closed \(idle.count) connection\(idle.count == 1 ? "" : "s") idle for \(Int(timeout)) s (--phone-idle-timeout)")
-        }
-        for b in idle { b.close() }
-        scheduleSweep()
     }
 
     // MARK: Descriptors and stale sockets
@@ -237,6 +184,98 @@ public final class PhoneSocketRadio: Sendable {
             throw EmulatorError.site("--phone-socket: \(path) is served by another process (another keyway serve?)")
         }
         unlink(path)
+    }
+}
+
+/// Closes the connections of a transport on which the phone sent nothing for `timeout` seconds of the
+/// emulator's clock (the phone socket's `--phone-idle-timeout`; BlueZ phones likewise). One clock
+/// timer for all of them, set to the earliest instant one can be idle too long.
+public final class IdleConnections: Sendable {
+    public let timeout: TimeInterval
+    private let clock: any KeywayClock
+    private let report: @Sendable (_ closed: Int, _ timeout: TimeInterval) -> Void
+    private struct Held { let bearer: any ATTBearer; var lastInbound: Date }
+    private struct State {
+        var held: [ObjectIdentifier: Held] = [:]
+        var sweep: ClockTimer?
+        var closed = false
+        var timedOut = 0
+    }
+    private let state = Locked(State())
+
+    /// - Parameter report: told how many connections one sweep closed (for a log line).
+    public init(clock: any KeywayClock, timeout: TimeInterval, report: @escaping @Sendable (_ closed: Int, _ timeout: TimeInterval) -> Void) {
+        self.clock = clock
+        self.timeout = timeout
+        self.report = report
+    }
+
+    /// Connections watched now.
+    public var count: Int { state.withLock { $0.held.count } }
+    /// Connections closed for idleness so far.
+    public var timedOut: Int { state.withLock { $0.timedOut } }
+
+    /// Watches `bearer` from now on; serve the returned bearer (it notes every inbound PDU, and the close).
+    public func watch(_ bearer: any ATTBearer) -> any ATTBearer {
+        let id = ObjectIdentifier(bearer)
+        let now = clock.now()
+        let admitted = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.held[id] = Held(bearer: bearer, lastInbound: now)
+            return true
+        }
+        if !admitted { bearer.close() }
+        let watched = InboundWatch(wrapping: bearer) { [weak self] event in
+            guard let self else { return }
+            switch event {
+            case .pdu:
+                let now = self.clock.now()
+                self.state.withLock { $0.held[id]?.lastInbound = now }
+            case .closed:
+                _ = self.state.withLock { $0.held.removeValue(forKey: id) }
+            }
+        }
+        scheduleSweep()
+        return watched
+    }
+
+    /// Closes every watched connection and stops watching.
+    public func closeAll() {
+        let (held, sweep): ([Held], ClockTimer?) = state.withLock { s in
+            s.closed = true
+            defer { s.held = [:]; s.sweep = nil }
+            return (Array(s.held.values), s.sweep)
+        }
+        sweep?.cancel()
+        for h in held { h.bearer.close() }
+    }
+
+    private func scheduleSweep() {
+        state.withLock { s in
+            guard !s.closed, s.sweep == nil, let oldest = s.held.values.map(\.lastInbound).min() else { return }
+            s.sweep = clock.schedule(at: oldest.addingTimeInterval(timeout)) { [weak self] in self?.sweepIdle() }
+        }
+    }
+
+    private func sweepIdle() {
+        let now = clock.now()
+        let idle: [any ATTBearer] = state.withLock { s in
+            s.sweep = nil
+            var out: [any ATTBearer] = []
+            for (id, h) in s.held {
+                if h.lastInbound > now {
+                    s.held[id]?.lastInbound = now          // the clock went back (a reset): idle from now
+                } else if now.timeIntervalSince(h.lastInbound) >= timeout {
+                    out.append(h.bearer)
+                    s.held[id] = nil                    // closing takes a moment: never count (or sweep) it twice
+                }
+            }
+            s.timedOut += out.count
+            return out
+        }
+        if !idle.isEmpty { report(idle.count, timeout) }
+        for b in idle { b.close() }
+        scheduleSweep()
     }
 }
 
