@@ -3,11 +3,13 @@
 It connects to a lock's phone socket (`keyway serve --phone-socket DIR` binds `DIR/<lock id>`), speaks
 ATT in L2CAP basic frames over it — the bytes a BLE link carries — and runs tap protocol version 2:
 phone hello, reader hello (verified: lock certificate, signature, lock time, aud), presentation,
-authenticated result. It is the proof that the document is enough to build a phone; it shares no code
+authenticated result — and, after a granted full tap, the FAST repeat tap (one MACed request, one
+MACed result), falling back to the full exchange when the lock does not know its key. It is the proof that the document is enough to build a phone; it shares no code
 with Keyway.
 
     phone = SocketPhone(credential=cred, holder_key=key, site_id="sf-mission", issuer_public_key=pem)
-    outcome = phone.tap("/tmp/kw/main-entrance", now=unix_seconds)      # TapOutcome
+    outcome = phone.tap("/tmp/kw/main-entrance", now=unix_seconds)      # TapOutcome, mode "full"
+    outcome = phone.tap("/tmp/kw/main-entrance", now=unix_seconds + 5)  # mode "fast" (the key the full tap made)
 
 Command line (prints one JSON object):
 
@@ -41,6 +43,7 @@ READER_HELLO = "b80c0002-1c1f-4153-94cb-d7b58dcaca15"
 PRESENTATION = "b80c0003-1c1f-4153-94cb-d7b58dcaca15"
 RESULT = "b80c0004-1c1f-4153-94cb-d7b58dcaca15"
 LOCK_INFO = "b80c0005-1c1f-4153-94cb-d7b58dcaca15"
+FAST = "b80c0006-1c1f-4153-94cb-d7b58dcaca15"
 CCCD = 0x2902
 ATT_CID = 0x0004
 MTU = 517
@@ -86,9 +89,20 @@ class TapOutcome:
     reason: str | None
     open_ms: int
     lock_id: str
-    lock_time: int
+    lock_time: int | None          # the reader hello's (None for a FAST tap: there is no hello)
     mtu: int
     result_hex: str
+    mode: str = "full"             # "full" or "fast"
+    fast_fallback: str | None = None   # why a phone holding a FAST key ran the full exchange
+
+
+@dataclasses.dataclass
+class FastKey:
+    """What the phone keeps after a granted full tap ("FAST repeat tap", making the key)."""
+    key_id: bytes
+    key: bytes
+    credential_hash: bytes
+    counter: int = 0
 
 
 # --- ATT over a stream socket with L2CAP basic frames ("Bearers and the cross-process loopback link") --
@@ -348,6 +362,7 @@ class SocketPhone:
         self.holder_key = holder_key
         self.site_id = site_id
         self.issuer = issuer_public_key
+        self.fast_keys: dict[str, FastKey] = {}      # lock id → its FAST key
 
     def connect(self, path: str) -> tuple[ATTLink, dict[str, int], int]:
         """Step 1: connect, MTU, discover the lock service, subscribe to Result."""
@@ -364,12 +379,69 @@ class SocketPhone:
         link.write(cccd, struct.pack("<H", 0x0001))
         return link, chars, service[1]
 
-    def tap(self, path: str, now: int, action: int = ACTION_OPEN) -> TapOutcome:
+    def tap(self, path: str, now: int, action: int = ACTION_OPEN, fast: bool = True) -> TapOutcome:
+        """One tap: FAST when the phone holds a key for the lock it reached (and `fast`), else — or when
+        the lock does not take the key — the full exchange, on the same connection."""
         link, chars, _ = self.connect(path)
         try:
-            return self._tap(link, chars, now, action)
+            fallback = None
+            if fast and self.fast_keys:
+                # Which lock is this? Lock Info, key 2 ("Step F1").
+                lock_id = cbor2.loads(link.read_long(chars[LOCK_INFO]))[2]
+                key = self.fast_keys.get(lock_id)
+                if key is None:
+                    fallback = "no_fast_key"
+                elif key.credential_hash != hashlib.sha256(self.credential).digest():
+                    del self.fast_keys[lock_id]
+                    fallback = "credential_changed"
+                else:
+                    try:
+                        return self._fast(link, chars, lock_id, key, now, action)
+                    except ATTError as e:
+                        if e.code not in (0x86, 0x87):
+                            raise
+                        del self.fast_keys[lock_id]          # the lock will not take it again
+                        fallback = "fast_key_unknown" if e.code == 0x86 else "revocation_list_changed"
+            elif fast:
+                fallback = "no_fast_key"
+            outcome = self._tap(link, chars, now, action)
+            outcome.fast_fallback = fallback
+            return outcome
         finally:
             link.close()
+
+    def _fast(self, link: ATTLink, chars: dict[str, int], lock_id: str, key: FastKey, now: int, action: int) -> TapOutcome:
+        # Step F2: the counter is spent before the request leaves.
+        key.counter += 1
+        unsigned = {1: VERSION, 2: key.key_id, 3: key.counter, 4: now, 5: action}
+        mac = hmac.new(key.key, deterministic(unsigned), hashlib.sha256).digest()[:16]
+        request = deterministic({**unsigned, 6: mac})
+        session = HKDF(algorithm=hashes.SHA256(), length=16, salt=b"",
+                       info=b"KeywayFast2 session" + hashlib.sha256(request).digest()).derive(key.key)
+        link.write(chars[FAST], request)
+        # Step F4: the result, MACed under K_s.
+        result, message = self._result(link, chars, session)
+        return TapOutcome(granted=result[2], reason=result.get(3), open_ms=result[4], lock_id=lock_id,
+                          lock_time=None, mtu=link.mtu, result_hex=message.hex(), mode="fast")
+
+    def _result(self, link: ATTLink, chars: dict[str, int], mac_key: bytes) -> tuple[dict, bytes]:
+        """The result (step 5 / F4): fragments reassembled in order, deterministic, MAC checked."""
+        message, index = b"", 0
+        while True:
+            piece = link.notification(chars[RESULT])
+            if piece[0] != index:
+                raise ConnectionError(f"result fragment {piece[0]}, expected {index}")
+            message += piece[2:]
+            index += 1
+            if piece[1] & 1:
+                break
+        result = cbor2.loads(message)
+        if deterministic(result) != message or 5 not in result:
+            raise ConnectionError(f"result not authenticated: {message.hex()}")
+        unsigned = {k: v for k, v in result.items() if k != 5}
+        if not hmac.compare_digest(hmac.new(mac_key, deterministic(unsigned), hashlib.sha256).digest()[:16], result[5]):
+            raise ConnectionError("result MAC does not verify")
+        return result, message
 
     def _tap(self, link: ATTLink, chars: dict[str, int], now: int, action: int) -> TapOutcome:
         # Step 2: phone hello.
@@ -411,7 +483,7 @@ class SocketPhone:
         z = e_p.exchange(ec.ECDH(), e_l)
         th = hashlib.sha256(phone_hello + reader_hello).digest()
         okm = HKDF(algorithm=hashes.SHA256(), length=76, salt=transaction + nonce, info=b"KeywayTap2 keys" + th).derive(z)
-        k_p, n_p, k_r = okm[0:16], okm[16:28], okm[28:44]
+        k_p, n_p, k_r, exporter = okm[0:16], okm[16:28], okm[28:44], okm[44:76]
 
         # Step 4: presentation, fragmented (chunk ≤ 510 bytes; each fragment one ATT write).
         proof = sign_rs(self.holder_key, deterministic(["KeywayTapProof2", th, action]))
@@ -420,23 +492,15 @@ class SocketPhone:
         for fragment in fragments(presentation, 510):
             link.write(chars[PRESENTATION], fragment)
 
-        # Step 5: the result, reassembled from notifications, authenticated by its MAC.
-        message, index = b"", 0
-        while True:
-            piece = link.notification(chars[RESULT])
-            if piece[0] != index:
-                raise ConnectionError(f"result fragment {piece[0]}, expected {index}")
-            message += piece[2:]
-            index += 1
-            if piece[1] & 1:
-                break
-        result = cbor2.loads(message)
-        if deterministic(result) != message or 5 not in result:
-            raise ConnectionError(f"result not authenticated: {message.hex()}")
-        unsigned = {k: v for k, v in result.items() if k != 5}
-        mac = hmac.new(k_r, deterministic(unsigned), hashlib.sha256).digest()[:16]
-        if not hmac.compare_digest(mac, result[5]):
-            raise ConnectionError("result MAC does not verify")
+        # Step 5: the result, reassembled from notifications, authenticated by its MAC under K_r.
+        result, message = self._result(link, chars, k_r)
+        if result[2]:
+            # Granted: the FAST key for the next tap at this lock ("Making the key").
+            credential_hash = hashlib.sha256(self.credential).digest()
+            cti = cbor2.loads(cbor2.loads(self.credential).value[2])[7]
+            binding = deterministic([self.site_id, lock_id, credential_hash])
+            fast = HKDF(algorithm=hashes.SHA256(), length=48, salt=cti, info=b"KeywayFast2 key" + binding).derive(exporter)
+            self.fast_keys[lock_id] = FastKey(key_id=fast[:16], key=fast[16:], credential_hash=credential_hash)
         return TapOutcome(granted=result[2], reason=result.get(3), open_ms=result[4], lock_id=lock_id,
                           lock_time=lock_time, mtu=link.mtu, result_hex=message.hex())
 

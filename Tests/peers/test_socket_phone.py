@@ -73,6 +73,31 @@ def test_a_full_tap_is_granted_and_journaled(served):
     assert srv.ok("GET", "/v1/locks/main-entrance")["state"] == "unlocked"
 
 
+def test_a_fast_repeat_tap_after_the_full_one_and_its_fallback(served):
+    srv, d = served
+    phone, key = phone_for(srv, "u-ada", ["main-entrance"])
+    lock = str(d / "main-entrance")
+    first = phone.tap(lock, now=clock_now(srv))
+    assert first.granted and first.mode == "full" and first.fast_fallback == "no_fast_key", first
+    assert "main-entrance" in phone.fast_keys
+    srv.ok("POST", "/v1/clock/advance", {"seconds": 10})
+    second = phone.tap(lock, now=clock_now(srv))
+    assert second.granted and second.mode == "fast" and second.lock_time is None, second
+    assert phone.fast_keys["main-entrance"].counter == 1
+    events = srv.ok("GET", "/v1/events?lock=main-entrance&type=access.granted")
+    assert [(e["data"]["user"], e["data"]["key_id"]) for e in events] == [("u-ada", key["key_id"])] * 2, events
+
+    # A reset builds fresh locks, which hold no FAST keys: the lock answers 0x86, the phone drops its
+    # key and taps in full on the same connection (still granted: the credential is genuine), then FAST again.
+    srv.ok("POST", "/v1/reset")
+    third = phone.tap(lock, now=clock_now(srv))
+    assert third.granted and third.mode == "full" and third.fast_fallback == "fast_key_unknown", third
+    assert phone.fast_keys["main-entrance"].counter == 0, "a new key from the new full exchange"
+    fourth = phone.tap(lock, now=clock_now(srv) + 1)
+    assert fourth.granted and fourth.mode == "fast", fourth
+    assert len(srv.ok("GET", "/v1/events?lock=main-entrance&type=access.granted")) == 2   # since the reset
+
+
 def test_a_denial_comes_back_authenticated_and_journaled(served):
     srv, d = served
     # A key that ended an hour before the emulator's clock: the lock judges it `expired` (§5 step 7),
