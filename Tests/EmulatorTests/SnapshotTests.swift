@@ -133,6 +133,8 @@ final class SnapshotTests: XCTestCase {
         json["siteID"] = "another-site"
         try JSONSerialization.data(withJSONObject: json).write(to: file)
         await emu.simulatedClock!.advance(by: 60)
+        // The IQ sync that advance ran hands its collected records to the journal asynchronously.
+        await emu.bridge.flush()
         let clock = emu.clock.now()
         let position = try await emu.journal.lastPosition()
         r = await code { _ = try await emu.restoreSnapshot(id: "s1") }
