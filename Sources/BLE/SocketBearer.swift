@@ -302,15 +302,14 @@ public final class SocketBearer: ATTBearer, CustomStringConvertible, SocketEvent
 
     private enum ReadOutcome { case wouldBlock, endOfFile, failed(String) }
 
-    /// The loop thread's read buffer, shared by every bearer (one reader at a time).
-    nonisolated(unsafe) private static var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
 
     /// Reads until the socket would block (or the budget is spent), delivering every complete PDU.
     private func readAvailable() -> ReadOutcome {
         var budget = Self.readBudget
         while budget > 0 {
             if state.withLock({ $0.closeRequested || !$0.fdOpen }) { return .wouldBlock }
-            let n = Self.readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let buffer = loop.readBuffer
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
@@ -323,11 +322,11 @@ public final class SocketBearer: ATTBearer, CustomStringConvertible, SocketEvent
                 guard n <= linkMTU else {
                     return .failed("received a \(n)-byte packet; the link MTU is \(linkMTU)")
                 }
-                inbox.deliver(.pdu(Array(Self.readBuffer[0..<n])))
+                inbox.deliver(.pdu(Array(buffer[0..<n])))
             case .l2capFramedStream:
                 // Frames are cut under the decoder's lock and delivered after it (the receiver may run long).
                 let (payloads, failure): ([[UInt8]], String?) = decoder.withLock { d in
-                    d.append(Self.readBuffer[0..<n])
+                    d.append(buffer[0..<n])
                     var out: [[UInt8]] = []
                     do throws(L2CAPFramingError) {
                         while let frame = try d.nextFrame() {

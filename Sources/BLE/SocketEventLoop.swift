@@ -29,6 +29,8 @@ final class SocketEventLoop: Sendable {
         }
     }()
 
+    /// The read buffer of the loop's handlers: only touched on the loop thread, one handler at a time.
+    nonisolated(unsafe) let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
     private let epfd: Int32
     private let wakeFD: Int32
     private struct State {

@@ -23,11 +23,15 @@ final class PhoneSocketFloodTests: XCTestCase {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("kw-ps-\(UUID().uuidString.prefix(8))")
         // Unix socket paths are short: the sockets get a directory of their own under /tmp.
         sockets = "/tmp/kw-fl-\(UUID().uuidString.prefix(8))"
+        emu = try await Emulator.start(options())
+    }
+
+    private func options() -> EmulatorOptions {
         var o = EmulatorOptions(sitePath: Self.root.appendingPathComponent("Fixtures/sites/coworking.yaml").path)
         o.dataDir = dir.path
         o.clock = .simulated
         o.clockStart = Date(timeIntervalSince1970: 1_795_420_800) // 2026-11-23T08:00:00Z (Monday)
-        emu = try await Emulator.start(o)
+        return o
     }
 
     override func tearDown() async throws {
@@ -162,6 +166,28 @@ final class PhoneSocketFloodTests: XCTestCase {
         _ = try await emu.advanceClock(.init(seconds: 30))
         XCTAssertNil(exchangeMTU(chatty))
         XCTAssertEqual(radio.timedOutConnections, 2)
+    }
+
+    /// With `--capture`, a socket phone's link is in the btsnoop file like the loopback's: its phone
+    /// hello write and the lock's result notification, framed as ACL data on one connection.
+    func testSocketLinksLandInTheCapture() async throws {
+        await emu.shutdown()
+        var o = options()
+        let capture = dir.appendingPathComponent("socket.btsnoop").path
+        o.capturePath = capture
+        emu = try await Emulator.start(o)
+        let radio = try startRadio(cap: 8)
+        defer { radio.close() }
+        let phone = try await genuinePhone("u-ada", "main-entrance")
+        let (outcome, client, _) = try await tap(phone, at: "main-entrance")
+        client.close()
+        XCTAssertEqual(outcome.result.granted, true)
+        let pdus = try BTSnoopReader(path: capture).attPDUs()
+        let helloWrite = pdus.first { $0.pdu.first == 0x12 && Array($0.pdu[1...2]) == [0x0C, 0x00] }
+        XCTAssertEqual(helloWrite?.direction, .received, "the phone hello, as the lock received it")
+        XCTAssertEqual(helloWrite?.pdu.count, 3 + 89)
+        XCTAssertTrue(pdus.contains { $0.pdu.first == 0x1B && $0.direction == .sent }, "the result notification")
+        XCTAssertEqual(Set(pdus.map(\.connectionHandle)).count, 1)
     }
 
     // MARK: Helpers
