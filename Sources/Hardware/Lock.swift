@@ -375,6 +375,14 @@ public actor Lock {
             return deny(Reason(denial), method: .mobile, action: action ?? .open,
                         userID: credential?.userID, keyID: credential.map { Hex.encode($0.keyID) })
         case let .accepted(credential, action):
+            // A signed key carries its own rights (schedule, locks, validity) and is judged the same with or
+            // without an IQ; the directory's block and the platform's lockdown still reach it through the list.
+            if accessList.blockedUsers.contains(credential.userID) {
+                return deny(.userBlocked, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
+            }
+            if lockedDown && !accessList.lockdownOverrideUsers.contains(credential.userID) {
+                return deny(.lockedDown, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
+            }
             // The tap protocol judged the credential at the lock's time; if that clock was set back
             // since the last decision, judge it again at the later time (nonces keep the lock's time).
             let now = lockTime()
@@ -393,18 +401,10 @@ public actor Lock {
     }
 
     /// Presents `certificate` in reader hellos from now on; device key, verifier and replay guard stay.
-    public func replaceCertificate(_ certificate: [UInt8]) throws {
-        guard let old = tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
-            // A signed key carries its own rights (schedule, locks, validity) and is judged the same with or
-            // without an IQ; the directory's block and the platform's lockdown still reach it through the list.
-            if accessList.blockedUsers.contains(credential.userID) {
-                return deny(.userBlocked, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
-            }
-            if lockedDown && !accessList.lockdownOverrideUsers.contains(credential.userID) {
     /// The FAST keys go: they were made under the old certificate, and a phone must see the new one
     /// (and may refuse it) on a full exchange before it taps FAST again.
-                return deny(.lockedDown, method: .mobile, action: action, userID: credential.userID, keyID: Hex.encode(credential.keyID))
-            }
+    public func replaceCertificate(_ certificate: [UInt8]) throws {
+        guard let old = tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
         tapIdentity = TapLockIdentity(lockID: old.lockID, deviceKey: old.deviceKey, certificate: certificate,
                                       verifier: old.verifier, replayGuard: old.replayGuard)
     }
@@ -415,6 +415,9 @@ public actor Lock {
     @discardableResult
     public func remote(_ action: TapAction = .open, userID: String?, via iqID: String) throws -> Decision {
         try checkPowered()
+        if lockedDown && !(userID.map(accessList.lockdownOverrideUsers.contains) ?? false) {
+            return deny(.lockedDown, method: .remote, action: action, userID: userID, keyID: nil, iqID: iqID)
+        }
         // The platform authorised it; office-mode rights are the platform's to check.
         return perform(action, officeRight: true, method: .remote, userID: userID, keyID: nil, iqID: iqID)
     }
@@ -437,9 +440,6 @@ public actor Lock {
 
     private func perform(_ action: TapAction, officeRight: Bool, method: AccessMethod, userID: String?,
                          keyID: String?, iqID: String? = nil, forceUnlock: Bool = false) -> Decision {
-        if lockedDown && !(userID.map(accessList.lockdownOverrideUsers.contains) ?? false) {
-            return deny(.lockedDown, method: .remote, action: action, userID: userID, keyID: nil, iqID: iqID)
-        }
         let now = lockTime()
         decisionFloor = validityTime(now)
         let officeModeEnabled = config.accessType == .grantOfficeMode
@@ -713,6 +713,19 @@ public actor Lock {
         }
     }
 
+    /// A lock that starts (or is commissioned) on a weak battery says so once, as it would at its first
+    /// self-check; the flag is kept in flash, so a restart does not repeat it.
+    private func reportLowBattery() {
+        guard let level = batteryLevel, level > 0, !batteryLowReported else { return }
+        let threshold = config.battery?.lowThreshold ?? 20
+        guard level < threshold else { return }
+        batteryLowReported = true
+        log(.batteryLow, at: lockTime()) {
+            $0.batteryLevel = level
+            $0.detail = "battery at \(level) %, below the \(threshold) % threshold"
+        }
+    }
+
     // MARK: - Configuration changes
 
     /// Changes the open time (1…240 s); applies from the next grant.
@@ -794,28 +807,6 @@ public actor Lock {
         }
     }
 
-    /// Accepts a newer access list pushed by an IQ; an older or equal version is ignored.
-    /// Returns whether the list was installed.
-    @discardableResult
-    public func installAccessList(_ list: AccessList, via iqID: String) throws -> Bool {
-        try checkPowered()
-        guard list.version > accessList.version else { return false }
-        let old = accessList.version
-        accessList = list
-        log(.accessListUpdated, at: lockTime(), extra: [LockMemory.accessListPart: LockMemory.encode(list)]) {
-            $0.iqID = iqID
-            $0.accessListVersion = list.version
-            $0.detail = "access list \(old) → \(list.version): \(list.entries.count) users, \(list.tagCount) tags, \(list.pinCount) PINs"
-        }
-        return true
-    }
-
-    /// Accepts a signed revocation list pushed by an IQ if it is genuine (site issuer), for this site
-    /// and strictly newer; otherwise keeps the list it has. Returns the version held afterwards.
-    @discardableResult
-    public func installRevocationList(signed bytes: [UInt8], via iqID: String) throws -> UInt64 {
-        try checkPowered()
-        guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
     public var isLockedDown: Bool { lockedDown }
     /// Users on the offline list of the access list the lock holds.
     public var offlineListCount: Int { accessList.offlineListCount }
@@ -841,6 +832,28 @@ public actor Lock {
         return true
     }
 
+    /// Accepts a newer access list pushed by an IQ; an older or equal version is ignored.
+    /// Returns whether the list was installed.
+    @discardableResult
+    public func installAccessList(_ list: AccessList, via iqID: String) throws -> Bool {
+        try checkPowered()
+        guard list.version > accessList.version else { return false }
+        let old = accessList.version
+        accessList = list
+        log(.accessListUpdated, at: lockTime(), extra: [LockMemory.accessListPart: LockMemory.encode(list)]) {
+            $0.iqID = iqID
+            $0.accessListVersion = list.version
+            $0.detail = "access list \(old) → \(list.version): \(list.entries.count) users, \(list.tagCount) tags, \(list.pinCount) PINs"
+        }
+        return true
+    }
+
+    /// Accepts a signed revocation list pushed by an IQ if it is genuine (site issuer), for this site
+    /// and strictly newer; otherwise keeps the list it has. Returns the version held afterwards.
+    @discardableResult
+    public func installRevocationList(signed bytes: [UInt8], via iqID: String) throws -> UInt64 {
+        try checkPowered()
+        guard let tapIdentity else { throw HardwareError.mobileKeysNotProvisioned(lockID: id) }
         let old = revocations.version
         do {
             revocations = try revocations.accepting(bytes, issuers: tapIdentity.verifier.issuers)
@@ -910,6 +923,7 @@ extension Lock {
     /// the restored command and drives the door controller's relay to match. An open window that ended
     /// while the emulator was down relocks at once.
     public func resume() {
+        reportLowBattery()
         setCommand(command)
         if case .unlocked(let until) = command, until <= clock.now() {
             relockDue(until)

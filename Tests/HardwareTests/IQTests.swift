@@ -58,6 +58,17 @@ final class IQTests: XCTestCase {
         XCTAssertFalse(out.contains("storage-basement"))
     }
 
+    func testALockCommissionedOnAWeakBatteryReportsItOnceAtStart() async throws {
+        let valencia = site.lock("room-valencia")!   // 18 %, threshold 20
+        await valencia.resume()
+        let low = log.last("room-valencia", .batteryLow)
+        XCTAssertEqual(low?.batteryLevel, 18)
+        await valencia.resume()
+        XCTAssertEqual(log.kinds("room-valencia").filter { $0 == .batteryLow }.count, 1, "once, not at every start")
+        await site.lock("room-dolores")!.resume()   // 64 %
+        XCTAssertNil(log.last("room-dolores", .batteryLow))
+    }
+
     func testMovingTheLockIntoReachWorksToo() async throws {
         let storage = site.lock("storage-basement")!
         try await storage.presentTag(margaret)

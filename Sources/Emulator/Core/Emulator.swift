@@ -219,6 +219,8 @@ public final class Emulator: Sendable {
         try await bridge.load(restoringState: false)
         let fresh = Emulator.buildSite(config: config, clock: clock, keys: keys, bridge: bridge, store: store, logger: logger)
         for lock in fresh.locks { await lock.persist() }
+        // As at start: a lock commissioned on a weak battery reports it.
+        for lock in fresh.locks { await lock.resume() }
         let newRadio = try LoopbackRadio(site: fresh, capturePath: options.capturePath, clock: clock)
         let oldRadio = state.withLock { s -> LoopbackRadio in
             let r = s.radio
