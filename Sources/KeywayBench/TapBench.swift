@@ -104,3 +104,59 @@ func benchATTRead(_ report: BenchReport) async throws {
                baselineWhat: "a bare async task hop, median us")
     print(String(format: "  (5000 ATT reads took %.1f ms in all; 1000 reads ≈ %.1f ms)", total * 1000, total * 200))
 }
+
+/// fast_tap_p50_us: FAST repeat taps (docs/PROTOCOL.md, "FAST repeat tap") by the built-in phone over
+/// the in-process loopback — GATT, the lock's FAST path and state machine, the journal — after one
+/// full exchange made the key; next to the same symmetric crypto timed alone in the same run.
+func benchFastTap(_ report: BenchReport) async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kw-bench-fast-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    var o = EmulatorOptions(sitePath: "Fixtures/sites/coworking.yaml")
+    o.dataDir = dir.path
+    o.clock = .simulated
+    let emu = try await Emulator.start(o)
+    let keyID = try await emu.issueKey(.init(user: "u-ada", locks: ["main-entrance"])).keyId
+    let first = try await emu.tapWithKeyReport(keyID, lock: "main-entrance")
+    guard first.mode == .full, first.decision.granted else { throw BenchError("the first tap was not a granted full exchange") }
+
+    func oneTap() async throws -> Bool {
+        let r = try await emu.tapWithKeyReport(keyID, lock: "main-entrance")
+        return r.mode == .fast && r.decision.granted
+    }
+    for _ in 0..<50 { _ = try await oneTap() } // warm-up
+    var samples: [Double] = []
+    var fast = 0
+    for _ in 0..<1000 {
+        let t0 = now()
+        if try await oneTap() { fast += 1 }
+        samples.append((now() - t0) * 1e6)
+    }
+    await emu.shutdown()
+    guard fast == 1000 else { throw BenchError("only \(fast) of 1000 repeat taps were granted FAST") }
+    samples.sort()
+
+    // The symmetric crypto of one FAST tap, alone: the phone MACs its request and derives K_s; the
+    // lock checks the MAC, derives K_s and MACs the result; the phone checks the result's MAC.
+    let key = TapFastKey(keyID: Array(repeating: 1, count: TapFast.keyIDSize), key: Array(repeating: 2, count: TapFast.keySize))
+    let result = TapResultMessage(granted: true, reason: nil, openMilliseconds: 5000)
+    var crypto: [Double] = []
+    var counter: UInt64 = 0
+    for _ in 0..<5000 {
+        counter += 1
+        let t0 = now()
+        var request = FastRequest(keyID: key.keyID, counter: counter, phoneTime: 1_767_607_200, action: .open)
+        request.mac = try key.requestMAC(request.macInput)
+        let bytes = request.encoded()
+        let phoneSession = try key.sessionKey(request: bytes)
+        let received = try FastRequest(decoding: bytes)
+        guard constantTimeEqual(try key.requestMAC(received.macInput), received.mac) else { throw BenchError("MAC") }
+        let lockSession = try key.sessionKey(request: bytes)
+        let mac = try TapResultMessage.mac(result, key: lockSession)
+        guard constantTimeEqual(mac, try TapResultMessage.mac(result, key: phoneSession)) else { throw BenchError("result MAC") }
+        crypto.append((now() - t0) * 1e6)
+    }
+    crypto.sort()
+    report.add("fast_tap_p50_us", percentile(samples, 0.5), unit: "us", target: "<= 100", baseline: percentile(crypto, 0.5),
+               baselineWhat: "the FAST tap's symmetric crypto alone (with request encode/decode), p50 us")
+    print(String(format: "  (FAST tap p99 %.1f us; its crypto alone p99 %.1f us)", percentile(samples, 0.99), percentile(crypto, 0.99)))
+}

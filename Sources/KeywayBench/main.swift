@@ -8,6 +8,7 @@ func wanted(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
 
 if wanted("verify") { await runSection("verify") { try await benchVerify(report) } }
 if wanted("tap") { await runSection("tap") { try await benchTap(report) } }
+if wanted("fast") { await runSection("fast") { try await benchFastTap(report) } }
 if wanted("journal") { await runSection("journal") { try await benchJournal(report) } }
 if wanted("site") { await runSection("site") { try await benchSite(report) } }
 if wanted("api") { await runSection("api") { try await benchAPI(report) } }
