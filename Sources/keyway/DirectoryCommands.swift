@@ -135,7 +135,7 @@ struct UsersCLI: AsyncParsableCommand {
 struct GroupsCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "groups", abstract: "The directory's access groups: list, show, create, update.",
-        subcommands: [List.self, Show.self, Create.self, Update.self])
+        subcommands: [List.self, Show.self, Create.self, Update.self, Members.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every access group: locks, weekly schedule, office-mode right.")
@@ -203,6 +203,141 @@ struct GroupsCLI: AsyncParsableCommand {
                                                          schedule: schedule.isEmpty ? nil : schedule, officeMode: officeMode)
             let group = try await api.call("PUT /v1/groups/\(percentPath(id))") { try await $0.updateGroup(path: .init(id: id), body: .json(request)) }
             try output.show(group, id: id)
+        }
+    }
+}
+
+// MARK: - keyway groups members (bookings)
+
+extension GroupsCLI {
+    struct Members: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A group's time-limited memberships (bookings): list, add, show, remove.",
+            subcommands: [List.self, Add.self, Show.self, Remove.self])
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "The group's memberships, in the order they were made.")
+            @Argument(help: "Group id.") var group: String
+            @OptionGroup var output: DirectoryOutput
+            @OptionGroup var serverOptions: ServerOptions
+
+            func run() async throws {
+                let api = try serverOptions.connect()
+                let all = try await api.call("GET /v1/groups/\(percentPath(group))/members") { try await $0.listMemberships(path: .init(id: group)) }
+                if output.json { try printJSON(all); return }
+                for m in all { print("\(m.id): \(try describeFields(m))") }
+            }
+        }
+
+        struct Add: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Book a user into the group from --from to --until, with grace before and after (every fob and PIN of the user).")
+            @Argument(help: "Group id, e.g. room-dolores-bookers.") var group: String
+            @Argument(help: "User id.") var user: String
+            @Option(help: "Booking start, RFC 3339.") var from: String
+            @Option(help: "Booking end, RFC 3339 (after --from).") var until: String
+            @Option(help: "Grace in seconds on both sides (Kisi and Proximity: 900, Spacebring: 1800).") var grace: Int?
+            @Option(help: "Grace before the start, seconds (default --grace, else 0).") var graceBefore: Int?
+            @Option(help: "Grace after the end, seconds (default --grace, else 0).") var graceAfter: Int?
+            @OptionGroup var output: DirectoryOutput
+            @OptionGroup var serverOptions: ServerOptions
+
+            func validate() throws {
+                _ = try parseISO8601(from, option: "--from")
+                _ = try parseISO8601(until, option: "--until")
+                for (name, value) in [("--grace", grace), ("--grace-before", graceBefore), ("--grace-after", graceAfter)] {
+                    if let value, !(0...86_400).contains(value) { throw ValidationError("\(name): 0 to 86400 seconds") }
+                }
+            }
+
+            func run() async throws {
+                let api = try serverOptions.connect()
+                let request = Components.Schemas.MembershipRequest(user: user, notBefore: from, notAfter: until,
+                                                                   graceBeforeS: graceBefore ?? grace, graceAfterS: graceAfter ?? grace)
+                let m = try await api.call("POST /v1/groups/\(percentPath(group))/members") {
+                    try await $0.createMembership(path: .init(id: group), body: .json(request))
+                }
+                try output.show(m, id: m.id)
+            }
+        }
+
+        struct Show: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "One membership.")
+            @Argument(help: "Group id.") var group: String
+            @Argument(help: "Membership id (from `add` or `list`).") var membership: String
+            @OptionGroup var output: DirectoryOutput
+            @OptionGroup var serverOptions: ServerOptions
+
+            func run() async throws {
+                let api = try serverOptions.connect()
+                let m = try await api.call("GET /v1/groups/\(percentPath(group))/members/\(percentPath(membership))") {
+                    try await $0.getMembership(path: .init(id: group, membership: membership))
+                }
+                try output.show(m, id: membership)
+            }
+        }
+
+        struct Remove: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Cancel a membership: locks refuse it from their IQ's next sync, and not before.")
+            @Argument(help: "Group id.") var group: String
+            @Argument(help: "Membership id.") var membership: String
+            @OptionGroup var output: DirectoryOutput
+            @OptionGroup var serverOptions: ServerOptions
+
+            func run() async throws {
+                let api = try serverOptions.connect()
+                let change = try await api.call("DELETE /v1/groups/\(percentPath(group))/members/\(percentPath(membership))") {
+                    try await $0.deleteMembership(path: .init(id: group, membership: membership))
+                }
+                try output.show(change, id: membership)
+            }
+        }
+    }
+}
+
+extension Operations.ListMemberships.Output: APIOutput {
+    var outcome: APIOutcome<[Components.Schemas.Membership]> {
+        switch self {
+        case .ok(let r): switch r.body { case .json(let a): .ok(a) }
+        case .unauthorized(let e): .failed(e)
+        case .notFound(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
+        }
+    }
+}
+
+extension Operations.CreateMembership.Output: APIOutput {
+    var outcome: APIOutcome<Components.Schemas.Membership> {
+        switch self {
+        case .created(let r): switch r.body { case .json(let a): .ok(a) }
+        case .badRequest(let e): .failed(e)
+        case .unauthorized(let e): .failed(e)
+        case .notFound(let e): .failed(e)
+        case .conflict(let e): .failed(e)
+        case .contentTooLarge(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
+        }
+    }
+}
+
+extension Operations.GetMembership.Output: APIOutput {
+    var outcome: APIOutcome<Components.Schemas.Membership> {
+        switch self {
+        case .ok(let r): switch r.body { case .json(let a): .ok(a) }
+        case .unauthorized(let e): .failed(e)
+        case .notFound(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
+        }
+    }
+}
+
+extension Operations.DeleteMembership.Output: APIOutput {
+    var outcome: APIOutcome<Components.Schemas.DirectoryChange> {
+        switch self {
+        case .ok(let r): switch r.body { case .json(let a): .ok(a) }
+        case .unauthorized(let e): .failed(e)
+        case .notFound(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
         }
     }
 }

@@ -33,4 +33,15 @@ final class QACommandParsingTests: XCTestCase {
         XCTAssertEqual(commaList("members, day-pass,,"), ["members", "day-pass"])
         XCTAssertEqual(commaList(""), [])
     }
+
+    func testMembersAddTakesOneGraceForBothSidesOrEachSide() throws {
+        let both = try GroupsCLI.Members.Add.parse(["bookers", "u-kim", "--from", "2026-11-23T18:00:00Z", "--until", "2026-11-23T19:00:00Z",
+                                                    "--grace", "900"])
+        XCTAssertEqual(both.grace, 900)
+        XCTAssertNil(both.graceBefore)
+        XCTAssertThrowsError(try GroupsCLI.Members.Add.parse(["bookers", "u-kim", "--from", "today", "--until", "2026-11-23T19:00:00Z"]))
+        XCTAssertThrowsError(try GroupsCLI.Members.Add.parse(["bookers", "u-kim", "--from", "2026-11-23T18:00:00Z",
+                                                              "--until", "2026-11-23T19:00:00Z", "--grace-after", "90000"]))
+        XCTAssertThrowsError(try GroupsCLI.Members.Add.parse(["bookers", "u-kim", "--until", "2026-11-23T19:00:00Z"]), "--from is required")
+    }
 }

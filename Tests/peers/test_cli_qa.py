@@ -230,3 +230,38 @@ def test_pins_set_reads_stdin_and_never_prints_the_pin(srv):
     r = run(srv, "pins", "clear", "u-kim", check_exit=0)
     assert "pin_set=false" in r.stdout, r.stdout
     assert srv.ok("GET", "/v1/users/u-kim")["pin_set"] is False
+
+
+def test_groups_members_add_list_show_remove(srv):
+    """A booking from the command line: u-kim's fob opens room-dolores from 15 min before to 15 min after
+    the booking once the IQ has synced it, and no longer once a cancellation has been synced."""
+    srv.ok("POST", "/v1/groups", {"id": "dolores-bookers", "locks": ["room-dolores"]}, status=201)
+    srv.ok("POST", "/v1/users", {"id": "u-kim", "tags": ["04:AA:BB:CC"]}, status=201)
+    # The suite's clock starts at 2026-11-23T17:00:00Z; the booking is 18:00-19:00 with ±15 min.
+    r = run(srv, "groups", "members", "add", "dolores-bookers", "u-kim", "--from", "2026-11-23T18:00:00Z",
+            "--until", "2026-11-23T19:00:00Z", "--grace", "900", "--json", check_exit=0)
+    m = json.loads(r.stdout)
+    assert (m["user"], m["group"], m["grace_before_s"], m["grace_after_s"]) == ("u-kim", "dolores-bookers", 900, 900), m
+    assert m["opens"].startswith("2026-11-23T17:45:00") and m["closes"].startswith("2026-11-23T19:15:00"), m
+    r = run(srv, "groups", "members", "list", "dolores-bookers", check_exit=0)
+    assert r.stdout.startswith(m["id"] + ": ") and "user=u-kim" in r.stdout, r.stdout
+    r = run(srv, "groups", "members", "show", "dolores-bookers", m["id"], "--json", check_exit=0)
+    assert json.loads(r.stdout) == m
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    fob = {"lock": "room-dolores", "tag": "04:AA:BB:CC"}
+    assert srv.ok("POST", "/v1/taps", fob)["result"] == "denied", "17:00 is before the grace window"
+    run(srv, "clock", "--set", "2026-11-23T17:45:00Z", check_exit=0)
+    assert srv.ok("POST", "/v1/taps", fob)["result"] == "granted"
+    r = run(srv, "groups", "members", "remove", "dolores-bookers", m["id"], "--json", check_exit=0)
+    assert json.loads(r.stdout)["deleted"] is True
+    assert srv.ok("POST", "/v1/taps", fob)["result"] == "granted", "cancelled, not yet synced"
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    assert srv.ok("POST", "/v1/taps", fob)["result"] == "denied"
+    r = run(srv, "groups", "members", "show", "dolores-bookers", m["id"], check_exit=1)
+    assert "HTTP 404" in r.stderr, r.stderr
+    run(srv, "groups", "members", "add", "dolores-bookers", "u-kim", "--from", "soon", "--until", "2026-11-23T19:00:00Z", check_exit=2)
+    run(srv, "groups", "members", "add", "dolores-bookers", "u-kim", "--from", "2026-11-23T18:00:00Z",
+        "--until", "2026-11-23T19:00:00Z", "--grace", "-5", check_exit=2)
+    r = run(srv, "groups", "members", "add", "dolores-bookers", "u-kim", "--from", "2026-11-23T19:00:00Z",
+            "--until", "2026-11-23T18:00:00Z", check_exit=1)
+    assert "HTTP 400" in r.stderr and "not_after" in r.stderr, r.stderr
