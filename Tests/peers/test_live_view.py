@@ -449,3 +449,50 @@ def test_pending_access_list_versions_show_until_each_iq_syncs(start_keyway, bro
     page.until(lambda: page.attr("#list-status", "data-behind") == str(behind), "header counts the locks behind")
     assert page.find("#lock-main-entrance .list").text == f"v{newest}"
     page.screenshot("08-access-lists-after-lobby-sync")
+
+
+def test_lockdown_from_the_page_shows_on_the_map(start_keyway, browser):
+    """The page's lockdown control (POST /v1/lockdown): locks an online IQ links hold it at once and turn
+    red with LOCKDOWN; a lock whose IQ is offline shows LOCKDOWN… until the IQ is back; a tap is
+    refused with locked_down; lifting it for the chosen lock, then everywhere, clears the map."""
+    srv = start_keyway()
+    srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance", "room-valencia"]}, status=201)
+    srv.ok("POST", "/v1/iqs/iq-lounge/online", {"online": False})
+    page = Page(browser)
+    page.open(srv.url("/"))
+    page.live()
+    assert page.attr("#lockdown-status", "data-active") == "false"
+    assert page.attr(page.lock("main-entrance"), "data-lockdown") == "false"
+
+    page.click("#lockdown-all")
+    page.until(lambda: page.attr(page.lock("main-entrance"), "data-lockdown") == "true", "main-entrance in lockdown")
+    assert page.find(page.lock("main-entrance") + " .lockdown-text").text == "LOCKDOWN"
+    fill = browser.execute_script("return getComputedStyle(document.querySelector('#map-lock-main-entrance .glyph')).fill")
+    assert fill == "rgb(185, 28, 28)", fill
+    locks = {l["id"]: l for l in srv.ok("GET", "/v1/locks")}
+    for lid, l in locks.items():
+        want = "true" if l["locked_down"] else "pending_on"
+        assert l["lockdown_wanted"] is True, l
+        page.until(lambda: page.attr(page.lock(lid), "data-lockdown") == want, f"{lid}: {want}")
+    assert page.attr(page.lock("room-valencia"), "data-lockdown") == "pending_on", "iq-lounge is offline"
+    assert page.find(page.lock("room-valencia") + " .lockdown-text").text == "LOCKDOWN…"
+    assert "pending (no online IQ)" in page.find("#lockdown-result").text and "room-valencia" in page.find("#lockdown-result").text
+    held = sum(1 for l in locks.values() if l["locked_down"])
+    page.until(lambda: page.attr("#lockdown-status", "data-count") == str(held), "header counts locks in lockdown")
+    assert page.attr("#lockdown-status", "data-active") == "true"
+    assert "LOCKDOWN" in page.find("#lock-main-entrance .state").text
+    result, text = page.tap_as_user("main-entrance", "u-ada")
+    assert result == "denied" and "locked_down" in text, text
+    page.screenshot("09-lockdown")
+
+    srv.ok("POST", "/v1/iqs/iq-lounge/online", {"online": True})   # the lounge's locks get it at the sync that follows
+    page.until(lambda: page.attr(page.lock("room-valencia"), "data-lockdown") == "true", "room-valencia in lockdown")
+
+    page.select("#tap-lock", "main-entrance")
+    page.click("#lockdown-lift-lock")
+    page.until(lambda: page.attr(page.lock("main-entrance"), "data-lockdown") == "false", "lifted at main-entrance")
+    assert page.attr(page.lock("room-valencia"), "data-lockdown") == "true", "only the chosen lock"
+    assert srv.ok("GET", "/v1/locks/main-entrance")["locked_down"] is False
+    page.click("#lockdown-lift-all")
+    page.until(lambda: page.attr("#lockdown-status", "data-active") == "false", "no lockdown")
+    assert page.attr(page.lock("room-valencia"), "data-lockdown") == "false"

@@ -11,7 +11,9 @@ import Foundation
 ///   newest (held vN, newest vM: it gets it at its IQ's next sync) marked in orange with both versions.
 ///   The table of locks stays as a second view.
 /// - Controls for taps (phone key as a user, tag, PIN), IQs (online, position, sync), controllers
-///   (power, door sensor, exit button) and the simulated clock.
+///   (power, door sensor, exit button), the platform's lockdown (every lock or the chosen one, through
+///   `POST /v1/lockdown`) and the simulated clock. A lock in lockdown is drawn red with "LOCKDOWN"; one
+///   the platform wants in (or out of) lockdown that no IQ has told yet says "LOCKDOWN…" ("LIFT…").
 /// - An event feed (time, device, user, method, result, reason, stage) with filters; a click on an
 ///   event highlights its device on the map.
 /// - With `--api-token`, a login form: `POST /v1/login` sets an HttpOnly, SameSite=Strict cookie, so
@@ -78,6 +80,11 @@ public enum LiveView {
   .lock[data-reach="offline"] .reach-mark { stroke: #b35c00; }
   .lock[data-reach="in"] .reach-mark, .lock[data-reach="in"] .reach-text { display: none; }
   .reach-text { font-size: 11px; font-weight: bold; fill: #d00; }
+  .lock[data-lockdown="true"] .glyph { fill: #b91c1c; }
+  .lockdown-text { font-size: 10.5px; font-weight: bold; fill: #b91c1c; }
+  .lock[data-lockdown="pending_on"] .lockdown-text, .lock[data-lockdown="pending_off"] .lockdown-text { fill: #9a3412; font-style: italic; }
+  #lockdown-status[data-active="true"] { color: #b91c1c; }
+  td.state[data-lockdown="true"] { color: #b91c1c; font-weight: bold; }
   .list-text { font-size: 10px; font-weight: bold; fill: #c2410c; }
   .list-badge { fill: #f97316; stroke: #7c2d12; stroke-width: 1; }
   .lock[data-list="current"] .list-badge, .lock[data-list="current"] .list-text { display: none; }
@@ -129,6 +136,7 @@ public enum LiveView {
   <span>Stream: <b id="status" data-status="connecting">connecting</b></span>
   <span>Last tap: <b id="last-result" class="result">—</b></span>
   <span>Access list: <b id="list-status" data-behind="0">…</b></span>
+  <span>Lockdown: <b id="lockdown-status" data-active="false" data-count="0" data-pending="0">…</b></span>
 </header>
 <p id="error" class="alarm" role="alert" hidden></p>
 
@@ -167,6 +175,14 @@ public enum LiveView {
         <button id="clock-advance" type="button">Advance</button></div>
       <div class="row"><label>Set <input id="clock-set-time" size="22" placeholder="2026-11-23T17:00:00Z"></label>
         <button id="clock-set" type="button">Set</button></div>
+    </section>
+    <section id="lockdown-panel">
+      <h3>Lockdown</h3>
+      <div class="row"><button id="lockdown-all" type="button">Lock down every lock</button>
+        <button id="lockdown-lift-all" type="button">Lift everywhere</button></div>
+      <div class="row"><button id="lockdown-lock" type="button">Lock down the chosen lock</button>
+        <button id="lockdown-lift-lock" type="button">Lift it</button></div>
+      <div id="lockdown-result"></div>
     </section>
     <section id="iq-panel"><h3>IQs</h3><div id="iq-list"></div></section>
     <section id="controller-panel"><h3>Door controllers</h3><div id="controller-list"></div></section>
@@ -339,7 +355,8 @@ function buildLock(l) {
   const reachText = el("text", { class: "reach-text", x: 0, y: 50, "text-anchor": "middle" }, g);
   const listBadge = el("circle", { class: "list-badge", cx: -12, cy: -12, r: 4.5 }, g);
   const listText = el("text", { class: "list-text", x: 0, y: 61, "text-anchor": "middle" }, g);
-  const parts = { g, glyph, led, label, battery, mark, reachText, listBadge, listText };
+  const lockdownText = el("text", { class: "lockdown-text", x: 0, y: -20, "text-anchor": "middle" }, g);
+  const parts = { g, glyph, led, label, battery, mark, reachText, listBadge, listText, lockdownText };
   mapLocks.set(l.id, parts);
   g.addEventListener("click", () => { $("tap-lock").value = l.id; selectLock(l.id); highlight("lock", l.id); });
 }
@@ -368,6 +385,16 @@ function renderLock(l) {
   p.g.dataset.listHeld = String(l.access_list_version);
   p.g.dataset.listNewest = String(l.access_list_newest);
   p.listText.textContent = behind ? "list v" + l.access_list_version + "→v" + l.access_list_newest : "";
+  const ld = lockdownOf(l);
+  p.g.dataset.lockdown = ld;
+  p.lockdownText.textContent = { "true": "LOCKDOWN", pending_on: "LOCKDOWN…", pending_off: "LIFT…", "false": "" }[ld];
+}
+
+// The lock's lockdown as it holds it, or the platform's wish that no online IQ has delivered yet.
+function lockdownOf(l) {
+  if (l.locked_down === undefined) return "false";
+  if (l.lockdown_wanted !== undefined && l.lockdown_wanted !== l.locked_down) return l.lockdown_wanted ? "pending_on" : "pending_off";
+  return String(!!l.locked_down);
 }
 
 function buildDoor(c) {
@@ -556,8 +583,10 @@ function rowFor(lock) {
 function renderRow(l, c) {
   const row = rowFor(l);
   row.name.textContent = l.name + " (" + l.id + ")";
-  row.state.textContent = l.state;
+  const ld = lockdownOf(l);
+  row.state.textContent = l.state + (ld === "true" ? " · LOCKDOWN" : ld === "pending_on" ? " · lockdown pending" : ld === "pending_off" ? " · lift pending" : "");
   row.state.dataset.state = l.state;
+  row.state.dataset.lockdown = ld;
   const fb = l.feedback || {};
   row.led.dataset.led = fb.led || "off";
   row.ledText.textContent = (fb.led || "off") + (fb.beep && fb.beep !== "none" ? " · " + fb.beep : "");
@@ -601,6 +630,13 @@ async function refresh() {
       for (const l of locks) { renderLock(l); renderRow(l, byLock.get(l.id)); }
       const behind = locks.filter((l) => l.access_list_version < l.access_list_newest);
       $("list-status").dataset.behind = String(behind.length);
+      const held = locks.filter((l) => l.locked_down), waiting = locks.filter((l) => lockdownOf(l).startsWith("pending"));
+      const ls = $("lockdown-status");
+      ls.dataset.active = String(held.length > 0);
+      ls.dataset.count = String(held.length);
+      ls.dataset.pending = String(waiting.length);
+      ls.textContent = (held.length ? held.length + " lock" + (held.length === 1 ? "" : "s") + " locked down" : "none") +
+        (waiting.length ? ", " + waiting.length + " waiting for an IQ" : "");
       $("list-status").textContent = locks.length ? "newest v" + Math.max(...locks.map((l) => l.access_list_newest)) +
         (behind.length ? ", " + behind.length + " lock" + (behind.length === 1 ? "" : "s") + " behind" : ", every lock has it") : "—";
       for (const c of controllers) { renderDoor(c); renderCtlPanel(c); }
@@ -785,6 +821,20 @@ $("tap-lock").addEventListener("change", () => { selectLock($("tap-lock").value)
 $("tap-button").addEventListener("click", () => tap($("tap-lock").value));
 $("clock-advance").addEventListener("click", () => run("advance clock", () => api("POST", "/v1/clock/advance", { seconds: Number($("advance-seconds").value) })));
 $("clock-set").addEventListener("click", () => run("set clock", () => api("POST", "/v1/clock/set", { time: $("clock-set-time").value.trim() })));
+async function lockdown(on, lockID) {
+  const body = { locked_down: on };
+  if (lockID) body.locks = [lockID];
+  await run("lockdown", async () => {
+    const r = await api("POST", "/v1/lockdown", body);
+    $("lockdown-result").textContent = (on ? "lockdown" : "lift") + (lockID ? " of " + lockID : " everywhere") + ": " +
+      r.delivered.length + " delivered" + (r.pending.length ? ", pending (no online IQ): " + r.pending.join(", ") : "");
+    $("lockdown-result").dataset.pending = String(r.pending.length);
+  });
+}
+$("lockdown-all").addEventListener("click", () => lockdown(true));
+$("lockdown-lift-all").addEventListener("click", () => lockdown(false));
+$("lockdown-lock").addEventListener("click", () => lockdown(true, $("tap-lock").value));
+$("lockdown-lift-lock").addEventListener("click", () => lockdown(false, $("tap-lock").value));
 $("feed-lock").addEventListener("change", applyFilter);
 $("feed-type").addEventListener("change", applyFilter);
 for (const t of EVENT_TYPES) h("option", { value: short(t) }, $("feed-type"), short(t));
