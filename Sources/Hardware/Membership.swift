@@ -14,9 +14,13 @@ public struct Membership: Sendable, Hashable, Codable {
     public var notAfter: Date
     public var graceBefore: TimeInterval
     public var graceAfter: TimeInterval
+    /// The phone key issued for the booking (a signed key carries its own rights, so a booking reaches a
+    /// phone as a key of its own); revoked when the booking is cancelled.
+    public var keyID: String?
 
     public init(id: String, groupID: String, userID: String, notBefore: Date, notAfter: Date,
-                graceBefore: TimeInterval = 0, graceAfter: TimeInterval = 0) {
+                graceBefore: TimeInterval = 0, graceAfter: TimeInterval = 0, keyID: String? = nil) {
+        self.keyID = keyID
         self.id = id
         self.groupID = groupID
         self.userID = userID

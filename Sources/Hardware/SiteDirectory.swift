@@ -201,6 +201,13 @@ public actor SiteDirectory {
         return (stored, accessListVersion)
     }
 
+    /// Records the phone key issued for a booking.
+    public func attachKey(_ keyID: String, toMembership id: String) {
+        guard let i = memberships.firstIndex(where: { $0.id == id }) else { return }
+        memberships[i].keyID = keyID
+        saved()
+    }
+
     /// Cancels a booking: locks stop honouring it once an IQ has pushed the new list.
     @discardableResult
     public func removeMembership(groupID: String, id: String) throws -> UInt64 {

@@ -66,6 +66,8 @@ def test_booking_fob_cancel_block_lockdown_and_offline_through_the_api(start_key
     assert group["lockdown_override"] is False and group["schedule"] == ["24/7"], group
     nia = srv.ok("POST", "/v1/users", {"id": "u-nia", "name": "Nia Okafor", "tags": [NIA_TAG]}, status=201)
     assert nia["offline_access"] is False and nia["blocked"] is False and nia["groups"] == [], nia
+    # She has the platform's app: a phone key of the built-in phone (for the front door).
+    srv.ok("POST", "/v1/keys", {"user": "u-nia", "locks": ["main-entrance"]}, status=201)
 
     # Booking 14:00–15:00 local (22:00–23:00Z) with 15 minutes of grace each side.
     booking = srv.ok("POST", "/v1/groups/book-dolores/members",
@@ -73,6 +75,9 @@ def test_booking_fob_cancel_block_lockdown_and_offline_through_the_api(start_key
                       "grace_before_s": 900, "grace_after_s": 900}, status=201)
     assert booking["opens"] == "2026-11-23T21:45:00.000Z" and booking["closes"] == "2026-11-23T23:15:00.000Z", booking
     assert srv.ok("GET", "/v1/groups/book-dolores/members") == [booking]
+    # The booking reaches her phone as a key of its own, for the room and the window.
+    booking_key = next(k for k in srv.ok("GET", "/v1/keys?user=u-nia") if k["id"] == booking["key_id"])
+    assert booking_key["locks"] == ["room-dolores"] and booking_key["user"] == "u-nia", booking_key
     newest = booking["access_list_version"]
 
     # Not at the lock until its IQ syncs it; then the lock says which version it holds.
@@ -94,6 +99,8 @@ def test_booking_fob_cancel_block_lockdown_and_offline_through_the_api(start_key
     # … and nowhere else: the main entrance has no entry for her.
     elsewhere = fob(srv, "main-entrance", NIA_TAG)
     assert elsewhere["result"] == "denied" and elsewhere["reason"] == "unknown_tag", elsewhere
+    phone = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "key_id": booking["key_id"]})
+    assert phone["result"] == "granted" and phone["method"] == "mobile", phone
     at_local(srv, "15:14:59")
     last = fob(srv, "room-dolores", NIA_TAG)
     assert last["result"] == "granted", last
@@ -113,9 +120,14 @@ def test_booking_fob_cancel_block_lockdown_and_offline_through_the_api(start_key
     fail(srv, "GET", f"/v1/groups/book-dolores/members/{second['id']}", 404)
     not_yet = fob(srv, "room-dolores", NIA_TAG)
     assert not_yet["result"] == "granted", ("the lock cannot know before its IQ syncs it", not_yet)
+    assert next(k for k in srv.ok("GET", "/v1/keys?user=u-nia") if k["id"] == second["key_id"])["revoked"] is True
+    phone_not_yet = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "key_id": second["key_id"]})
+    assert phone_not_yet["result"] == "granted", phone_not_yet
     sync(srv)
     gone = fob(srv, "room-dolores", NIA_TAG)
     assert gone["result"] == "denied" and gone["reason"] == "membership_ended", gone
+    phone_gone = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "key_id": second["key_id"]})
+    assert phone_gone["result"] == "denied" and phone_gone["reason"] == "revoked", phone_gone
 
     # Blocking: refused with a reason of its own once synced — a phone key too, though it carries its own
     # rights; unblocking restores the standing plan.
@@ -167,7 +179,7 @@ def test_booking_fob_cancel_block_lockdown_and_offline_through_the_api(start_key
     assert online_pin["result"] == "denied" and online_pin["reason"] == "outside_schedule", online_pin
 
     # Every decision reached the access core, signed, with the same result and reason.
-    answers = [early, too_early, opens, elsewhere, last, too_late, booked, not_yet, gone, blocked, blocked_phone, unblocked,
+    answers = [early, too_early, opens, phone, phone_not_yet, phone_gone, elsewhere, last, too_late, booked, not_yet, gone, blocked, blocked_phone, unblocked,
                refused, phone_down, responder, offline_pin, offline_staff, ada, online_pin]
     got = decided(receiver, answers)
     assert_delivery_contract(receiver)

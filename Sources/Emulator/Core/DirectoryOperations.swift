@@ -223,19 +223,32 @@ extension Emulator {
             stored = m
             return v
         }
-        return Emulator.membershipDescription(stored!, version: version)
+        guard var booking = stored else { throw APIError(500, "internal", "internal error") }
+        // A user with a phone gets the booking on it too: a key of its own for the group's locks and
+        // window (signed keys carry their rights; the lists the IQs push reach only fobs and PINs).
+        if try store.keys(user: body.user).contains(where: { !$0.revoked && $0.holderPrivateKeyPEM != nil }) {
+            let key = try await issueKey(Schemas.KeyRequest(
+                user: body.user, group: group, notBefore: body.notBefore, notAfter: body.notAfter,
+                graceBeforeS: before, graceAfterS: after))
+            await site.directory.attachKey(key.keyId, toMembership: booking.id)
+            booking.keyID = key.keyId
+        }
+        return Emulator.membershipDescription(booking, version: version)
     }
 
     public func deleteMembership(group: String, id: String) async throws -> Schemas.DirectoryChange {
         _ = try await storedGroup(group)
+        let keyID = await site.directory.currentMemberships.first { $0.id == id && $0.groupID == group }?.keyID
         let version = try await directoryChange { try await site.directory.removeMembership(groupID: group, id: id) }
+        // Its phone key is revoked with it: refused from each lock's next sync, as the fob is.
+        if let keyID, (try? store.key(id: keyID))??.revoked == false { _ = try await revokeKey(keyID) }
         return Schemas.DirectoryChange(id: id, deleted: true, accessListVersion: Int(version))
     }
 
     static func membershipDescription(_ m: Membership, version: UInt64) -> Schemas.Membership {
         Schemas.Membership(id: m.id, group: m.groupID, user: m.userID, notBefore: rfc3339(m.notBefore), notAfter: rfc3339(m.notAfter),
                            graceBeforeS: Int(m.graceBefore), graceAfterS: Int(m.graceAfter), opens: rfc3339(m.opens),
-                           closes: rfc3339(m.closes), accessListVersion: Int(version))
+                           closes: rfc3339(m.closes), keyId: m.keyID, accessListVersion: Int(version))
     }
 
     // MARK: - Lockdown

@@ -202,7 +202,10 @@ extension Emulator {
             var seen = Set<String>()
             lockIDs = lockList.filter { seen.insert($0).inserted }
         } else if let group {
-            guard let g = config.accessGroups.first(where: { $0.id == group }) else { throw APIError.badRequest("group", "no access group '\(group)'") }
+            // The directory's groups as they are now (the access core adds and changes them at run time).
+            guard let g = await site.directory.currentGroups.first(where: { $0.id == group }) else {
+                throw APIError.badRequest("group", "no access group '\(group)'")
+            }
             lockIDs = config.locks.map(\.id).filter { g.locks.includes($0) }
             guard !lockIDs.isEmpty else { throw APIError.badRequest("group", "access group '\(group)' has no locks") }
             guard lockIDs.count <= Credential.maxLocks else { throw APIError.badRequest("group", "more than \(Credential.maxLocks) locks") }
