@@ -73,6 +73,9 @@ struct UsersCLI: AsyncParsableCommand {
         @Option(name: .customLong("tag"), help: "Fob UID in hex, e.g. 04:A2:3B:1C (repeatable, at most 4).") var tags: [String] = []
         @Option(help: "Fobs and PIN work from this RFC 3339 time.") var validFrom: String?
         @Option(help: "… until this RFC 3339 time (exclusive).") var validUntil: String?
+        @Flag(help: "SALTO KS offline access: the user's fobs still open a lock that cannot reach an online IQ (a PIN has it anyway).")
+        var offlineAccess = false
+        @Flag(help: "Blocked: refused at every lock with every credential, from each lock's next sync.") var blocked = false
         @OptionGroup var output: DirectoryOutput
         @OptionGroup var serverOptions: ServerOptions
 
@@ -84,7 +87,8 @@ struct UsersCLI: AsyncParsableCommand {
         func run() async throws {
             let api = try serverOptions.connect()
             let request = Components.Schemas.UserRequest(id: id, name: name, groups: groups.isEmpty ? nil : groups,
-                                                         tags: tags.isEmpty ? nil : tags, validFrom: validFrom, validUntil: validUntil)
+                                                         tags: tags.isEmpty ? nil : tags, validFrom: validFrom, validUntil: validUntil,
+                                                         offlineAccess: offlineAccess, blocked: blocked)
             let user = try await api.call("POST /v1/users") { try await $0.createUser(body: .json(request)) }
             try output.show(user, id: id)
         }
@@ -97,12 +101,14 @@ struct UsersCLI: AsyncParsableCommand {
         @Option(help: "All the user's access groups, comma-separated (\"\" for none).") var groups: String?
         @Option(help: "Fobs and PIN work from this RFC 3339 time.") var validFrom: String?
         @Option(help: "… until this RFC 3339 time (exclusive).") var validUntil: String?
+        @Option(help: "true or false: SALTO KS offline access for the user's fobs.") var offlineAccess: Bool?
+        @Option(help: "true or false: blocked at every lock.") var blocked: Bool?
         @OptionGroup var output: DirectoryOutput
         @OptionGroup var serverOptions: ServerOptions
 
         func validate() throws {
-            guard name != nil || groups != nil || validFrom != nil || validUntil != nil else {
-                throw ValidationError("give at least one of --name, --groups, --valid-from, --valid-until")
+            guard name != nil || groups != nil || validFrom != nil || validUntil != nil || offlineAccess != nil || blocked != nil else {
+                throw ValidationError("give at least one of --name, --groups, --valid-from, --valid-until, --offline-access, --blocked")
             }
             if let validFrom { _ = try parseISO8601(validFrom, option: "--valid-from") }
             if let validUntil { _ = try parseISO8601(validUntil, option: "--valid-until") }
@@ -110,7 +116,8 @@ struct UsersCLI: AsyncParsableCommand {
 
         func run() async throws {
             let api = try serverOptions.connect()
-            let request = Components.Schemas.UserUpdate(name: name, groups: groups.map(commaList), validFrom: validFrom, validUntil: validUntil)
+            let request = Components.Schemas.UserUpdate(name: name, groups: groups.map(commaList), validFrom: validFrom, validUntil: validUntil,
+                                                        offlineAccess: offlineAccess, blocked: blocked)
             let user = try await api.call("PUT /v1/users/\(percentPath(id))") { try await $0.updateUser(path: .init(id: id), body: .json(request)) }
             try output.show(user, id: id)
         }
@@ -169,13 +176,15 @@ struct GroupsCLI: AsyncParsableCommand {
         @Option(name: .customLong("schedule"), help: "Weekly window such as \"mon-fri 09:00-18:00\" (repeatable; none for 24/7).")
         var schedule: [String] = []
         @Flag(help: "Members may toggle office mode on the group's locks.") var officeMode = false
+        @Flag(help: "Members still open the group's locks during a lockdown (security staff, first responders).") var lockdownOverride = false
         @OptionGroup var output: DirectoryOutput
         @OptionGroup var serverOptions: ServerOptions
 
         func run() async throws {
             let api = try serverOptions.connect()
             let request = Components.Schemas.GroupRequest(id: id, name: name, locks: locks.isEmpty ? nil : locks,
-                                                          schedule: schedule.isEmpty ? nil : schedule, officeMode: officeMode)
+                                                          schedule: schedule.isEmpty ? nil : schedule, officeMode: officeMode,
+                                                          lockdownOverride: lockdownOverride)
             let group = try await api.call("POST /v1/groups") { try await $0.createGroup(body: .json(request)) }
             try output.show(group, id: id)
         }
@@ -188,19 +197,21 @@ struct GroupsCLI: AsyncParsableCommand {
         @Option(name: .customLong("lock"), help: "Lock id (repeatable): all the group's locks.") var locks: [String] = []
         @Option(name: .customLong("schedule"), help: "Weekly window (repeatable): all the group's windows.") var schedule: [String] = []
         @Option(help: "true or false: members may toggle office mode.") var officeMode: Bool?
+        @Option(help: "true or false: members still open the group's locks during a lockdown.") var lockdownOverride: Bool?
         @OptionGroup var output: DirectoryOutput
         @OptionGroup var serverOptions: ServerOptions
 
         func validate() throws {
-            guard name != nil || !locks.isEmpty || !schedule.isEmpty || officeMode != nil else {
-                throw ValidationError("give at least one of --name, --lock, --schedule, --office-mode")
+            guard name != nil || !locks.isEmpty || !schedule.isEmpty || officeMode != nil || lockdownOverride != nil else {
+                throw ValidationError("give at least one of --name, --lock, --schedule, --office-mode, --lockdown-override")
             }
         }
 
         func run() async throws {
             let api = try serverOptions.connect()
             let request = Components.Schemas.GroupUpdate(name: name, locks: locks.isEmpty ? nil : locks,
-                                                         schedule: schedule.isEmpty ? nil : schedule, officeMode: officeMode)
+                                                         schedule: schedule.isEmpty ? nil : schedule, officeMode: officeMode,
+                                                         lockdownOverride: lockdownOverride)
             let group = try await api.call("PUT /v1/groups/\(percentPath(id))") { try await $0.updateGroup(path: .init(id: id), body: .json(request)) }
             try output.show(group, id: id)
         }

@@ -265,3 +265,21 @@ def test_groups_members_add_list_show_remove(srv):
     r = run(srv, "groups", "members", "add", "dolores-bookers", "u-kim", "--from", "2026-11-23T19:00:00Z",
             "--until", "2026-11-23T18:00:00Z", check_exit=1)
     assert "HTTP 400" in r.stderr and "not_after" in r.stderr, r.stderr
+
+
+def test_users_offline_access_blocked_and_group_lockdown_override(srv):
+    r = run(srv, "users", "create", "u-kim", "--group", "members", "--tag", "04:AA:BB:CC", "--offline-access", "--json", check_exit=0)
+    assert json.loads(r.stdout)["offline_access"] is True, r.stdout
+    r = run(srv, "users", "update", "u-kim", "--blocked", "true", "--json", check_exit=0)
+    kim = json.loads(r.stdout)
+    assert kim["blocked"] is True and kim["offline_access"] is True, kim
+    run(srv, "iq", "iq-lobby", "--sync", check_exit=0)
+    r = srv.ok("POST", "/v1/taps", {"lock": "room-dolores", "tag": "04:AA:BB:CC"})
+    assert r["result"] == "denied" and r["reason"] == "user_blocked", r
+    r = run(srv, "users", "update", "u-kim", "--blocked", "false", "--offline-access", "false", "--json", check_exit=0)
+    assert (json.loads(r.stdout)["blocked"], json.loads(r.stdout)["offline_access"]) == (False, False), r.stdout
+    r = run(srv, "groups", "create", "security", "--lockdown-override", "--json", check_exit=0)
+    assert json.loads(r.stdout)["lockdown_override"] is True, r.stdout
+    r = run(srv, "groups", "update", "security", "--lockdown-override", "false", "--json", check_exit=0)
+    assert json.loads(r.stdout)["lockdown_override"] is False, r.stdout
+    run(srv, "users", "update", "u-kim", "--blocked", "perhaps", check_exit=2)
