@@ -35,6 +35,8 @@ public struct Position: Sendable, Hashable, Codable, CustomStringConvertible {
 ///   two metres away cannot open a door by accident);
 /// - wall readers have a larger antenna and a "hover" zone: **10 cm**;
 /// - a keypad is pressed by hand, so a PIN is always "within reach" of the keypad it is typed on.
+///
+/// A site file may set one lock's reach (`reach_m`, `LockConfig.reach`): these are the defaults.
 public enum ReaderReach {
     public static func maximumDistance(for kind: LockKind) -> Double {
         switch kind {

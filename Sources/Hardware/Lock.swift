@@ -12,6 +12,8 @@ public actor Lock {
 
     public nonisolated let id: String
     public nonisolated let kind: LockKind
+    /// How far from the reader a presentation is still read (the site file's `reach_m`, else the kind's).
+    public nonisolated let readerReach: Double
     public nonisolated let siteID: String
     public nonisolated let hasDoorController: Bool
 
@@ -64,6 +66,7 @@ public actor Lock {
          uplinks: SiteUplinks? = nil) {
         id = config.id
         kind = config.kind
+        readerReach = config.readerReach
         self.siteID = siteID
         hasDoorController = door != nil
         self.config = config
@@ -654,7 +657,7 @@ public actor Lock {
     // MARK: - Physical checks
 
     private func checkReach(_ distance: Double) throws {
-        let reach = ReaderReach.maximumDistance(for: kind)
+        let reach = readerReach
         guard distance.isFinite, distance >= 0 else {
             throw HardwareError.invalidValue(field: "distance_m", message: "must be a distance ≥ 0 in metres")
         }

@@ -126,6 +126,8 @@ public struct LockConfig: Sendable, Hashable {
     public static let defaultTrailCapacity = 1_000
     public static let defaultOfflineCapacity = 39
     public static let offlineCapacityRange: ClosedRange<Int> = 0...1_000
+    /// A reader's reach a site file may set (`reach_m`): from a 1 cm touch to a 10 m hands-free zone.
+    public static let reachRange: ClosedRange<Double> = 0.01...10
 
     public var id: String
     public var name: String
@@ -147,12 +149,18 @@ public struct LockConfig: Sendable, Hashable {
     public var pinLockout: PINLockoutPolicy
     /// Users the lock's offline list holds at most (SALTO KS firmware: 39 on most locks).
     public var offlineCapacity: Int
+    /// The reader's reach in metres when the site file sets it (`reach_m`); nil: its kind's (`ReaderReach`).
+    public var reach: Double?
+
+    /// How far from the reader a phone, fob or card is still read: `reach`, else the kind's.
+    public var readerReach: Double { reach ?? ReaderReach.maximumDistance(for: kind) }
 
     public init(id: String, name: String? = nil, kind: LockKind, position: Position = Position(x: 0, y: 0),
                 openTime: Int = LockConfig.defaultOpenTime, lockSchedule: [ScheduledTime] = [],
                 easyOfficeMode: Timetable = .never, battery: BatteryConfig? = BatteryConfig(),
                 keypad: Bool? = nil, trailCapacity: Int = LockConfig.defaultTrailCapacity,
-                pinLockout: PINLockoutPolicy = PINLockoutPolicy(), offlineCapacity: Int = LockConfig.defaultOfflineCapacity) {
+                pinLockout: PINLockoutPolicy = PINLockoutPolicy(), offlineCapacity: Int = LockConfig.defaultOfflineCapacity,
+                reach: Double? = nil) {
         self.id = id
         self.name = name ?? id
         self.kind = kind
@@ -165,6 +173,7 @@ public struct LockConfig: Sendable, Hashable {
         self.trailCapacity = UInt32(clamping: min(max(trailCapacity, 2), 1_000_000))
         self.pinLockout = pinLockout
         self.offlineCapacity = min(max(offlineCapacity, 0), LockConfig.offlineCapacityRange.upperBound)
+        self.reach = reach.map { min(max($0, LockConfig.reachRange.lowerBound), LockConfig.reachRange.upperBound) }
     }
 }
 

@@ -60,6 +60,7 @@ public struct SiteFileError: Error, Sendable, CustomStringConvertible {
 ///     audit_trail_capacity: 1000  # 2…1000000
 ///     pin_lockout: {attempts: 5, duration_s: 300}
 ///     offline_capacity: 39        # users on the offline list, 0…1000 (SALTO KS: 39)
+///     reach_m: 0.05               # the reader's reach, 0.01…10 m; default by kind (5 cm touch, 10 cm wall reader)
 /// door_controllers:
 ///   - {id: ctl-back, lock: back-door, relay: mag_lock, door_position_switch: true,
 ///      request_to_exit: true, held_open_limit_s: 30}
@@ -545,10 +546,11 @@ final class SiteFileReader {
         var battery: BatteryConfig? = BatteryConfig(), explicitBattery = false, keypad: Bool?
         var capacity = LockConfig.defaultTrailCapacity, lockout = PINLockoutPolicy()
         var offlineCapacity = siteOfflineCapacity
+        var reach: Double?
         var sawKind = false, sawPosition = false, sawID = false
         let before = diagnostics.count
         let allowed = ["id", "name", "kind", "position", "open_time_s", "lock_schedule", "easy_office_mode", "battery",
-                       "keypad", "audit_trail_capacity", "pin_lockout", "offline_capacity"]
+                       "keypad", "audit_trail_capacity", "pin_lockout", "offline_capacity", "reach_m"]
         guard fields(node, field(), allowed: allowed, { key, value in
             switch key {
             case "id": sawID = true; lockID = id(value, "\(field()).\(key)")
@@ -586,6 +588,7 @@ final class SiteFileReader {
             case "audit_trail_capacity": capacity = int(value, "\(field()).\(key)", LockConfig.trailCapacityRange) ?? capacity
             case "offline_capacity":
                 offlineCapacity = int(value, "\(field()).\(key)", LockConfig.offlineCapacityRange) ?? offlineCapacity
+            case "reach_m": reach = double(value, "\(field()).\(key)", LockConfig.reachRange, unit: " m")
             default:
                 _ = fields(value, "\(field()).\(key)", allowed: ["attempts", "duration_s"]) { k, v in
                     if k == "attempts" { lockout.attempts = UInt8(int(v, "\(field()).\(key).\(k)", 1...20) ?? 5) }
@@ -599,7 +602,7 @@ final class SiteFileReader {
         guard diagnostics.count == before, let lockID, let kind, let position else { return (nil, explicitBattery) }
         return (LockConfig(id: lockID, name: lockName, kind: kind, position: position, openTime: openTime,
                            lockSchedule: schedule, easyOfficeMode: easy, battery: battery, keypad: keypad,
-                           trailCapacity: capacity, pinLockout: lockout, offlineCapacity: offlineCapacity), explicitBattery)
+                           trailCapacity: capacity, pinLockout: lockout, offlineCapacity: offlineCapacity, reach: reach), explicitBattery)
     }
 
     func readController(_ node: Node, _ field: @autoclosure () -> String) -> DoorControllerConfig? {

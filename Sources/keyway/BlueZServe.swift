@@ -71,7 +71,7 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
             let reading: Result<Int8, any Error>
             do { reading = .success(try await peripheral.readRSSI(phone)) } catch { reading = .failure(error) }
             let reach = RSSIReach(reading: reading, model: model)
-            let readerReach = ReaderReach.maximumDistance(for: gatt.lock.kind)
+            let readerReach = gatt.lock.readerReach
             let server: GATTServer
             do { server = try gatt.accept(bearer, distance: reach.distance) } catch {
                 bluezLog("phone \(phone.peer) dropped: \(error)")

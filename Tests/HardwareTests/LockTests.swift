@@ -160,6 +160,37 @@ final class LockTests: XCTestCase {
         XCTAssertEqual(log.of("room").filter { $0.kind == .accessGranted || $0.kind == .accessDenied }.count, 1)
     }
 
+    /// A site file can set one lock's reach (`reach_m`): the reader then reads exactly that far, the
+    /// refusal names it, and locks without it keep their kind's.
+    func testAReachSetInTheSiteFile() async throws {
+        let yaml = """
+        organisation: Keyway Labs
+        site: {id: s1, name: Test site, time_zone: America/Los_Angeles}
+        locks:
+          - {id: hands-free, kind: cylinder, position: {x: 0, y: 0}, reach_m: 0.3}
+          - {id: plain, kind: cylinder, position: {x: 1, y: 0}}
+        users:
+          - {id: ada, tags: ["04:00:00:01"], groups: [all]}
+        access_groups:
+          - {id: all, locks: all, schedule: 24/7}
+        """
+        let config = try SiteFile.parse(yaml: yaml, file: "reach.yaml")
+        XCTAssertEqual(config.locks.map(\.reach), [0.3, nil])
+        XCTAssertEqual(config.locks.map(\.readerReach), [0.3, 0.05])
+        let s = Site(config: config, clock: clock, sink: log.sink)
+        let handsFree = try XCTUnwrap(s.lock("hands-free")), plain = try XCTUnwrap(s.lock("plain"))
+        XCTAssertEqual(handsFree.readerReach, 0.3)
+        let d = try await handsFree.presentTag(tag("04:00:00:01"), distance: 0.25)
+        XCTAssertTrue(d.granted)
+        do {
+            try await handsFree.presentTag(tag("04:00:00:01"), distance: 0.31)
+            XCTFail("read beyond its 30 cm")
+        } catch let e as HardwareError {
+            XCTAssertEqual(e, .outOfReach(lockID: "hands-free", distance: 0.31, reach: 0.3))
+        }
+        await XCTAssertThrowsAsync(try await plain.presentTag(tag("04:00:00:01"), distance: 0.25))
+    }
+
     // MARK: Office mode
 
     func testOfficeModeByHoldingAFobFiveSecondsThenTheLockScheduleLocksIt() async throws {

@@ -81,6 +81,20 @@ final class SiteFileTests: XCTestCase {
         XCTAssertEqual(errors(yaml.replacingOccurrences(of: "300", with: "1")), [])
     }
 
+    func testReachIsAPositiveDistanceInMetres() {
+        let yaml = header + """
+        locks:
+          - id: a
+            kind: escutcheon
+            position: {x: 0, y: 0}
+            reach_m: 20
+        """
+        XCTAssertEqual(errors(yaml), ["test.yaml:7:14: locks[0].reach_m: must be from 0.01 m to 10 m, got 20 m"])
+        XCTAssertEqual(errors(yaml.replacingOccurrences(of: "20", with: "0")), ["test.yaml:7:14: locks[0].reach_m: must be from 0.01 m to 10 m, got 0 m"])
+        XCTAssertEqual(errors(yaml.replacingOccurrences(of: "20", with: "far")), ["test.yaml:7:14: locks[0].reach_m: must be a number, got 'far'"])
+        XCTAssertEqual(errors(yaml.replacingOccurrences(of: "20", with: "0.15")), [])
+    }
+
     func testUnknownFieldIsReportedAtTheKeyWithASuggestion() {
         let yaml = header + """
         locks:
