@@ -74,9 +74,6 @@ public final class PhoneSocketRadio: Sendable {
         }
         try ensureDescriptors(configuration.maximumConnections + reservedDescriptors)
         let dir = configuration.directory
-        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw EmulatorError.site("--phone-socket \(dir): cannot create the directory")
-        }
         var paths: [String: String] = [:]
         for lock in emulator.config.locks {
             guard lock.id != "." && lock.id != ".." else {
@@ -86,9 +83,13 @@ public final class PhoneSocketRadio: Sendable {
             guard path.utf8.count <= 107 else {
                 throw EmulatorError.site("--phone-socket \(dir): \(path) is longer than a Unix socket path may be (107 bytes); choose a shorter directory")
             }
-            try removeStaleSocket(path)
             paths[lock.id] = path
         }
+        // Checked before anything is made: a refused start leaves no directory behind.
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw EmulatorError.site("--phone-socket \(dir): cannot create the directory")
+        }
+        for path in paths.values { try removeStaleSocket(path) }
         let radio = PhoneSocketRadio(emulator: emulator, configuration: configuration, paths: paths, log: log)
         do {
             for lock in emulator.config.locks {
