@@ -134,8 +134,11 @@ def test_easy_office_mode_windows_at_runtime(keyway):
     lock = srv.ok("PATCH", "/v1/locks/room-dolores", {"easy_office_mode": []})
     assert lock["easy_office_mode"] == [], lock
     # Reset returns to the site file.
+    changed = srv.ok("PATCH", "/v1/locks/main-entrance", {"access_type": "grant", "easy_office_mode": []})
+    assert (changed["access_type"], changed["easy_office_mode"]) == ("grant", []), changed
     srv.ok("POST", "/v1/reset")
-    assert srv.ok("GET", "/v1/locks/main-entrance")["easy_office_mode"] == ["mon-fri 08:00-18:00"]
+    back = srv.ok("GET", "/v1/locks/main-entrance")
+    assert (back["access_type"], back["easy_office_mode"]) == ("grant_office_mode", ["mon-fri 08:00-18:00"]), back
 
 
 def test_office_mode_settings_are_checked_before_anything_applies(keyway):
