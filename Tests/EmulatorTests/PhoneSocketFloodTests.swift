@@ -196,11 +196,12 @@ final class PhoneSocketFloodTests: XCTestCase {
         var l = rlimit()
         XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l), 0)
         guard l.rlim_cur < rlim_t(needed) else { return }
-        guard l.rlim_max >= rlim_t(needed) else {
-            throw XCTSkip("needs \(needed) file descriptors; the hard limit is \(l.rlim_max) (ulimit -Hn)")
-        }
+        let hard = l.rlim_max
         l.rlim_cur = rlim_t(needed)
-        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &l), 0)
+        l.rlim_max = max(hard, rlim_t(needed))        // only root may raise the hard limit (the make hil guest)
+        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0 else {
+            throw XCTSkip("needs \(needed) file descriptors; the hard limit is \(hard) (ulimit -Hn) and cannot be raised here")
+        }
     }
 
     private func rawConnect(_ path: String) throws -> Int32 {
