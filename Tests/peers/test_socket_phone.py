@@ -7,10 +7,13 @@ checked in the journal (`GET /v1/events`). Site ids are those of Fixtures/sites/
 """
 import base64
 import datetime
+import json
 import os
 import pathlib
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -97,6 +100,26 @@ def test_a_fast_repeat_tap_after_the_full_one_and_its_fallback(served):
     fourth = phone.tap(lock, now=clock_now(srv) + 1)
     assert fourth.granted and fourth.mode == "fast", fourth
     assert len(srv.ok("GET", "/v1/events?lock=main-entrance&type=access.granted")) == 2   # since the reset
+
+
+def test_the_phone_as_a_separate_program(served, tmp_path):
+    """socket_phone.py's command line: one JSON line, exit 0 when granted."""
+    srv, d = served
+    holder = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "phone.key.pem").write_bytes(holder.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    pem = holder.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key = srv.ok("POST", "/v1/keys", {"user": "u-linus", "locks": ["room-dolores"], "holder_public_key": pem}, status=201)
+    site = srv.ok("GET", "/v1/site")
+    (tmp_path / "issuer.pub.pem").write_text(site["issuer_public_key"])
+    run = subprocess.run([sys.executable, str(pathlib.Path(sp.__file__)), str(d / "room-dolores"),
+                          "--credential-b64", key["credential"], "--holder-key", str(tmp_path / "phone.key.pem"),
+                          "--site", site["id"], "--issuer-key", str(tmp_path / "issuer.pub.pem"), "--now", str(clock_now(srv))],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["result"] == "granted" and answer["lock_id"] == "room-dolores" and answer["mode"] == "full", answer
+    assert [e["data"]["user"] for e in srv.ok("GET", "/v1/events?lock=room-dolores&type=access.granted")] == ["u-linus"]
 
 
 def test_a_denial_comes_back_authenticated_and_journaled(served):
