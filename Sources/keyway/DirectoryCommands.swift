@@ -306,6 +306,34 @@ extension GroupsCLI {
     }
 }
 
+extension Operations.ActivateIQ.Output: APIOutput {
+    var outcome: APIOutcome<Components.Schemas.Iq> {
+        switch self {
+        case .ok(let r): switch r.body { case .json(let a): .ok(a) }
+        case .badRequest(let e): .failed(e)
+        case .unauthorized(let e): .failed(e)
+        case .forbidden(let f): switch f.body { case .json(let e): .failed(status: 403, e) }
+        case .notFound(let e): .failed(e)
+        case .conflict(let c): switch c.body { case .json(let e): .failed(status: 409, e) }
+        case .contentTooLarge(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
+        }
+    }
+}
+
+extension Operations.DeactivateIQ.Output: APIOutput {
+    var outcome: APIOutcome<Components.Schemas.Iq> {
+        switch self {
+        case .ok(let r): switch r.body { case .json(let a): .ok(a) }
+        case .badRequest(let e): .failed(e)
+        case .unauthorized(let e): .failed(e)
+        case .forbidden(let f): switch f.body { case .json(let e): .failed(status: 403, e) }
+        case .notFound(let e): .failed(e)
+        case .undocumented(let status, let payload): .undocumented(status: status, payload)
+        }
+    }
+}
+
 extension Operations.ListMemberships.Output: APIOutput {
     var outcome: APIOutcome<[Components.Schemas.Membership]> {
         switch self {
@@ -413,7 +441,7 @@ struct PinsCLI: AsyncParsableCommand {
         @OptionGroup var serverOptions: ServerOptions
 
         func run() async throws {
-            let pin = try PinsCLI.readPIN()
+            let pin = try readSecret(prompt: "PIN: ", command: "keyway pins set", what: "PIN")
             guard (4...8).contains(pin.count), pin.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                 throw UserFacingError("keyway pins set: the PIN must be 4 to 8 digits")
             }
@@ -438,30 +466,32 @@ struct PinsCLI: AsyncParsableCommand {
         }
     }
 
-    /// The first line of standard input, without its line end. On a terminal the prompt goes to stderr
-    /// and echo is off while the PIN is typed (restored even if reading fails).
-    static func readPIN() throws -> String {
-        let terminal = isatty(STDIN_FILENO) == 1
-        var saved = termios()
-        if terminal {
-            writeStderrNoNewline("PIN: ")
-            if tcgetattr(STDIN_FILENO, &saved) == 0 {
-                var quiet = saved
-                quiet.c_lflag &= ~tcflag_t(ECHO)
-                _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet)
-            }
+}
+
+/// A secret (a keypad PIN, an IQ's activation PIN) as the first line of standard input, without its line
+/// end: never an option, so it stays out of shell history and the process list. On a terminal the prompt
+/// goes to stderr and echo is off while it is typed (restored even if reading fails).
+func readSecret(prompt: String, command: String, what: String) throws -> String {
+    let terminal = isatty(STDIN_FILENO) == 1
+    var saved = termios()
+    if terminal {
+        writeStderrNoNewline(prompt)
+        if tcgetattr(STDIN_FILENO, &saved) == 0 {
+            var quiet = saved
+            quiet.c_lflag &= ~tcflag_t(ECHO)
+            _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet)
         }
-        defer {
-            if terminal {
-                _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved)
-                writeStderr("")
-            }
-        }
-        guard let line = readLine(strippingNewline: true) else {
-            throw UserFacingError("keyway pins set: no PIN on standard input")
-        }
-        return line.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
     }
+    defer {
+        if terminal {
+            _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved)
+            writeStderr("")
+        }
+    }
+    guard let line = readLine(strippingNewline: true) else {
+        throw UserFacingError("\(command): no \(what) on standard input")
+    }
+    return line.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
 }
 
 func writeStderrNoNewline(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }

@@ -134,19 +134,22 @@ struct DoorCLI: AsyncParsableCommand {
 
 struct IQCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "iq", abstract: "Drive an IQ hub: take it online or offline, sync it now, or move it.")
+        commandName: "iq", abstract: "Drive an IQ hub: take it online or offline, sync it now, move it, activate or deactivate it.")
 
     @Argument(help: "IQ id, e.g. iq-lobby.") var id: String
     @Flag(help: "Bring the IQ online.") var online = false
     @Flag(help: "Take the IQ offline.") var offline = false
     @Flag(help: "Sync now: push lists, collect the locks' trails.") var sync = false
     @Option(help: "Move the IQ to X,Y or X,Y,Z (metres, site coordinates; without Z it keeps its height).") var move: String?
+    @Option(help: "Activate the IQ for this directory user; the activation PIN is read from stdin (no echo on a terminal).")
+    var activate: String?
+    @Option(help: "Deactivate the IQ as this user (only the user who activated it may).") var deactivate: String?
     @Flag(help: "Print the answer as JSON.") var json = false
     @OptionGroup var serverOptions: ServerOptions
 
     func validate() throws {
-        guard [online, offline, sync, move != nil].filter({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --online, --offline, --sync, --move X,Y[,Z]")
+        guard [online, offline, sync, move != nil, activate != nil, deactivate != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --online, --offline, --sync, --move X,Y[,Z], --activate USER, --deactivate USER")
         }
         if let move { _ = try Self.parsePosition(move) }
     }
@@ -171,7 +174,16 @@ struct IQCLI: AsyncParsableCommand {
             return
         }
         let answer: Components.Schemas.Iq
-        if let move {
+        if let user = activate {
+            let pin = try readSecret(prompt: "Activation PIN: ", command: "keyway iq --activate", what: "activation PIN")
+            answer = try await api.call(path + "/activation") {
+                try await $0.activateIQ(path: .init(id: id), body: .json(.init(user: user, pin: pin)))
+            }
+        } else if let user = deactivate {
+            answer = try await api.call("DELETE /v1/iqs/\(percentPath(id))/activation") {
+                try await $0.deactivateIQ(path: .init(id: id), query: .init(user: user))
+            }
+        } else if let move {
             let p = try Self.parsePosition(move)
             answer = try await api.call(path + "/position") { try await $0.moveIQ(path: .init(id: id), body: .json(.init(x: p.x, y: p.y, z: p.z))) }
         } else {

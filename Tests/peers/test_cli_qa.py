@@ -283,3 +283,25 @@ def test_users_offline_access_blocked_and_group_lockdown_override(srv):
     r = run(srv, "groups", "update", "security", "--lockdown-override", "false", "--json", check_exit=0)
     assert json.loads(r.stdout)["lockdown_override"] is False, r.stdout
     run(srv, "users", "update", "u-kim", "--blocked", "perhaps", check_exit=2)
+
+
+def test_iq_activate_and_deactivate_with_the_pin_from_stdin(srv):
+    def iq(*args, stdin=None):
+        return subprocess.run([str(KEYWAY), "iq", "iq-lounge", *args, "--server", srv.base], input=stdin,
+                              capture_output=True, text=True, timeout=60)
+    r = iq("--deactivate", "u-ken")                       # activated by the site file: anyone may
+    assert r.returncode == 0 and "activated=false" in r.stdout, (r.stdout, r.stderr)
+    r = iq("--activate", "u-ken", stdin="000000\n")
+    assert r.returncode == 1 and "HTTP 403 wrong_activation_pin" in r.stderr and "000000" not in r.stdout + r.stderr, r.stderr
+    assert next(q for q in srv.ok("GET", "/v1/iqs") if q["id"] == "iq-lounge")["failed_activation_attempts"] == 1
+    r = iq("--activate", "u-ken", "--json", stdin="775120\n")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["activated"] is True and out["activated_by"] == "u-ken" and out["failed_activation_attempts"] == 0, out
+    assert "775120" not in r.stdout + r.stderr, "the PIN is never echoed"
+    r = iq("--deactivate", "u-margaret")
+    assert r.returncode == 1 and "HTTP 403 not_activating_user" in r.stderr and "(field user)" in r.stderr, r.stderr
+    r = iq("--activate", "u-ken", stdin="")
+    assert r.returncode == 1 and "no activation PIN on standard input" in r.stderr, r.stderr
+    assert iq("--deactivate", "u-ken").returncode == 0
+    assert iq("--activate", "u-ken", "--sync").returncode == 2
