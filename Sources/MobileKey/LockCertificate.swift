@@ -10,6 +10,8 @@ public enum LockCertificateError: Error, Equatable, Sendable, CustomStringConver
     case wrongLock(String)
     case notYetValid
     case expired
+    /// Named by the site's revocation list (the phone's copy of it).
+    case revoked
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum LockCertificateError: Error, Equatable, Sendable, CustomStringConver
         case .wrongLock(let l): return "lock certificate is for lock \(l)"
         case .notYetValid: return "lock certificate not yet valid"
         case .expired: return "lock certificate expired"
+        case .revoked: return "lock certificate revoked by the site"
         }
     }
 
@@ -35,6 +38,7 @@ public enum LockCertificateError: Error, Equatable, Sendable, CustomStringConver
         case .wrongLock: return "lock_certificate_wrong_lock"
         case .notYetValid: return "lock_certificate_not_yet_valid"
         case .expired: return "lock_certificate_expired"
+        case .revoked: return "lock_certificate_revoked"
         }
     }
 }
@@ -108,7 +112,8 @@ public struct LockCertificate: Sendable, Equatable {
     /// The certificate's id: SHA-256 of its COSE_Sign1 bytes, first 16 bytes (what a revocation list
     /// names, docs/PROTOCOL.md §6).
     public var id: [UInt8] { LockCertificate.id(of: bytes) }
-    public static func id(of bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(bytes).prefix(16)) }
+    public static func id(of bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(bytes).prefix(idLength)) }
+    public static let idLength = 16
 
     init(body: Body, issuerKeyID: [UInt8], bytes: [UInt8]) {
         self.body = body

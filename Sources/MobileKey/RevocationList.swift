@@ -42,21 +42,32 @@ public struct RevocationList: Sendable, Hashable {
         public static let version: Int64 = 2
         public static let revoked: Int64 = 3
         public static let issuedAt: Int64 = 4
+        /// Revoked lock certificates, by certificate id (`LockCertificate.id`); present only when
+        /// non-empty, so a list naming none encodes as before.
+        public static let revokedLockCertificates: Int64 = 5
     }
 
     public let siteID: String
     public let version: UInt64
     public let issuedAt: Date
     public let revokedKeyIDs: Set<[UInt8]>
+    /// Lock certificates the site no longer vouches for: phones refuse a reader hello carrying one
+    /// (`lock_certificate_revoked`) and stop FAST taps at that lock. Locks ignore this part.
+    public let revokedCertificateIDs: Set<[UInt8]>
 
-    public init(siteID: String, version: UInt64, issuedAt: Date, revokedKeyIDs: Set<[UInt8]>) throws(RevocationListError) {
+    public init(siteID: String, version: UInt64, issuedAt: Date, revokedKeyIDs: Set<[UInt8]>,
+                revokedCertificateIDs: Set<[UInt8]> = []) throws(RevocationListError) {
         guard !siteID.isEmpty else { throw .malformed("empty site id") }
-        guard revokedKeyIDs.count <= RevocationList.maxEntries else { throw .tooManyEntries(revokedKeyIDs.count) }
+        guard revokedKeyIDs.count + revokedCertificateIDs.count <= RevocationList.maxEntries else {
+            throw .tooManyEntries(revokedKeyIDs.count + revokedCertificateIDs.count)
+        }
         guard revokedKeyIDs.allSatisfy({ $0.count == Credential.keyIDLength }) else { throw .malformed("key id not 16 bytes") }
+        guard revokedCertificateIDs.allSatisfy({ $0.count == LockCertificate.idLength }) else { throw .malformed("certificate id not 16 bytes") }
         self.siteID = siteID
         self.version = version
         self.issuedAt = Date(timeIntervalSince1970: TimeInterval(Credential.seconds(issuedAt)))
         self.revokedKeyIDs = revokedKeyIDs
+        self.revokedCertificateIDs = revokedCertificateIDs
     }
 
     /// The list a lock starts with: version 0, nothing revoked.
@@ -69,9 +80,20 @@ public struct RevocationList: Sendable, Hashable {
         self.version = version
         self.issuedAt = issuedAt
         self.revokedKeyIDs = revoked
+        self.revokedCertificateIDs = []
     }
 
     public func isRevoked(_ keyID: [UInt8]) -> Bool { revokedKeyIDs.contains(keyID) }
+
+    /// Whether the site revoked the lock certificate with this id (`LockCertificate.id`).
+    public func isRevoked(certificateID: [UInt8]) -> Bool { revokedCertificateIDs.contains(certificateID) }
+
+    /// The next version with the lock certificates `certificateIDs` revoked as well.
+    public func revokingCertificates(_ certificateIDs: [[UInt8]], issuedAt: Date) throws(RevocationListError) -> RevocationList {
+        guard version < UInt64.max else { throw .malformed("version exhausted") }
+        return try RevocationList(siteID: siteID, version: version + 1, issuedAt: issuedAt, revokedKeyIDs: revokedKeyIDs,
+                                  revokedCertificateIDs: revokedCertificateIDs.union(certificateIDs))
+    }
 
     /// The next version with `keyIDs` added.
     public func revoking(_ keyIDs: [[UInt8]], issuedAt: Date) throws(RevocationListError) -> RevocationList {
@@ -85,18 +107,36 @@ public struct RevocationList: Sendable, Hashable {
 
     private func next(_ set: Set<[UInt8]>, issuedAt: Date) throws(RevocationListError) -> RevocationList {
         guard version < UInt64.max else { throw .malformed("version exhausted") }
-        return try RevocationList(siteID: siteID, version: version + 1, issuedAt: issuedAt, revokedKeyIDs: set)
+        return try RevocationList(siteID: siteID, version: version + 1, issuedAt: issuedAt, revokedKeyIDs: set,
+                                  revokedCertificateIDs: revokedCertificateIDs)
     }
 
-    /// `{1: site, 2: version, 3: [cti…] sorted bytewise, 4: issuedAt}`.
+    /// `{1: site, 2: version, 3: [cti…] sorted bytewise, 4: issuedAt, ? 5: [certificate id…] sorted bytewise}`.
     public var payload: CBOR {
         let sorted = revokedKeyIDs.sorted { $0.lexicographicallyPrecedes($1) }
-        return [
+        var m: [CBOR: CBOR] = [
             .int(Key.site): .text(siteID),
             .int(Key.version): .unsigned(version),
             .int(Key.revoked): .array(sorted.map { .bytes($0) }),
             .int(Key.issuedAt): .int(Credential.seconds(issuedAt)),
         ]
+        if !revokedCertificateIDs.isEmpty {
+            m[.int(Key.revokedLockCertificates)] = .array(revokedCertificateIDs.sorted { $0.lexicographicallyPrecedes($1) }.map { .bytes($0) })
+        }
+        return .map(m)
+    }
+
+    /// A sorted array of distinct ids of `length` bytes (§6: ascending bytewise, one list has one encoding).
+    private static func sortedIDs(_ items: [CBOR], length: Int, what: String) throws(RevocationListError) -> Set<[UInt8]> {
+        var set = Set<[UInt8]>(minimumCapacity: items.count)
+        var previous: [UInt8]? = nil
+        for item in items {
+            guard let id = item.bytesValue, id.count == length else { throw .malformed("\(what) not \(length) bytes") }
+            guard set.insert(id).inserted else { throw .malformed("duplicate \(what)") }
+            if let previous, !previous.lexicographicallyPrecedes(id) { throw .malformed("\(what)s not in ascending order") }
+            previous = id
+        }
+        return set
     }
 
     static let messageLimits = CBORDecoder.Limits(maxDepth: 4, maxItems: 16, maxLength: 1_200_000, maxBytes: 1_200_512)
@@ -109,16 +149,16 @@ public struct RevocationList: Sendable, Hashable {
         guard let iat = m[.int(Key.issuedAt)]?.intValue else { throw .malformed("issued-at missing or not an integer") }
         guard case .array(let items)? = m[.int(Key.revoked)] else { throw .malformed("revoked key ids missing or not an array") }
         guard items.count <= RevocationList.maxEntries else { throw .tooManyEntries(items.count) }
-        var set = Set<[UInt8]>(minimumCapacity: items.count)
-        var previous: [UInt8]? = nil
-        for item in items {
-            guard let kid = item.bytesValue, kid.count == Credential.keyIDLength else { throw .malformed("key id not 16 bytes") }
-            guard set.insert(kid).inserted else { throw .malformed("duplicate key id") }
-            // §6: ascending bytewise, as Keyway writes them; one list has one encoding.
-            if let previous, !previous.lexicographicallyPrecedes(kid) { throw .malformed("key ids not in ascending order") }
-            previous = kid
+        let set = try RevocationList.sortedIDs(items, length: Credential.keyIDLength, what: "key id")
+        var certificates: Set<[UInt8]> = []
+        if let c = m[.int(Key.revokedLockCertificates)] {
+            // Present only when non-empty (one list has one encoding).
+            guard case .array(let ids) = c, !ids.isEmpty else { throw .malformed("revoked lock certificates not a non-empty array") }
+            guard ids.count <= RevocationList.maxEntries else { throw .tooManyEntries(ids.count) }
+            certificates = try RevocationList.sortedIDs(ids, length: LockCertificate.idLength, what: "certificate id")
         }
-        try self.init(siteID: site, version: version, issuedAt: Date(timeIntervalSince1970: TimeInterval(iat)), revokedKeyIDs: set)
+        try self.init(siteID: site, version: version, issuedAt: Date(timeIntervalSince1970: TimeInterval(iat)), revokedKeyIDs: set,
+                      revokedCertificateIDs: certificates)
     }
 
     /// Verifies a signed list (COSE_Sign1 with this type's content type) and returns it.

@@ -55,7 +55,9 @@ public struct SiteKeys: Sendable {
         public let certificate: LockCertificate
     }
 
-    public static let defaultCertificateLifetime: TimeInterval = 5 * 365 * 24 * 3600
+    /// Two years (docs/PROTOCOL.md §7, "Lifetime"): what a stolen, never-revoked device key is worth
+    /// at most; a lock in service is re-certified long before, and revocation covers the time between.
+    public static let defaultCertificateLifetime: TimeInterval = 2 * 365 * 24 * 3600
 
     public let directory: String
     public let siteID: String

@@ -297,7 +297,8 @@ extension TapPhone {
         }
         guard trustedIssuers.key(for: held.certificateIssuerKeyID) != nil,
               LockCertificate.validityError(issuedAt: held.certificateIssuedAt, expires: held.certificateExpires, at: now,
-                                            clockSkewTolerance: Verifier.defaultClockSkewTolerance) == nil else {
+                                            clockSkewTolerance: Verifier.defaultClockSkewTolerance) == nil,
+              !revokes(held.certificateID) else {
             keyring.forget(lockID)
             return .fallBack(.lockCertificateInvalid)
         }

@@ -63,6 +63,10 @@ public struct TapPhone: Sendable {
     public let credentialKeyID: [UInt8]?
     /// The phone's FAST keys (nil: this phone never taps FAST).
     public let fastKeys: TapFastKeyring?
+    /// The site's revocation list as the phone last received it with its keys (verified by whoever
+    /// handed it over): a lock certificate it names is refused (`lock_certificate_revoked`). A list of
+    /// another site is ignored.
+    public let revocations: RevocationList?
 
     /// Checks a conformant phone makes that a test may switch off, to reach the lock's own checks
     /// with a phone that talks to any certified lock of the site (test-only: a shipping phone never
@@ -79,9 +83,10 @@ public struct TapPhone: Sendable {
     @_spi(NonConformantPhone) public var nonConformance: NonConformance = []
 
     public init(credential: [UInt8], holderKey: P256.PrivateKey, siteID: String, trustedIssuers: TrustedIssuers,
-                certificateCache: LockCertificateCache? = nil, fastKeys: TapFastKeyring? = nil) {
+                certificateCache: LockCertificateCache? = nil, fastKeys: TapFastKeyring? = nil, revocations: RevocationList? = nil) {
         self.credential = credential; self.holderKey = holderKey; self.siteID = siteID
         self.trustedIssuers = trustedIssuers; self.certificateCache = certificateCache; self.fastKeys = fastKeys
+        self.revocations = revocations?.siteID == siteID ? revocations : nil
         // The phone's own credential, as issued to it: it reads its `aud`, it does not judge it.
         let own = try? Credential.inspect(credential)
         audience = own.map { Set($0.credential.lockIDs) }
@@ -167,6 +172,9 @@ public struct TapPhone: Sendable {
             certificateCache?.store(cert, siteID: siteID)
         }
         guard cert.lockID == hello.lockID else { throw .untrustedLock(.wrongLock(cert.lockID)) }
+        // Revocation is checked on every hello, cached certificate or not: the cache remembers a
+        // signature, not the site's current word on the lock.
+        if revokes(cert.id) { throw .untrustedLock(.revoked) }
         // Low-S only: a genuine lock signs with ECDSA.sign, which never emits the other form.
         guard ECDSA.isLowS(hello.signature),
               ECDSA.verify(hello.signature, of: hello.toBeSigned(siteID: siteID, phoneHello: phoneHello), by: cert.deviceKey) else {
@@ -180,6 +188,11 @@ public struct TapPhone: Sendable {
         }
         return (hello, cert)
     }
+}
+
+extension TapPhone {
+    /// Whether the phone's revocation list names the lock certificate with this id.
+    func revokes(_ certificateID: [UInt8]) -> Bool { revocations?.isRevoked(certificateID: certificateID) ?? false }
 }
 
 /// Verified lock certificates a phone remembers, as an app would: checking the issuer's signature

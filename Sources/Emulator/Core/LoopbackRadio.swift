@@ -15,6 +15,9 @@ public enum BuiltInPhoneMode: String, Sendable, CaseIterable { case conformant, 
 final class LoopbackRadio: Sendable {
     let locks: [String: LockGATT]
     let capture: BTSnoopWriter?
+    /// Where the built-in phone's revocation list comes from: phones receive the site's list with
+    /// their keys, so the built-in phone holds the directory's current one at every tap.
+    private let directory: SiteDirectory
     /// The built-in phone's private keys, parsed once per key as a phone keeps its key in memory:
     /// OpenSSL 3 decodes a PEM private key in about 0.4 ms, most of a whole tap's crypto.
     private let holderKeys = Locked<[String: P256.PrivateKey]>([:])
@@ -28,6 +31,7 @@ final class LoopbackRadio: Sendable {
             locks[l.id] = try LockGATT(lock: l, deviceName: site.config.lockIndex[l.id].map { site.config.locks[$0].name } ?? l.id)
         }
         self.locks = locks
+        directory = site.directory
         capture = try capturePath.map { try BTSnoopWriter(path: $0, clock: BTSnoopWriter.systemClock) }
     }
 
@@ -79,7 +83,7 @@ final class LoopbackRadio: Sendable {
         // sign with a key of its own — the lock must refuse the proof of possession.
         let holder = try holderKey(key)
         var phone = TapPhone(credential: key.credential, holderKey: holder, siteID: siteID, trustedIssuers: issuers, certificateCache: cache,
-                             fastKeys: fastKeyring(key))
+                             fastKeys: fastKeyring(key), revocations: await directory.revocationList)
         if phoneMode == .nonConformant { phone = phone.nonConformant() }
 
         let link = LoopbackLink()

@@ -91,6 +91,18 @@ public final class KeyStore: Sendable {
         }
     }
 
+    /// Stores a new signed list that revokes no key of this store (lock certificates): the same
+    /// newest-wins rule as `revoke`.
+    public func storeRevocationList(_ newList: RevocationList, signed: [UInt8]) throws {
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO revocation (site_id, version, signed_list) VALUES (?, ?, ?)
+                ON CONFLICT(site_id) DO UPDATE SET version = excluded.version, signed_list = excluded.signed_list
+                WHERE excluded.version > revocation.version
+                """, arguments: [newList.siteID, newList.version, Data(signed)])
+        }
+    }
+
     public func signedRevocationList(site: String) throws -> [UInt8]? {
         try db.read { db in
             try Row.fetchOne(db, sql: "SELECT signed_list FROM revocation WHERE site_id = ?", arguments: [site]).map { Array(($0["signed_list"] as Data)) }
