@@ -318,8 +318,9 @@ public protocol APIProtocol: Sendable {
     /// `lock_certificate_bad_signature`, `lock_certificate_wrong_site`, `lock_certificate_wrong_lock`,
     /// `lock_certificate_malformed`, `lock_certificate_unsupported_algorithm`, `bad_hello_signature`,
     /// `malformed_hello`, and under tap protocol v2 `lock_not_in_credential` — the key does not name
-    /// this lock, so a conformant phone never presents it there — and `lock_clock_skewed`, a lock
-    /// time more than 60 s off the phone's) and `message` says it in words. `phone: non_conformant`
+    /// this lock, so a conformant phone never presents it there — `lock_clock_skewed`, a lock
+    /// time more than 60 s off the phone's, and `lock_certificate_revoked`, a certificate the site's
+    /// revocation list names) and `message` says it in words. `phone: non_conformant`
     /// makes the built-in phone present anyway, as a hostile or buggy phone would, so a test can see
     /// the lock's own refusal (`wrong_lock`, `not_yet_valid`, …).
     /// Errors are for taps that could not happen: unknown lock or key (404), a user without any key
@@ -1037,8 +1038,9 @@ extension APIProtocol {
     /// `lock_certificate_bad_signature`, `lock_certificate_wrong_site`, `lock_certificate_wrong_lock`,
     /// `lock_certificate_malformed`, `lock_certificate_unsupported_algorithm`, `bad_hello_signature`,
     /// `malformed_hello`, and under tap protocol v2 `lock_not_in_credential` — the key does not name
-    /// this lock, so a conformant phone never presents it there — and `lock_clock_skewed`, a lock
-    /// time more than 60 s off the phone's) and `message` says it in words. `phone: non_conformant`
+    /// this lock, so a conformant phone never presents it there — `lock_clock_skewed`, a lock
+    /// time more than 60 s off the phone's, and `lock_certificate_revoked`, a certificate the site's
+    /// revocation list names) and `message` says it in words. `phone: non_conformant`
     /// makes the built-in phone present anyway, as a hostile or buggy phone would, so a test can see
     /// the lock's own refusal (`wrong_lock`, `not_yet_valid`, …).
     /// Errors are for taps that could not happen: unknown lock or key (404), a user without any key
