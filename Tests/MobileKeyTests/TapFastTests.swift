@@ -176,6 +176,20 @@ final class TapFastTests: XCTestCase {
         XCTAssertEqual(try distrusting.fastStart(lockID: lockID, action: .open, at: t0).fallback, .lockCertificateInvalid)
     }
 
+    /// `keyway phone tap --fast-keys FILE` keeps the keyring as JSON between runs: a phone read back
+    /// from it taps FAST with the next counter.
+    func testTheKeyringSurvivesAsJSON() throws {
+        let c = try credential(), ring = TapFastKeyring(), p = phone(c, keyring: ring)
+        try fullTap(p)
+        _ = try request(p)
+        let json = try JSONEncoder().encode(ring.all)
+        let back = TapFastKeyring(try JSONDecoder().decode([TapFastKeyring.Entry].self, from: json))
+        XCTAssertEqual(back.all, ring.all)
+        let r = try request(phone(c, keyring: back))
+        XCTAssertEqual(try FastRequest(decoding: r.request).counter, 2)
+        guard case .evaluated(.accepted, _) = evaluate(r.request) else { return XCTFail("\(evaluate(r.request))") }
+    }
+
     func testTheClaimsAreJudgedAgainOnEveryFastTap() throws {
         let c = try credential(until: t0 + 600), ring = TapFastKeyring(), p = phone(c, keyring: ring)
         try fullTap(p)
