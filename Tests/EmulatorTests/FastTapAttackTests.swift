@@ -85,6 +85,19 @@ final class FastTapAttackTests: XCTestCase {
         XCTAssertEqual(e.event.keyID, key.keyID)
     }
 
+    /// The lock's own rules after the protocol apply to a FAST tap as to a full one: in a lockdown a
+    /// FAST tap is `locked_down`, one event naming the user, and it stays FAST (nothing to fall back for).
+    func testALockdownReachesAFastTap() async throws {
+        let key = try await adaKey()
+        _ = try await bench.emu.tapWithKeyReport(key.keyID, lock: entrance)
+        _ = try await bench.emu.setLockdown(.init(lockedDown: true, locks: [entrance]))
+        let mark = try await bench.mark()
+        let r = try await bench.emu.tapWithKeyReport(key.keyID, lock: entrance)
+        XCTAssertEqual(r.mode, .fast)
+        let e = try await bench.expectOneDecision(at: entrance, after: mark, reason: "locked_down", decision: r.decision)
+        XCTAssertEqual(e.event.user, "u-ada")
+    }
+
     // MARK: - Fallbacks
 
     /// Every fallback over the real path: no key yet (phone), the lock's revocation list changed (0x87),
