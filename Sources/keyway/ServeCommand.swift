@@ -29,7 +29,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds (emulator clock) after which a phone connection (socket or BlueZ) on which the phone sent nothing is closed.")
     var phoneIdleTimeout = PhoneSocketRadio.defaultIdleTimeout
     @Option(help: "BlueZ adapter (hciN).") var adapter = "hci0"
-    @Option(help: "Lock exposed on the BlueZ adapter.") var bleLock: String?
+    @Option(help: "BlueZ: advertise only this lock (under the adapter's own address).") var bleLock: String?
+    @Option(help: "BlueZ: the locks advertised, comma-separated (default: every lock of the site, each under its own address).")
+    var bleLocks: String?
+    @Option(help: "BlueZ: advertising commands: automatic (extended sets where the controller has them), legacy (one advertiser, the locks in turn) or extended.")
+    var bleAdvertising = "automatic"
+    @Option(help: "BlueZ: milliseconds each lock stays on the air when there are more locks than advertising sets (20-10000).")
+    var bleRotationMs = 500
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
     @Option(name: .customLong("ble-rssi-at-1m"), help: ArgumentHelp("BlueZ: RSSI (dBm) of a phone 1 m from the lock, for the reach model (HARDWARE.md).", valueName: "dBm"))
     var bleRSSIAtOneMetre = PathLossModel.defaultRSSIAtOneMetre
@@ -76,7 +82,20 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--listen \(listen) is not loopback: set --api-token or KEYWAY_API_TOKEN")
         }
         o.adapter = adapter
-        o.bleLock = bleLock
+        if bleLock != nil && bleLocks != nil { throw ValidationError("--ble-lock and --ble-locks: give one of them") }
+        if let one = bleLock { o.bleLocks = [one] }
+        if let list = bleLocks {
+            let ids = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !ids.contains(where: \.isEmpty) else { throw ValidationError("--ble-locks: lock IDs separated by commas, none empty") }
+            guard Set(ids).count == ids.count else { throw ValidationError("--ble-locks: a lock is listed twice") }
+            o.bleLocks = ids
+        }
+        guard let advertising = LEAdvertisingMode(rawValue: bleAdvertising) else {
+            throw ValidationError("--ble-advertising: automatic, legacy or extended")
+        }
+        o.bleAdvertising = advertising
+        guard (20...10_000).contains(bleRotationMs) else { throw ValidationError("--ble-rotation-ms: 20 to 10000") }
+        o.bleRotationInterval = .milliseconds(bleRotationMs)
         guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
         o.bleSecurity = level
         o.allowBluetoothd = allowBluetoothd
@@ -86,7 +105,6 @@ struct Serve: AsyncParsableCommand {
         o.phoneIdleTimeout = phoneIdleTimeout
         o.blePathLoss = PathLossModel(rssiAtOneMetre: bleRSSIAtOneMetre, exponent: blePathLossExponent)
         if let why = o.blePathLoss.validationError { throw ValidationError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
-        if t == .bluez && bleLock == nil { throw ValidationError("--transport bluez needs --ble-lock ID (one adapter exposes one lock)") }
 
         let started = Date()
         let emu: Emulator

@@ -43,6 +43,22 @@ public actor BlueZAdvertiser {
     public private(set) var restartError: BlueZError?
     private var restartHandler: (@Sendable (Result<Int, BlueZError>) -> Void)?
 
+    // Several locks (`startLocks`): each slot's lock changes only on the controller's answers (see
+    // `LEConnectionAttribution`), recorded in `handleEvent` in the order the events arrive.
+    /// The slots and the locks they carry while several locks are advertised (nil otherwise).
+    public private(set) var roster: LEAdvertisingRoster?
+    private var siteLocks: [LEAdvertisedLock] = []
+    private var siteParameters = LEAdvertisingParameters()
+    private var attribution = LEConnectionAttribution(extended: false)
+    /// What a pending enable/disable command will change once the controller accepts it, by opcode
+    /// (one command per opcode is outstanding at a time).
+    private var slotIntent: [UInt16: (slot: UInt8, lock: Int?)] = [:]
+    private var rotationStep = 0
+    private var rotation: Task<Void, Never>?
+    private var sequenceBusy = false
+    private var sequenceWaiters: [CheckedContinuation<Void, Never>] = []
+    private var originWaiters: [UInt16: [(token: Int, continuation: CheckedContinuation<LEConnectionOrigin, Never>)]] = [:]
+
     /// Called after each automatic restart of advertising: the restart count, or why it failed.
     public func onRestart(_ handler: @escaping @Sendable (Result<Int, BlueZError>) -> Void) {
         restartHandler = handler
@@ -133,6 +149,7 @@ public actor BlueZAdvertiser {
 
     /// Stops advertising if it runs and closes the socket.
     public func close() async {
+        await stopLocks()
         try? await stop()
         reader?.cancel()
         reader = nil
@@ -240,6 +257,7 @@ public actor BlueZAdvertiser {
     private func expire(opcode: UInt16, token: Int, name: String) {
         guard let entry = pending[opcode], entry.token == token else { return }
         pending[opcode] = nil
+        slotIntent[opcode] = nil
         entry.continuation.resume(throwing: BlueZError.hciCommandTimeout(command: name))
     }
 
@@ -272,13 +290,21 @@ public actor BlueZAdvertiser {
     private func failAll(_ error: BlueZError) {
         let waiting = pending
         pending = [:]
+        slotIntent = [:]
         for (_, entry) in waiting { entry.continuation.resume(throwing: error) }
         reader = nil
     }
 
     private func handleEvent(_ event: HCIEvent) {
+        if roster != nil { attribute(event) }
         switch event {
         case .commandComplete(let opcode, let returnParameters):
+            // The slot's state changes here, in the controller's order, not when the caller resumes
+            // (a connection event may be read before the caller runs again).
+            if let intent = slotIntent.removeValue(forKey: opcode), returnParameters.first == HCIStatus.success {
+                if let lock = intent.lock { attribution.enabled(slot: intent.slot, lock: lock) }
+                else { attribution.disabled(slot: intent.slot) }
+            }
             if let entry = pending.removeValue(forKey: opcode) { entry.continuation.resume(returning: returnParameters) }
         case .commandStatus(let status, let opcode) where status != HCIStatus.success:
             if let entry = pending.removeValue(forKey: opcode) { entry.continuation.resume(returning: [status]) }
@@ -308,5 +334,223 @@ public actor BlueZAdvertiser {
             restartError = failure
             restartHandler?(.failure(failure))
         }
+    }
+}
+
+// MARK: Several locks on one adapter
+
+extension BlueZAdvertiser {
+    /// Advertises every lock in `locks`, each under its own static random address with its own payload:
+    /// one extended advertising set per lock where the controller has enough (LE Read Number of Supported
+    /// Advertising Sets), otherwise the sets (or the one legacy advertiser) time-shared, each slot moving
+    /// to its next lock every `rotationInterval`. `mode` `.legacy` forces the legacy rotation.
+    /// - Returns: the slots in use.
+    @discardableResult
+    public func startLocks(_ locks: [LEAdvertisedLock], parameters: LEAdvertisingParameters = .init(),
+                           mode: LEAdvertisingMode = .automatic,
+                           rotationInterval: Duration = .milliseconds(500)) async throws -> LEAdvertisingRoster {
+        guard !locks.isEmpty else { throw BlueZError.invalidArgument("no lock to advertise") }
+        var reported: Int? = nil
+        if mode != .legacy {
+            let answer = try await execute(.leReadNumberOfSupportedAdvertisingSets())
+            if answer.first == HCIStatus.success, answer.count >= 2, answer[1] > 0 { reported = Int(answer[1]) }
+            else if mode == .extended {
+                throw BlueZError.advertisingRejected(command: HCICommand.leReadNumberOfSupportedAdvertisingSets().name,
+                                                     status: answer.first ?? 0xFF)
+            }
+        }
+        var p = parameters
+        p.ownAddressType = .random
+        siteLocks = locks
+        siteParameters = p
+        rotationStep = 0
+        var sets = reported
+        while true {
+            let plan = LEAdvertisingRoster(lockCount: locks.count, availableSets: sets)
+            roster = plan
+            attribution = LEConnectionAttribution(extended: plan.isExtended)
+            do {
+                for index in plan.slots.indices { try await put(slotIndex: index) }
+                break
+            } catch BlueZError.advertisingRejected(_, let status)
+                        where plan.isExtended && (status == 0x07 || status == 0x43) && plan.slots.count > 1 {
+                // The controller counts sets others (the kernel) hold too: fewer sets, more rotation.
+                await removeSets(plan)
+                sets = max(1, plan.slots.count - 1)
+            } catch {
+                await stopLocks()
+                throw error
+            }
+        }
+        let plan = roster!
+        if plan.rotates {
+            rotation = Task { [weak self] in
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: rotationInterval) } catch { return }
+                    await self?.rotate()
+                }
+            }
+        }
+        return plan
+    }
+
+    /// Where the phone on `connection` came from; `.unknown` when the controller has not said within
+    /// `timeout` (the accepted socket can be read before the event that made it).
+    public func origin(ofConnection connection: UInt16, within timeout: Duration = .seconds(2)) async -> LEConnectionOrigin {
+        if let known = attribution.origin(ofConnection: connection) { return known }
+        guard roster != nil else { return .unknown }
+        let handle = connection & 0x0FFF
+        nextToken += 1
+        let token = nextToken
+        return await withCheckedContinuation { (c: CheckedContinuation<LEConnectionOrigin, Never>) in
+            originWaiters[handle, default: []].append((token, c))
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.expireOrigin(handle, token)
+            }
+        }
+    }
+
+    /// The locks being advertised, in the order `origin` indexes them.
+    public var advertisedLocks: [LEAdvertisedLock] { siteLocks }
+
+    /// Stops every slot (and the rotation).
+    public func stopLocks() async {
+        rotation?.cancel()
+        rotation = nil
+        guard let plan = roster else { return }
+        roster = nil
+        await beginSequence()
+        defer { endSequence() }
+        do {
+            for slot in plan.slots {
+                if plan.isExtended {
+                    _ = try? await execute(.leSetExtendedAdvertisingEnable(false, handle: slot))
+                    _ = try? await execute(.leRemoveAdvertisingSet(handle: slot))
+                } else {
+                    _ = try? await execute(.leSetAdvertisingEnable(false))
+                }
+            }
+        }
+        for (_, waiters) in originWaiters { for w in waiters { w.continuation.resume(returning: .unknown) } }
+        originWaiters = [:]
+    }
+
+    private func expireOrigin(_ handle: UInt16, _ token: Int) {
+        guard var waiters = originWaiters[handle], let i = waiters.firstIndex(where: { $0.token == token }) else { return }
+        let w = waiters.remove(at: i)
+        originWaiters[handle] = waiters.isEmpty ? nil : waiters
+        w.continuation.resume(returning: attribution.origin(ofConnection: handle) ?? .unknown)
+    }
+
+    fileprivate func attribute(_ event: HCIEvent) {
+        guard let settled = attribution.handle(event) else {
+            if case .disconnectionComplete(let status, _, _) = event, status == 0 { refillIdleSlots() }
+            return
+        }
+        if let waiters = originWaiters.removeValue(forKey: settled.connection) {
+            for w in waiters { w.continuation.resume(returning: settled.origin) }
+        }
+        // The connection stopped that slot; put its lock back on the air for the next phone.
+        if let slot = settled.slot, let plan = roster, let index = plan.slots.firstIndex(of: slot) {
+            Task { [weak self] in await self?.refill(slotIndex: index) }
+        }
+    }
+
+    private func rotate() async {
+        guard let plan = roster else { return }
+        rotationStep += 1
+        for index in plan.slots.indices where plan.cycleLength > 1 { await refill(slotIndex: index) }
+    }
+
+    /// After a disconnection: slots a controller could not re-enable while connected get another try.
+    private func refillIdleSlots() {
+        guard let plan = roster else { return }
+        for (index, slot) in plan.slots.enumerated() where attribution.onAir[slot] == nil
+            && plan.lock(slotIndex: index, step: rotationStep) != nil {
+            Task { [weak self] in await self?.refill(slotIndex: index) }
+        }
+    }
+
+    private func refill(slotIndex: Int) async {
+        guard roster != nil else { return }
+        do {
+            try await put(slotIndex: slotIndex)
+            restartCount += 1
+            restartHandler?(.success(restartCount))
+        } catch {
+            let failure = (error as? BlueZError) ?? .system(operation: "re-enabling advertising", errno: EIO)
+            restartError = failure
+            restartHandler?(.failure(failure))
+        }
+    }
+
+    /// Puts the lock slot `slotIndex` carries at the current rotation step on the air in it (or takes the
+    /// slot off the air when it carries none at this step). Address and data change only while the slot
+    /// is disabled, so what a phone sees enabled always belongs together.
+    private func put(slotIndex: Int) async throws {
+        await beginSequence()
+        defer { endSequence() }
+        do {
+            guard let plan = roster, slotIndex < plan.slots.count else { return }
+            let slot = plan.slots[slotIndex]
+            let index = plan.lock(slotIndex: slotIndex, step: rotationStep)
+            let p = siteParameters
+            if plan.isExtended {
+                // Disabling a set that does not exist yet is answered with an error, which is fine.
+                try await executeSlot(.leSetExtendedAdvertisingEnable(false, handle: slot), slot: slot, lock: nil, checked: false)
+                guard let index else { return }
+                let lock = siteLocks[index]
+                try await checked(.leSetExtendedAdvertisingParameters(handle: slot, p))
+                try await checked(.leSetAdvertisingSetRandomAddress(handle: slot, lock.address))
+                try await checked(try .leSetExtendedAdvertisingData(handle: slot, lock.payload.advertisingData))
+                try await checked(try .leSetExtendedScanResponseData(handle: slot, lock.payload.scanResponseData))
+                try await executeSlot(.leSetExtendedAdvertisingEnable(true, handle: slot), slot: slot, lock: index, checked: true)
+            } else {
+                try await executeSlot(.leSetAdvertisingEnable(false), slot: slot, lock: nil, checked: false)
+                guard let index else { return }
+                let lock = siteLocks[index]
+                try await checked(.leSetRandomAddress(lock.address))
+                try await checked(.leSetAdvertisingParameters(p))
+                try await checked(try .leSetAdvertisingData(lock.payload.advertisingData))
+                try await checked(try .leSetScanResponseData(lock.payload.scanResponseData))
+                try await executeSlot(.leSetAdvertisingEnable(true), slot: slot, lock: index, checked: true)
+            }
+        }
+    }
+
+    private func removeSets(_ plan: LEAdvertisingRoster) async {
+        await beginSequence()
+        defer { endSequence() }
+        do {
+            for slot in plan.slots {
+                _ = try? await executeSlot(.leSetExtendedAdvertisingEnable(false, handle: slot), slot: slot, lock: nil, checked: false)
+                _ = try? await execute(.leRemoveAdvertisingSet(handle: slot))
+            }
+        }
+    }
+
+    private func checked(_ command: HCICommand) async throws {
+        let status = try await execute(command).first ?? 0xFF
+        guard status == HCIStatus.success else { throw BlueZError.advertisingRejected(command: command.name, status: status) }
+    }
+
+    /// An enable or disable whose acceptance changes what the slot carries (recorded in `handleEvent`).
+    private func executeSlot(_ command: HCICommand, slot: UInt8, lock: Int?, checked: Bool) async throws {
+        slotIntent[command.opcode] = (slot, lock)
+        let status = try await execute(command).first ?? 0xFF
+        if checked && status != HCIStatus.success {
+            throw BlueZError.advertisingRejected(command: command.name, status: status)
+        }
+    }
+
+    /// Command sequences run one after another (each needs its commands in order, and only one command
+    /// per opcode may be outstanding): the turn passes straight to the next waiter.
+    fileprivate func beginSequence() async {
+        if sequenceBusy { await withCheckedContinuation { sequenceWaiters.append($0) } } else { sequenceBusy = true }
+    }
+
+    fileprivate func endSequence() {
+        if sequenceWaiters.isEmpty { sequenceBusy = false } else { sequenceWaiters.removeFirst().resume() }
     }
 }

@@ -49,6 +49,9 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
     case frameTooLarge(Int)
     /// Any other system call failure.
     case system(operation: String, errno: Int32)
+    /// A phone connected while several locks share the adapter, but the controller's events do not tie
+    /// its connection to one lock's advertisement: refused (it could otherwise reach the wrong lock).
+    case connectionNotAttributed(peer: String)
 
     public var description: String {
         switch self {
@@ -106,6 +109,9 @@ public enum BlueZError: Error, Equatable, Sendable, CustomStringConvertible {
             return "received an L2CAP frame larger than \(limit) bytes — dropped the connection"
         case .system(let operation, let errno):
             return "\(operation) failed: \(BlueZError.errnoName(errno))"
+        case .connectionNotAttributed(let peer):
+            return "phone \(peer) connected, but the controller did not say which lock's advertisement it answered "
+                + "— disconnected (deny by default)"
         }
     }
 

@@ -26,6 +26,11 @@ public final class BlueZPeripheral: Sendable {
         /// Told about each phone refused before it reached the GATT server (security not reached);
         /// `accept()` then goes on waiting for the next one.
         public var onRejected: (@Sendable (BlueZAddress, BlueZError) -> Void)?
+        /// Several locks on this adapter (each its own static random address and payload; `name` and
+        /// `serviceUUID` then unused). Empty: the one lock above, under the adapter's public address.
+        public var locks: [LEAdvertisedLock] = []
+        /// How long each lock stays on the air in a time-shared slot (when there are more locks than slots).
+        public var rotationInterval: Duration = .milliseconds(500)
 
         public init(adapter: String, name: String, serviceUUID: BluetoothUUID,
                     advertising: LEAdvertisingParameters = .init(), advertisingMode: LEAdvertisingMode = .automatic,
@@ -50,6 +55,9 @@ public final class BlueZPeripheral: Sendable {
         public let security: BlueZSecurityLevel
         /// The link's HCI connection handle, or why it could not be read (then its RSSI cannot be either).
         public let connectionHandle: Result<UInt16, BlueZError>
+        /// With several locks: the index (into `Configuration.locks`) of the lock whose advertisement the
+        /// phone answered, as the controller reported it. Nil with one lock.
+        public let lockIndex: Int?
     }
 
     public let configuration: Configuration
@@ -57,13 +65,17 @@ public final class BlueZPeripheral: Sendable {
     public let advertiser: BlueZAdvertiser
     /// The advertising command set that worked (legacy, or extended after a legacy refusal).
     public let advertisingMode: LEAdvertisingMode
+    /// With several locks: the advertising slots and how the locks share them.
+    public let roster: LEAdvertisingRoster?
     /// Answers Just Works pairing when `security` is above `low` (nil otherwise).
     public let pairingAgent: BlueZPairingAgent?
     private let listener: BlueZL2CAPListener
 
     private init(configuration: Configuration, adapter: BlueZAdapterInfo, advertiser: BlueZAdvertiser,
-                 advertisingMode: LEAdvertisingMode, listener: BlueZL2CAPListener, pairingAgent: BlueZPairingAgent?) {
+                 advertisingMode: LEAdvertisingMode, roster: LEAdvertisingRoster?, listener: BlueZL2CAPListener,
+                 pairingAgent: BlueZPairingAgent?) {
         self.configuration = configuration
+        self.roster = roster
         self.adapter = adapter
         self.advertiser = advertiser
         self.advertisingMode = advertisingMode
@@ -86,10 +98,18 @@ public final class BlueZPeripheral: Sendable {
             }
             let advertiser = try BlueZAdvertiser(adapter: adapter)
             do {
+                if !configuration.locks.isEmpty {
+                    let roster = try await advertiser.startLocks(configuration.locks, parameters: configuration.advertising,
+                                                                 mode: configuration.advertisingMode,
+                                                                 rotationInterval: configuration.rotationInterval)
+                    return BlueZPeripheral(configuration: configuration, adapter: adapter, advertiser: advertiser,
+                                           advertisingMode: roster.isExtended ? .extended : .legacy, roster: roster,
+                                           listener: listener, pairingAgent: agent)
+                }
                 let mode = try await advertiser.start(payload, parameters: configuration.advertising,
                                                       mode: configuration.advertisingMode)
                 return BlueZPeripheral(configuration: configuration, adapter: adapter, advertiser: advertiser,
-                                       advertisingMode: mode, listener: listener, pairingAgent: agent)
+                                       advertisingMode: mode, roster: nil, listener: listener, pairingAgent: agent)
             } catch {
                 await advertiser.close()
                 throw error
@@ -125,10 +145,23 @@ public final class BlueZPeripheral: Sendable {
                     throw BlueZError.system(operation: "reading L2CAP_CONNINFO", errno: EIO)
                 }
             }
+            // Several locks: the phone reaches the lock whose advertisement it answered, as the controller
+            // reported it, or none (deny by default).
+            var lockIndex: Int?
+            if roster != nil {
+                let origin: LEConnectionOrigin
+                if case .success(let h) = handle { origin = await advertiser.origin(ofConnection: h) } else { origin = .unknown }
+                guard case .lock(let index) = origin else {
+                    connection.close()
+                    configuration.onRejected?(connection.peer, .connectionNotAttributed(peer: connection.peer.description))
+                    continue
+                }
+                lockIndex = index
+            }
             guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
             do {
                 return Phone(bearer: try SocketBearer(adopting: fd, framing: .seqpacket, linkMTU: mtu),
-                             peer: connection.peer, security: security, connectionHandle: handle)
+                             peer: connection.peer, security: security, connectionHandle: handle, lockIndex: lockIndex)
             } catch {
                 _ = Glibc.close(fd)
                 throw error

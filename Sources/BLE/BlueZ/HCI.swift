@@ -41,6 +41,9 @@ public struct HCICommand: Equatable, Sendable {
     public static let leSetExtendedScanResponseDataOpcode = le(0x0038)
     public static let leSetExtendedAdvertisingEnableOpcode = le(0x0039)
     public static let leRemoveAdvertisingSetOpcode = le(0x003C)
+    public static let leSetRandomAddressOpcode = le(0x0005)
+    public static let leSetAdvertisingSetRandomAddressOpcode = le(0x0035)
+    public static let leReadNumberOfSupportedAdvertisingSetsOpcode = le(0x003B)
     /// Read RSSI, a Status Parameters command (OGF 0x05, OCF 0x0005).
     public static let readRSSIOpcode: UInt16 = 0x05 << 10 | 0x0005
 
@@ -128,6 +131,26 @@ public struct HCICommand: Equatable, Sendable {
                    name: "Read RSSI")
     }
 
+    /// LE Set Random Address (§7.8.4): the address legacy advertising with `Own_Address_Type` random
+    /// uses. The controller refuses it while legacy advertising is enabled, so the address a phone
+    /// sees always belongs to the payload advertised with it.
+    public static func leSetRandomAddress(_ address: LEStaticRandomAddress) -> HCICommand {
+        HCICommand(opcode: leSetRandomAddressOpcode, parameters: address.bytes.reversed(),
+                   name: "LE Set Random Address")
+    }
+
+    /// LE Set Advertising Set Random Address (§7.8.52): one extended advertising set's own address.
+    public static func leSetAdvertisingSetRandomAddress(handle: UInt8, _ address: LEStaticRandomAddress) -> HCICommand {
+        HCICommand(opcode: leSetAdvertisingSetRandomAddressOpcode, parameters: [handle] + address.bytes.reversed(),
+                   name: "LE Set Advertising Set Random Address")
+    }
+
+    /// LE Read Number of Supported Advertising Sets (§7.8.58): answers status and a count (1…240).
+    public static func leReadNumberOfSupportedAdvertisingSets() -> HCICommand {
+        HCICommand(opcode: leReadNumberOfSupportedAdvertisingSetsOpcode, parameters: [],
+                   name: "LE Read Number of Supported Advertising Sets")
+    }
+
     public static func leRemoveAdvertisingSet(handle: UInt8) -> HCICommand {
         HCICommand(opcode: leRemoveAdvertisingSetOpcode, parameters: [handle], name: "LE Remove Advertising Set")
     }
@@ -142,6 +165,49 @@ public struct HCICommand: Equatable, Sendable {
         guard data.count <= 31 else { throw BlueZError.advertisingDataTooLong(data.count) }
         return [handle, 0x03, 0x01, UInt8(data.count)] + data
     }
+}
+
+/// A static random device address (Core Vol 6 Part B §1.3.2.1): the two most significant bits 11, the
+/// other 46 neither all 0 nor all 1. Each lock advertised by one adapter gets its own, derived from the
+/// lock's identity so it stays the same across restarts (a phone that remembered the lock finds it again).
+public struct LEStaticRandomAddress: Hashable, Sendable, CustomStringConvertible {
+    /// Display order, most significant byte first.
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 6, bytes[0] & 0xC0 == 0xC0 else { return nil }
+        let rest = [bytes[0] & 0x3F] + bytes[1...]
+        guard !rest.allSatisfy({ $0 == 0 }), !(rest[0] == 0x3F && rest.dropFirst().allSatisfy({ $0 == 0xFF })) else { return nil }
+        self.bytes = bytes
+    }
+
+    /// The address of `identity` (e.g. "site/lock"): FNV-1a 64 of its UTF-8, 46 bits of it, with the
+    /// static-random marker; `attempt` perturbs it when two identities of one adapter collide.
+    public static func derived(from identity: String, attempt: UInt8 = 0) -> LEStaticRandomAddress {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in Array(identity.utf8) + [attempt] {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        var out = (0..<6).map { UInt8(truncatingIfNeeded: h >> (8 * (5 - UInt64($0)))) }
+        out[0] = out[0] | 0xC0
+        if let address = LEStaticRandomAddress(bytes: out) { return address }
+        return derived(from: identity, attempt: attempt &+ 1)   // all-0/all-1 random part: 2 in 2^46
+    }
+
+    /// Distinct addresses for `identities`, in order (a collision takes the next attempt).
+    public static func distinct(for identities: [String]) -> [LEStaticRandomAddress] {
+        var used: Set<LEStaticRandomAddress> = []
+        return identities.map { id in
+            var attempt: UInt8 = 0
+            var a = derived(from: id)
+            while used.contains(a) { attempt &+= 1; a = derived(from: id, attempt: attempt) }
+            used.insert(a)
+            return a
+        }
+    }
+
+    public var description: String { bytes.map { hex8($0) }.joined(separator: ":") }
 }
 
 /// The advertiser's own address type (Core Vol 4 Part E §7.8.5 Own_Address_Type).
@@ -278,6 +344,10 @@ public enum HCIEvent: Equatable, Sendable {
     /// `peerAddress` is in display order (most significant byte first).
     case leConnectionComplete(status: UInt8, handle: UInt16, role: UInt8, peerAddressType: UInt8,
                               peerAddress: [UInt8])
+    /// LE Advertising Set Terminated (LE Meta 0x12, §7.7.65.18): set `advertisingHandle` stopped; with
+    /// status 0 because the connection `connectionHandle` was made from it.
+    case leAdvertisingSetTerminated(status: UInt8, advertisingHandle: UInt8, connectionHandle: UInt16,
+                                    completedEvents: UInt8)
     case other(code: UInt8, parameters: [UInt8])
 
     /// Decodes one packet read from a raw HCI socket, starting with the 0x04 indicator.
@@ -308,6 +378,11 @@ public enum HCIEvent: Equatable, Sendable {
             try need(12, "LE Connection Complete")
             return .leConnectionComplete(status: p[1], handle: (UInt16(p[2]) | UInt16(p[3]) << 8) & 0x0FFF,
                                          role: p[4], peerAddressType: p[5], peerAddress: p[6..<12].reversed())
+        case 0x3E where !p.isEmpty && p[0] == 0x12:
+            try need(6, "LE Advertising Set Terminated")
+            return .leAdvertisingSetTerminated(status: p[1], advertisingHandle: p[2],
+                                               connectionHandle: (UInt16(p[3]) | UInt16(p[4]) << 8) & 0x0FFF,
+                                               completedEvents: p[5])
         default:
             return .other(code: code, parameters: p)
         }

@@ -30,9 +30,14 @@ public struct EmulatorOptions: Sendable {
     public var apiToken: String?
     /// Host names the control API answers to besides its listen address and localhost (`--allow-host`).
     public var allowedHosts: [String] = []
-    /// BlueZ: which adapter and which lock it exposes.
+    /// BlueZ: which adapter, and which locks it advertises (nil: every lock of the site). One lock is
+    /// advertised under the adapter's own address; several each under their own static random address.
     public var adapter: String = "hci0"
-    public var bleLock: String?
+    public var bleLocks: [String]?
+    /// BlueZ: the advertising command set (`legacy` makes the locks take turns on one advertiser).
+    public var bleAdvertising: LEAdvertisingMode = .automatic
+    /// BlueZ: how long each lock stays on the air when locks take turns in a slot.
+    public var bleRotationInterval: Duration = .milliseconds(500)
     /// BlueZ: `BT_SECURITY` required of phones (above `low`, Keyway's agent answers Just Works pairing).
     public var bleSecurity: BlueZSecurityLevel = .low
     /// Phone connections each transport (the phone socket, BlueZ) holds open at once; more are refused.
