@@ -54,8 +54,13 @@ let package = Package(
         .target(name: "KeywayAPI", dependencies: [
             .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
         ], exclude: ["openapi-generator-config.yaml"], resources: [.copy("openapi.yaml")]),
+        // The Kisi-compatible API's types and server protocol, generated from Sources/KisiAPI/openapi.yaml
+        // (docs/kisi-openapi.yaml; tools/generate-api; docs/KISI.md).
+        .target(name: "KisiAPI", dependencies: [
+            .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+        ], exclude: ["openapi-generator-config.yaml", "openapi.yaml"]),
         .target(name: "Emulator", dependencies: [
-            "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events", "KeywayAPI",
+            "KeywayCrypto", "MobileKey", "BLE", "Hardware", "Events", "KeywayAPI", "KisiAPI",
             .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -35,12 +35,33 @@ extension EventSink {
     public func shutdown() async {}
 }
 
+/// What a webhook request carries for one event, when it is not the default (the CloudEvent, signed
+/// per Standard Webhooks): another vendor's event shape and signature (`keyway serve --upstream-format
+/// kisi`, docs/KISI.md). The journal, ordering, retries and dead letters stay the delivery's.
+public struct WebhookEncoding: Sendable {
+    public var contentType: String
+    /// The request body for `event` (whose CloudEvent bytes are given), or nil when the event has no
+    /// counterpart in that shape: it is then acknowledged without a request.
+    public var body: @Sendable (RecordedEvent, [UInt8]) async -> [UInt8]?
+    /// The headers that sign `body` (called for each attempt).
+    public var signature: @Sendable ([UInt8]) -> [(name: String, value: String)]
+
+    public init(contentType: String, body: @escaping @Sendable (RecordedEvent, [UInt8]) async -> [UInt8]?,
+                signature: @escaping @Sendable ([UInt8]) -> [(name: String, value: String)]) {
+        self.contentType = contentType
+        self.body = body
+        self.signature = signature
+    }
+}
+
 /// An access core's webhook URL and its signing secret.
 public struct WebhookEndpoint: Sendable {
     public let name: String
     public let url: String
     public let secret: WebhookSecret?
     public var startFrom: EndpointStart
+    /// nil: the CloudEvent with Standard Webhooks headers.
+    public var encoding: WebhookEncoding?
     /// Scheme, host, port and path only — what logs and status show.
     public let redactedURL: String
 
@@ -88,17 +109,26 @@ public struct WebhookSink: EventSink {
     public var targetDescription: String { endpoint.redactedURL }
     public var startFrom: EndpointStart { endpoint.startFrom }
 
-    public func deliver(_ event: RecordedEvent, body: [UInt8]) async -> DeliveryOutcome {
+    public func deliver(_ event: RecordedEvent, body cloudEvent: [UInt8]) async -> DeliveryOutcome {
         // The timestamp is the time of this attempt (receivers reject stale ones), so each retry re-signs.
         let timestamp = Int64(clock.now().timeIntervalSince1970.rounded(.down))
         var request = HTTPClientRequest(url: endpoint.url)
         request.method = .POST
-        // Structured content mode of the CloudEvents HTTP binding: the whole event is the body.
-        request.headers.add(name: "content-type", value: "application/cloudevents+json; charset=utf-8")
         request.headers.add(name: "user-agent", value: "Keyway-Webhooks/1")
+        let body: [UInt8]
         let signed: [(name: String, value: String)]
-        do { signed = try StandardWebhooks.headers(secret: endpoint.secret, id: event.id, timestamp: timestamp, body: body) } catch {
-            return .retry(status: nil, error: "signing failed: \(error)", retryAfter: nil)
+        if let encoding = endpoint.encoding {
+            guard let encoded = await encoding.body(event, cloudEvent) else { return .delivered(status: nil) }
+            body = encoded
+            request.headers.add(name: "content-type", value: encoding.contentType)
+            signed = encoding.signature(body)
+        } else {
+            body = cloudEvent
+            // Structured content mode of the CloudEvents HTTP binding: the whole event is the body.
+            request.headers.add(name: "content-type", value: "application/cloudevents+json; charset=utf-8")
+            do { signed = try StandardWebhooks.headers(secret: endpoint.secret, id: event.id, timestamp: timestamp, body: body) } catch {
+                return .retry(status: nil, error: "signing failed: \(error)", retryAfter: nil)
+            }
         }
         for h in signed { request.headers.add(name: h.name, value: h.value) }
         request.body = .bytes(body)

@@ -15,6 +15,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "real or simulated.") var clock: String = "real"
     @Option(help: "Start of simulated time (RFC 3339).") var clockStart: String?
     @Option(help: "Webhook URL of the access core (repeatable).") var upstream: [String] = []
+    @Option(help: "Webhook bodies: cloudevents (Standard Webhooks signatures) or kisi (Kisi's event shape and X-Signature; docs/KISI.md).")
+    var upstreamFormat = "cloudevents"
     @Option(help: "Standard Webhooks secret (whsec_…) per --upstream, in order. Prefer KEYWAY_UPSTREAM_SECRET.") var upstreamSecret: [String] = []
     @Flag(help: "Deliver events still held by locks out of IQ reach (integration tests).") var deliverHeld = false
     @Option(help: "Append every event as NDJSON to FILE ('-' for stdout).") var eventsFile: String?
@@ -40,7 +42,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ble-rssi-at-1m"), help: ArgumentHelp("BlueZ: RSSI (dBm) of a phone 1 m from the lock, for the reach model (HARDWARE.md).", valueName: "dBm"))
     var bleRSSIAtOneMetre = PathLossModel.defaultRSSIAtOneMetre
     @Option(help: "BlueZ: path-loss exponent of the reach model (2 free space, ~3 indoors).") var blePathLossExponent = PathLossModel.defaultExponent
+    @Option(help: ArgumentHelp("BlueZ: how a phone's distance is known: rssi (HCI Read RSSI through the path-loss model; an unreadable RSSI is out of reach) or at-reader (every phone at the reader, reach not checked: for controllers without Read RSSI, such as btvirt).", valueName: "rssi|at-reader"))
+    var bleReach = "rssi"
     @Flag(help: "BlueZ: start even though bluetoothd runs (only if it does not serve this adapter).") var allowBluetoothd = false
+    @Option(help: ArgumentHelp("Also serve the Kisi-compatible API (docs/KISI.md) at the root of HOST:PORT.", valueName: "host:port")) var kisiListen: String?
+    @Option(help: "API key the Kisi-compatible API asks for (Authorization: KISI-LOGIN <key>); one is generated and printed if not given. Prefer KEYWAY_KISI_API_KEY.")
+    var kisiApiKey: String?
 
     func run() async throws {
         var o = EmulatorOptions(sitePath: site)
@@ -60,6 +67,9 @@ struct Serve: AsyncParsableCommand {
         guard secrets.count == upstream.count || (secrets.count == 1 && upstream.count >= 1) else {
             throw ValidationError("--upstream-secret: one per --upstream (or one for all)")
         }
+        guard let format = UpstreamFormat(rawValue: upstreamFormat) else { throw ValidationError("--upstream-format: cloudevents or kisi") }
+        o.upstreamFormat = format
+        if format == .kisi, secrets.contains(where: \.isEmpty) { throw ValidationError("--upstream-secret: the Kisi signature key must not be empty") }
         o.upstreams = upstream.enumerated().map { UpstreamEndpoint(url: $0.element, secret: secrets.count == 1 ? secrets[0] : secrets[$0.offset]) }
         o.deliverHeld = deliverHeld
         o.eventsFile = eventsFile
@@ -104,7 +114,22 @@ struct Serve: AsyncParsableCommand {
         o.maxPhoneConnections = maxPhoneConnections
         o.phoneIdleTimeout = phoneIdleTimeout
         o.blePathLoss = PathLossModel(rssiAtOneMetre: bleRSSIAtOneMetre, exponent: blePathLossExponent)
+        guard ["rssi", "at-reader"].contains(bleReach) else { throw ValidationError("--ble-reach: rssi or at-reader, not '\(bleReach)'") }
+        o.bleReachAtReader = bleReach == "at-reader"
         if let why = o.blePathLoss.validationError { throw ValidationError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
+
+        var kisi: (host: String, port: Int, key: String)? = nil
+        if let kl = kisiListen {
+            let kp = kl.split(separator: ":", omittingEmptySubsequences: false)
+            guard kp.count >= 2, let port = Int(kp.last!), (0...65535).contains(port) else { throw ValidationError("--kisi-listen: HOST:PORT") }
+            let key = kisiApiKey ?? env["KEYWAY_KISI_API_KEY"] ?? KisiServer.generateKey()
+            guard !key.isEmpty, key.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+                throw ValidationError("--kisi-api-key must be printable ASCII without spaces")
+            }
+            kisi = (kp.dropLast().joined(separator: ":"), port, key)
+        } else if kisiApiKey != nil {
+            throw ValidationError("--kisi-api-key needs --kisi-listen HOST:PORT")
+        }
 
         let started = Date()
         let emu: Emulator
@@ -131,6 +156,32 @@ struct Serve: AsyncParsableCommand {
         let phoneSocketLine = phoneSockets.map { r in
             "\n  phones     \(r.configuration.directory)/<lock id>  (\(r.paths.count) sockets, at most \(r.configuration.maximumConnections) connections, idle timeout \(Int(r.configuration.idleTimeout)) s)"
         } ?? ""
+        // The Kisi-compatible API first, so the banner (printed when the control API is up) can give its port.
+        let kisiPort = Locked<Int?>(nil)
+        let kisiReady = AsyncStream<Void>.makeStream()
+        let kisiServer = kisi.map { k in
+            Task {
+                defer { kisiReady.continuation.finish() }
+                try await KisiServer.run(emu, host: k.host, port: k.port, apiKey: k.key) { port in
+                    kisiPort.withLock { $0 = port }
+                    kisiReady.continuation.finish()
+                }
+            }
+        }
+        if let kisiServer, let k = kisi {
+            for await _ in kisiReady.stream {}
+            if kisiPort.withLock({ $0 }) == nil {
+                let why = await kisiServer.result
+                phoneSockets?.close()
+                await bluez?.stop()
+                await emu.shutdown()
+                if case .failure(let e) = why { throw UserFacingError("keyway serve: --kisi-listen \(k.host):\(k.port): \(e)") }
+                throw UserFacingError("keyway serve: --kisi-listen \(k.host):\(k.port) stopped")
+            }
+        }
+        let kisiLine = kisi.map { k in
+            "\n  kisi api   http://\(k.host):\(kisiPort.withLock { $0 } ?? k.port)  (Authorization: KISI-LOGIN \(k.key); docs/KISI.md)"
+        } ?? ""
         let server = Task {
             try await ControlServer.run(emu) { port in
                 let ms = Int(Date().timeIntervalSince(started) * 1000)
@@ -141,7 +192,7 @@ struct Serve: AsyncParsableCommand {
                   data       \(opts.dataDir)  (journal.sqlite, state.sqlite, keys/)
                   upstream   \(opts.upstreams.isEmpty ? "none" : opts.upstreams.map(\.url).joined(separator: ", "))\(opts.eventsFile.map { " + NDJSON \($0)" } ?? "")
                   api        http://\(opts.listenHost):\(port)  (OpenAPI at /openapi.yaml)\(opts.apiToken != nil ? ", bearer token required" : "")
-                  live view  http://\(opts.listenHost):\(port)/\(phoneSocketLine)
+                  live view  http://\(opts.listenHost):\(port)/\(phoneSocketLine)\(kisiLine)
                 ready in \(ms) ms. Try:
                   curl -s --json '{"user":"\(emu.config.users.first?.id ?? "u-1")","locks":["\(emu.config.locks.first?.id ?? "lock")"]}' localhost:\(port)/v1/keys
                   curl -s --json '{"lock":"\(emu.config.locks.first?.id ?? "lock")","user":"\(emu.config.users.first?.id ?? "u-1")"}' localhost:\(port)/v1/taps
@@ -153,7 +204,9 @@ struct Serve: AsyncParsableCommand {
         await waitForTerminationSignal()
         print("keyway serve: shutting down")
         server.cancel()
+        kisiServer?.cancel()
         _ = try? await server.value
+        _ = try? await kisiServer?.value
         phoneSockets?.close()
         await bluez?.stop()
         await emu.shutdown()

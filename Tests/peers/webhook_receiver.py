@@ -8,6 +8,9 @@ one object per request, so the test can assert on order, ids, signatures and dup
 Fault injection:
   --fail-first N        answer the first N requests with --fail-status (default 500)
   --reject-user U       answer 400 (with a JSON body) for events whose data.user is U
+  --format kisi         Kisi-shaped bodies (`keyway serve --upstream-format kisi`, docs/KISI.md): verified
+                        by their X-Signature (hex HMAC-SHA256 of the body under --secret's UTF-8 bytes),
+                        parsed as one Kisi event; `id` is its uuid, `data` the whole event
   --retry-after S       add Retry-After: S to the --fail-first answers
 
 Start-up: binds --host/--port (0 = any free port), then writes the port number to --port-file (atomically)
@@ -19,6 +22,7 @@ It is the project's one test webhook receiver: the Swift suites start it as a ch
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -36,6 +40,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 MAX_BODY = 1 << 20
 
 
+class _Skip(Exception):
+    """Not a CloudEvent by design (--format kisi)."""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
@@ -48,6 +56,7 @@ def main() -> int:
     ap.add_argument("--fail-status", type=int, default=500)
     ap.add_argument("--retry-after", type=int, default=None)
     ap.add_argument("--reject-user", action="append", default=[])
+    ap.add_argument("--format", choices=["cloudevents", "kisi"], default="cloudevents")
     args = ap.parse_args()
 
     webhook = Webhook(args.secret.encode() if args.raw_secret else args.secret)
@@ -80,19 +89,34 @@ def main() -> int:
                 "content_type": headers.get("content-type"),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
             }
+            if args.format == "kisi":
+                expected = hmac.new(args.secret.encode(), body, hashlib.sha256).hexdigest()
+                rec["verified"] = hmac.compare_digest(expected, headers.get("x-signature", ""))
+                try:
+                    data = json.loads(body)
+                    rec.update(parsed=isinstance(data, dict) and "uuid" in data, id=data.get("uuid"), type=data.get("type"),
+                               user=data.get("actor_id"), data=data)
+                except Exception as e:
+                    rec.update(parsed=False, parse_error=f"{type(e).__name__}: {e}")
+                    data = {}
+            else:
+                try:
+                    webhook.verify(body, headers)
+                    rec["verified"] = True
+                except WebhookVerificationError as e:
+                    rec["verified"] = False
+                    rec["verify_error"] = str(e)
             try:
-                webhook.verify(body, headers)
-                rec["verified"] = True
-            except WebhookVerificationError as e:
-                rec["verified"] = False
-                rec["verify_error"] = str(e)
-            try:
+                if args.format == "kisi":
+                    raise _Skip()
                 ev = from_http_event(HTTPMessage(headers=headers, body=body))
                 data = ev.get_data() or {}
                 rec.update(parsed=True, id=ev.get_id(), source=ev.get_source(), type=ev.get_type(),
                            time=ev.get_time().isoformat() if ev.get_time() else None,
                            specversion=ev.get_specversion(), sequence=data.get("sequence"), user=data.get("user"),
                            data=data)
+            except _Skip:
+                pass
             except Exception as e:  # any parse failure is a finding, recorded for the test
                 rec.update(parsed=False, parse_error=f"{type(e).__name__}: {e}")
                 data = {}
@@ -105,7 +129,7 @@ def main() -> int:
                 if not rec["verified"]:
                     status, reply = 401, {"error": "signature verification failed"}
                 elif not rec["parsed"]:
-                    status, reply = 422, {"error": "not a CloudEvent"}
+                    status, reply = 422, {"error": "not a CloudEvent" if args.format == "cloudevents" else "not a Kisi event"}
                 elif n <= args.fail_first:
                     status, reply = args.fail_status, {"error": "injected failure", "n": n}
                     if args.retry_after is not None:
@@ -154,7 +178,8 @@ class WebhookReceiver:
     """This receiver as a child process, for pytest peers. `url` and `secret` go to Keyway's upstream
     options; `deliveries` is every request so far, in arrival order, read back from the JSON-lines file."""
 
-    def __init__(self, secret=None, fail_first=0, fail_status=500, retry_after=None, reject_users=(), workdir=None):
+    def __init__(self, secret=None, fail_first=0, fail_status=500, retry_after=None, reject_users=(), workdir=None,
+                 format="cloudevents"):
         self.secret = secret or "whsec_" + base64.b64encode(os.urandom(32)).decode()
         self._own_dir = workdir is None
         self.dir = str(workdir) if workdir is not None else tempfile.mkdtemp(prefix="keyway-receiver-")
@@ -164,6 +189,8 @@ class WebhookReceiver:
                 "--secret", self.secret, "--fail-first", str(fail_first), "--fail-status", str(fail_status)]
         if retry_after is not None:
             args += ["--retry-after", str(retry_after)]
+        if format != "cloudevents":
+            args += ["--format", format]
         for user in reject_users:
             args += ["--reject-user", user]
         self.proc = subprocess.Popen(args)

@@ -174,7 +174,15 @@ public final class Emulator: Sendable {
     private func startDelivery() async throws {
         var targets: [DeliveryTarget] = []
         for (i, u) in options.upstreams.enumerated() {
-            targets.append(.webhook(try WebhookEndpoint(name: "upstream-\(i + 1)", url: u.url, secret: try WebhookSecret(u.secret))))
+            switch options.upstreamFormat {
+            case .cloudevents:
+                targets.append(.webhook(try WebhookEndpoint(name: "upstream-\(i + 1)", url: u.url, secret: try WebhookSecret(u.secret))))
+            case .kisi:
+                // Own cursors ("kisi-upstream-N"): switching formats does not skip or repeat events on either.
+                var endpoint = try WebhookEndpoint(name: "kisi-upstream-\(i + 1)", url: u.url, secret: nil)
+                endpoint.encoding = KisiEvents.webhookEncoding(self, signatureKey: u.secret)
+                targets.append(.webhook(endpoint))
+            }
         }
         if let f = options.eventsFile { targets.append(f == "-" ? .stdout(name: "stdout") : .ndjsonFile(path: f, name: "ndjson")) }
         guard !targets.isEmpty else { return }

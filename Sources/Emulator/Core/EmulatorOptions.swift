@@ -4,6 +4,10 @@ import Foundation
 public enum TransportKind: String, Sendable, CaseIterable { case loopback, bluez }
 public enum ClockMode: String, Sendable, CaseIterable { case real, simulated }
 
+/// The shape of webhook bodies: CloudEvents signed per Standard Webhooks (default), or Kisi's event
+/// shape signed with its `X-Signature` (docs/KISI.md).
+public enum UpstreamFormat: String, Sendable, CaseIterable { case cloudevents, kisi }
+
 public struct UpstreamEndpoint: Sendable {
     public var url: String
     public var secret: String
@@ -21,6 +25,7 @@ public struct EmulatorOptions: Sendable {
     /// Start of simulated time (default: the real time at start, to the second).
     public var clockStart: Date?
     public var upstreams: [UpstreamEndpoint] = []
+    public var upstreamFormat: UpstreamFormat = .cloudevents
     /// NDJSON file of every event, for when there is no access core ("-" = stdout).
     public var eventsFile: String?
     /// Deliver events still held by a lock out of IQ reach (integration tests often want this).
@@ -46,6 +51,9 @@ public struct EmulatorOptions: Sendable {
     public var phoneIdleTimeout: TimeInterval = PhoneSocketRadio.defaultIdleTimeout
     /// BlueZ: the RSSI → distance model for the readers' reach (`--ble-rssi-at-1m`, `--ble-path-loss-exponent`).
     public var blePathLoss = PathLossModel()
+    /// BlueZ: hold every phone at the reader instead of measuring its RSSI (`--ble-reach at-reader`), for
+    /// controllers that do not implement HCI Read RSSI (BlueZ's btvirt): reach is then not checked.
+    public var bleReachAtReader = false
     /// BlueZ: start even though a bluetoothd process runs (only if it does not serve this adapter).
     public var allowBluetoothd: Bool = false
 
