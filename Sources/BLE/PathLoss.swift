@@ -59,6 +59,8 @@ public enum RSSIReach: Sendable, Equatable, CustomStringConvertible {
     case measured(rssi: Int, distance: Double)
     /// No reading (the command failed, or the controller answered "not available", 127): why.
     case unmeasured(String)
+    /// Not measured by choice (`--ble-reach at-reader`): the phone is held at the reader.
+    case atReader
 
     /// Where a phone whose RSSI could not be read counts as standing: further than any reader reaches
     /// (5 cm / 10 cm) and than an IQ's 9.1 m. Deny by default — the lock answers the phone's hello with
@@ -81,6 +83,7 @@ public enum RSSIReach: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .measured(_, let d): return d
         case .unmeasured: return Self.unmeasuredDistance
+        case .atReader: return 0
         }
     }
 
@@ -91,6 +94,7 @@ public enum RSSIReach: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .measured(let rssi, let d): return "RSSI \(rssi) dBm ≈ \(String(format: "%.3f", d)) m"
         case .unmeasured(let why): return "RSSI unreadable (\(why)): counted at \(Int(Self.unmeasuredDistance)) m"
+        case .atReader: return "reach not measured (--ble-reach at-reader): at the reader, 0 m"
         }
     }
 }
