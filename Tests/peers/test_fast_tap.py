@@ -47,3 +47,21 @@ def test_keyway_tap_prints_the_mode(srv):
         lines.append(r.stdout.splitlines()[0])
     assert "(mobile, full tap, user u-ada" in lines[0], lines
     assert "(mobile, fast tap, user u-ada" in lines[1], lines
+
+
+def test_a_revoked_lock_certificate_is_refused_by_the_phone_and_records_nothing(srv):
+    key = srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    assert srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "key_id": key["key_id"]})["result"] == "granted"
+    before = len(events(srv))
+    r = srv.ok("POST", "/v1/locks/main-entrance/certificate/revocation")
+    assert r["lock"] == "main-entrance" and r["revoked"] is True and len(r["certificate_id"]) == 32, r
+    tap = srv.ok("POST", "/v1/taps", {"lock": "main-entrance", "key_id": key["key_id"]})
+    assert (tap["result"], tap["reason"], tap["event_id"]) == ("phone_refused", "lock_certificate_revoked", None), tap
+    assert len(events(srv)) == before, "the phone revealed nothing, so the lock recorded nothing"
+    again = srv.ok("POST", "/v1/locks/main-entrance/certificate/revocation")
+    assert again["revocation_list_version"] == r["revocation_list_version"] + 1
+
+
+def test_revoking_the_certificate_of_an_unknown_lock_is_404(srv):
+    r = srv.post("/v1/locks/no-such-lock/certificate/revocation")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text

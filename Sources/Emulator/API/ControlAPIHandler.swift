@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import KeywayAPI
+import MobileKey
 import OpenAPIRuntime
 
 /// The document's operations (the generated `APIProtocol`), each answered by one emulator operation
@@ -73,6 +74,14 @@ struct ControlAPIHandler: APIProtocol {
     func setLockCertificate(_ input: Operations.SetLockCertificate.Input) async throws -> Operations.SetLockCertificate.Output {
         let body = switch input.body { case .json(let b): b }
         return .ok(.init(body: .json(try await emu.setLockCertificate(try pathID(input.path.id), body))))
+    }
+
+    func revokeLockCertificate(_ input: Operations.RevokeLockCertificate.Input) async throws -> Operations.RevokeLockCertificate.Output {
+        let id = try pathID(input.path.id)
+        let version = try await emu.revokeLockCertificate(id)
+        guard let certificate = emu.keys.locks[id]?.certificate else { throw APIError.notFound("lock", id) }
+        return .ok(.init(body: .json(.init(lock: id, certificateId: Hex.encode(certificate.id), revoked: true,
+                                           revocationListVersion: Int(version)))))
     }
 
     func listIQs(_ input: Operations.ListIQs.Input) async throws -> Operations.ListIQs.Output {
