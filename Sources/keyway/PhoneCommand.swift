@@ -26,6 +26,7 @@ struct PhoneCommand: AsyncParsableCommand {
         @Option(help: "Link security level to request: low, medium (Just Works pairing), high or fips.") var security = "low"
         @Option(help: "Seconds to wait for the connection.") var connectTimeout: Double = 20
         @Option(help: "Seconds to wait for the lock's result after the presentation.") var resultTimeout: Double = 10
+        @Option(help: "The site's signed revocation list (`signed` of GET /v1/revocation-list: base64, or the raw COSE_Sign1 bytes); the phone refuses a lock whose certificate it names.") var revocationList: String?
         @Option(help: "A file keeping this phone's FAST keys between taps (JSON; created when missing, holds secret keys). Without it every tap is a full exchange.") var fastKeys: String?
         @Flag(help: "One JSON object on stdout.") var json = false
 
@@ -51,8 +52,13 @@ struct PhoneCommand: AsyncParsableCommand {
             do { issuer = try P256.PublicKey(pem: try readText(sitePublicKey, option: "--site-public-key")) }
             catch let e as UserFacingError { throw e } catch { throw UserFacingError("--site-public-key \(sitePublicKey): not a P-256 public key PEM: \(error)") }
             let keyring = try fastKeys.map { try loadKeyring($0) }
+            let revocations = try revocationList.map { path -> RevocationList in
+                // Only a list the site issuer signed, for this site, is taken.
+                do { return try RevocationList(verifying: try readCredential(path), issuers: TrustedIssuers([issuer]), siteID: site) }
+                catch { throw UserFacingError("--revocation-list \(path): not a revocation list of site \(site) signed by --site-public-key: \(error)") }
+            }
             let phone = TapPhone(credential: credentialBytes, holderKey: holder, siteID: site, trustedIssuers: TrustedIssuers([issuer]),
-                                 fastKeys: keyring)
+                                 fastKeys: keyring, revocations: revocations)
 
             let connection: BlueZCentral.Connection
             do {
@@ -160,7 +166,8 @@ struct PhoneCommand: AsyncParsableCommand {
             return String(decoding: data, as: UTF8.self)
         }
 
-        /// Raw COSE bytes (as `keys issue --out` writes), or their base64 (the control API's `credential`).
+        /// Raw COSE bytes (as `keys issue --out` writes), or their base64 (the control API's `credential`,
+        /// or `signed` of a revocation list).
         private func readCredential(_ path: String) throws -> [UInt8] {
             let bytes = try readKeyFile(path)
             let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -69,3 +69,20 @@ def test_a_revoked_lock_certificate_is_refused_by_the_phone_and_records_nothing(
 def test_revoking_the_certificate_of_an_unknown_lock_is_404(srv):
     r = srv.post("/v1/locks/no-such-lock/certificate/revocation")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+
+
+def test_the_revocation_list_phones_receive_names_keys_and_lock_certificates(srv):
+    import base64
+
+    import cbor2
+    empty = srv.ok("GET", "/v1/revocation-list")
+    assert empty == {"version": 0, "revoked_key_ids": [], "revoked_lock_certificates": [], "signed": None}, empty
+    key = srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    srv.ok("DELETE", f"/v1/keys/{key['key_id']}")
+    cert = srv.ok("POST", "/v1/locks/main-entrance/certificate/revocation")["certificate_id"]
+    doc = srv.ok("GET", "/v1/revocation-list")
+    assert doc["version"] == 2 and doc["revoked_key_ids"] == [key["key_id"]] and doc["revoked_lock_certificates"] == [cert], doc
+    signed = cbor2.loads(base64.b64decode(doc["signed"]))
+    assert signed.tag == 18
+    payload = cbor2.loads(signed.value[2])
+    assert payload[2] == 2 and payload[3] == [bytes.fromhex(key["key_id"])] and payload[5] == [bytes.fromhex(cert)], payload

@@ -84,6 +84,10 @@ struct ControlAPIHandler: APIProtocol {
                                            revocationListVersion: Int(version)))))
     }
 
+    func getRevocationList(_ input: Operations.GetRevocationList.Input) async throws -> Operations.GetRevocationList.Output {
+        .ok(.init(body: .json(await emu.revocationListDocument())))
+    }
+
     func listIQs(_ input: Operations.ListIQs.Input) async throws -> Operations.ListIQs.Output {
         .ok(.init(body: .json(await emu.iqs())))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Hardware
+import KeywayAPI
 import MobileKey
 
 extension Emulator {
@@ -25,5 +26,17 @@ extension Emulator {
         }
         try store.storeRevocationList(next, signed: signed)
         return next.version
+    }
+}
+
+extension Emulator {
+    /// The site's current revocation list as phones receive it with their keys (`GET /v1/revocation-list`).
+    public func revocationListDocument() async -> Components.Schemas.RevocationListDocument {
+        let list = await site.directory.revocationList
+        let signed = await site.directory.signedRevocationList
+        func hex(_ ids: Set<[UInt8]>) -> [String] { ids.map(Hex.encode).sorted() }
+        return .init(version: Int(list.version), revokedKeyIds: hex(list.revokedKeyIDs),
+                     revokedLockCertificates: hex(list.revokedCertificateIDs),
+                     signed: list.version == 0 ? nil : signed.map { Data($0).base64EncodedString() })
     }
 }
