@@ -118,15 +118,16 @@ struct Serve: AsyncParsableCommand {
         o.bleReachAtReader = bleReach == "at-reader"
         if let why = o.blePathLoss.validationError { throw ValidationError("--ble-rssi-at-1m / --ble-path-loss-exponent: \(why)") }
 
-        var kisi: (host: String, port: Int, key: String)? = nil
+        var kisi: (host: String, port: Int, key: String, generated: Bool)? = nil
         if let kl = kisiListen {
             let kp = kl.split(separator: ":", omittingEmptySubsequences: false)
             guard kp.count >= 2, let port = Int(kp.last!), (0...65535).contains(port) else { throw ValidationError("--kisi-listen: HOST:PORT") }
-            let key = kisiApiKey ?? env["KEYWAY_KISI_API_KEY"] ?? KisiServer.generateKey()
+            let given = kisiApiKey ?? env["KEYWAY_KISI_API_KEY"]
+            let key = given ?? KisiServer.generateKey()
             guard !key.isEmpty, key.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
                 throw ValidationError("--kisi-api-key must be printable ASCII without spaces")
             }
-            kisi = (kp.dropLast().joined(separator: ":"), port, key)
+            kisi = (kp.dropLast().joined(separator: ":"), port, key, given == nil)
         } else if kisiApiKey != nil {
             throw ValidationError("--kisi-api-key needs --kisi-listen HOST:PORT")
         }
@@ -180,7 +181,8 @@ struct Serve: AsyncParsableCommand {
             }
         }
         let kisiLine = kisi.map { k in
-            "\n  kisi api   http://\(k.host):\(kisiPort.withLock { $0 } ?? k.port)  (Authorization: KISI-LOGIN \(k.key); docs/KISI.md)"
+            // A key the user gave is not echoed (it may be a real integration's); a generated one must be, to be usable.
+            "\n  kisi api   http://\(k.host):\(kisiPort.withLock { $0 } ?? k.port)  (Authorization: KISI-LOGIN \(k.generated ? k.key : "<--kisi-api-key>"); docs/KISI.md)"
         } ?? ""
         let server = Task {
             try await ControlServer.run(emu) { port in
