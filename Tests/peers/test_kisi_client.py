@@ -144,6 +144,16 @@ def test_the_kisi_client_provisions_unlocks_and_locks_down(start_keyway):
     up = locks.cancel_lockdown(main["id"])
     assert up["locked_down"] is False and srv.ok("GET", "/v1/locks/main-entrance")["locked_down"] is False, up
 
+    # The whole place: every lock is wanted in lockdown; those an online IQ links hold it at once, one out
+    # of every IQ's reach (the site's basement) does not, so the place is not yet locked down.
+    whole = k.call("POST", f"/places/{place['id']}/lock_down")
+    v1locks = srv.ok("GET", "/v1/locks")
+    assert all(l["lockdown_wanted"] for l in v1locks), v1locks
+    assert all(l["locked_down"] == l["iq_online"] for l in v1locks), v1locks
+    assert whole["locked_down"] is all(l["locked_down"] for l in v1locks) and any(l["locked_down"] for l in v1locks), whole
+    whole = k.call("POST", f"/places/{place['id']}/cancel_lockdown")
+    assert whole["locked_down"] is False and not any(l["locked_down"] for l in srv.ok("GET", "/v1/locks")), whole
+
     # Unlocking through an IQ that is offline fails as the cloud would: nothing reaches the lock.
     before = len(k.call("GET", f"/events?type=lock.unlock&object_id={main['id']}&limit=100"))
     for q in srv.ok("GET", "/v1/iqs"):

@@ -70,6 +70,20 @@ struct KisiHandler: KisiAPI.APIProtocol {
         return .ok(.init(body: .json(await place())))
     }
 
+    private func placeLockdown(_ on: Bool, _ id: Int64) async throws -> KisiSchemas.Place {
+        guard id == placeID else { throw KisiError(404, "not_found", "no place \(id)") }
+        _ = try await v1 { try await emu.setLockdown(.init(lockedDown: on)) }
+        return await place()
+    }
+
+    func lockDownPlace(_ input: KisiOperations.LockDownPlace.Input) async throws -> KisiOperations.LockDownPlace.Output {
+        .ok(.init(body: .json(try await placeLockdown(true, input.path.id))))
+    }
+
+    func cancelPlaceLockdown(_ input: KisiOperations.CancelPlaceLockdown.Input) async throws -> KisiOperations.CancelPlaceLockdown.Output {
+        .ok(.init(body: .json(try await placeLockdown(false, input.path.id))))
+    }
+
     // MARK: - Locks
 
     private func lockRecord(_ lock: Lock) async -> KisiSchemas.Lock {
