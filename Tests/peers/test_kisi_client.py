@@ -170,6 +170,21 @@ def test_the_kisi_client_provisions_unlocks_and_locks_down(start_keyway):
     assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
 
 
+def test_a_member_is_a_directory_user(start_keyway):
+    srv, k = start(start_keyway)
+    m = k.call("POST", "/members", {"member": {"email": "Omar@Example.com", "card_enabled": True}})
+    assert m["email"] == "omar@example.com" and m["name"] == "Omar" and m["access_enabled"] is True, m
+    assert srv.ok("GET", "/v1/users/omar..example.com")["name"] == "Omar"
+    assert m["user_id"] in {u["id"] for u in k.call("GET", "/users?query=omar")}
+    r = k.s.post(k.base + "/members", json={"member": {"email": "omar@example.com"}}, timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "member.email", r.text
+    r = k.s.post(k.base + "/members", json={"member": {"email": "x@example.com", "card_enabled": False}}, timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "member.card_enabled", r.text
+    assert srv.get("/v1/users/x..example.com").status_code == 404, "a refused request changes nothing"
+    k.call("DELETE", f"/members/{m['id']}", status=204)
+    assert srv.get("/v1/users/omar..example.com").status_code == 404
+
+
 def test_paging_is_limit_and_offset_over_json_arrays(start_keyway):
     srv, k = start(start_keyway)
     everyone = k.call("GET", "/users?limit=100")

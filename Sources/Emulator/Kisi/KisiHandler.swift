@@ -283,19 +283,24 @@ struct KisiHandler: KisiAPI.APIProtocol {
 
     func createUser(_ input: KisiOperations.CreateUser.Input) async throws -> KisiOperations.CreateUser.Output {
         guard case .json(let body) = input.body else { throw KisiError.invalid("user", "required") }
-        let u = body.user
-        let email = u.email.trimmingCharacters(in: .whitespaces)
+        let user = try await newUser(email: body.user.email, name: body.user.name, accessEnabled: body.user.accessEnabled, wrapper: "user")
+        return .ok(.init(body: .json(userRecord(user))))
+    }
+
+    /// A directory user for an address (POST /users and POST /members), fields named under `wrapper`.
+    private func newUser(email raw: String, name: String?, accessEnabled: Bool?, wrapper: String) async throws -> UserConfig {
+        let email = raw.trimmingCharacters(in: .whitespaces)
         guard let id = KisiIdentity.userID(email: email, site: siteID), email.utf8.count <= 64, email.contains(".") else {
-            throw KisiError.invalid("user.email", "an email address of at most 64 bytes of a-z 0-9 - _ . (Keyway ids hold no others)")
+            throw KisiError.invalid("\(wrapper).email", "an email address of at most 64 bytes of a-z 0-9 - _ . (Keyway ids hold no others)")
         }
         if await emu.site.directory.currentUsers.contains(where: { $0.id == id }) {
-            throw KisiError.invalid("user.email", "has already been taken")
+            throw KisiError.invalid("\(wrapper).email", "has already been taken")
         }
-        let name = u.name ?? String(email.prefix { $0 != "@" })
-        guard !name.isEmpty, name.utf8.count <= 128 else { throw KisiError.invalid("user.name", "1 to 128 bytes") }
-        let user = UserConfig(id: id, name: name, blocked: u.accessEnabled == false)
+        let name = name ?? String(email.prefix { $0 != "@" })
+        guard !name.isEmpty, name.utf8.count <= 128 else { throw KisiError.invalid("\(wrapper).name", "1 to 128 bytes") }
+        let user = UserConfig(id: id, name: name, blocked: accessEnabled == false)
         _ = try await v1 { try await emu.save(user) }
-        return .ok(.init(body: .json(userRecord(user))))
+        return user
     }
 
     func getUser(_ input: KisiOperations.GetUser.Input) async throws -> KisiOperations.GetUser.Output {
@@ -321,12 +326,29 @@ struct KisiHandler: KisiAPI.APIProtocol {
         return .noContent(.init())
     }
 
+    private func memberRecord(_ u: UserConfig) -> KisiSchemas.Member {
+        KisiSchemas.Member(id: KisiIdentity.id(.member, u.id), userId: KisiIdentity.id(.user, u.id), name: u.name,
+                           email: KisiIdentity.email(userID: u.id, site: siteID), accessEnabled: !u.blocked, placeId: placeID)
+    }
+
     func listMembers(_ input: KisiOperations.ListMembers.Input) async throws -> KisiOperations.ListMembers.Output {
-        let members = await emu.site.directory.currentUsers.map { u in
-            KisiSchemas.Member(id: KisiIdentity.id(.member, u.id), userId: KisiIdentity.id(.user, u.id), name: u.name,
-                     email: KisiIdentity.email(userID: u.id, site: siteID), accessEnabled: !u.blocked, placeId: placeID)
-        }
+        let members = await emu.site.directory.currentUsers.map(memberRecord)
         return .ok(.init(body: .json(try Self.page(members, input.query.limit, input.query.offset))))
+    }
+
+    func createMember(_ input: KisiOperations.CreateMember.Input) async throws -> KisiOperations.CreateMember.Output {
+        guard case .json(let body) = input.body else { throw KisiError.invalid("member", "required") }
+        let m = body.member
+        // Cards are a user's tags, always usable once given; a member whose cards are off is not emulated.
+        if m.cardEnabled == false { throw KisiError.invalid("member.card_enabled", "not emulated: a member's cards always open where its groups do") }
+        let user = try await newUser(email: m.email, name: m.name, accessEnabled: m.accessEnabled, wrapper: "member")
+        return .ok(.init(body: .json(memberRecord(user))))
+    }
+
+    func deleteMember(_ input: KisiOperations.DeleteMember.Input) async throws -> KisiOperations.DeleteMember.Output {
+        let user = try KisiIdentity.resolve(input.path.id, .member, in: await emu.site.directory.currentUsers, key: \.id, what: "member")
+        _ = try await v1 { try await emu.deleteUser(user.id) }
+        return .noContent(.init())
     }
 
     // MARK: - Role assignments (group memberships)
