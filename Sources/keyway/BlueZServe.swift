@@ -40,6 +40,7 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
         onRejected: { peer, error in bluezLog("phone \(peer) rejected: \(error)") })
     configuration.locks = advertised
     configuration.rotationInterval = emu.options.bleRotationInterval
+    configuration.maximumAdvertisingSets = emu.options.bleAdvertisingSets
     let peripheral = try await BlueZPeripheral.start(configuration)
     if let roster = peripheral.roster {
         for (i, lock) in advertised.enumerated() {
@@ -115,10 +116,12 @@ func startBlueZIfRequested(_ emu: Emulator) async throws -> BlueZPeripheralHandl
     let summary: String
     if let roster = peripheral.roster {
         let sharing = roster.rotates
-            ? "\(roster.slots.count) \(roster.isExtended ? "extended advertising sets" : "legacy advertiser") taking turns every \(emu.options.bleRotationInterval)"
+            ? "\(roster.slots.count) \(roster.isExtended ? "extended advertising set\(roster.slots.count == 1 ? "" : "s")" : "legacy advertiser") taking turns every \(emu.options.bleRotationInterval)"
             : "one extended advertising set each"
+        let reported = roster.availableSets.map { "controller reports \($0) advertising set\($0 == 1 ? "" : "s")" }
+            ?? "no extended advertising"
         summary = "\(peripheral.adapter.name) as \(advertised.count) locks \(selected.joined(separator: ","))"
-            + " (\(sharing); security \(emu.options.bleSecurity); reach by RSSI, \(model))"
+            + " (\(reported); \(sharing); security \(emu.options.bleSecurity); reach by RSSI, \(model))"
     } else {
         summary = "\(peripheral.adapter.name) \(peripheral.adapter.address) as lock \(selected[0]) \"\(names[0])\" "
             + "(advertising \(peripheral.advertisingMode.rawValue), security \(emu.options.bleSecurity); reach by RSSI, \(model))"

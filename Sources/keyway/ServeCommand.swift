@@ -38,6 +38,8 @@ struct Serve: AsyncParsableCommand {
     var bleAdvertising = "automatic"
     @Option(help: "BlueZ: milliseconds each lock stays on the air when there are more locks than advertising sets (20-10000).")
     var bleRotationMs = 500
+    @Option(help: "BlueZ: use at most N extended advertising sets (default: all the controller reports); the other locks take turns.")
+    var bleAdvertisingSets: Int?
     @Option(help: "BlueZ: security level required of phones: low, medium (Just Works pairing), high or fips.") var security = "low"
     @Option(name: .customLong("ble-rssi-at-1m"), help: ArgumentHelp("BlueZ: RSSI (dBm) of a phone 1 m from the lock, for the reach model (HARDWARE.md).", valueName: "dBm"))
     var bleRSSIAtOneMetre = PathLossModel.defaultRSSIAtOneMetre
@@ -106,6 +108,10 @@ struct Serve: AsyncParsableCommand {
         o.bleAdvertising = advertising
         guard (20...10_000).contains(bleRotationMs) else { throw ValidationError("--ble-rotation-ms: 20 to 10000") }
         o.bleRotationInterval = .milliseconds(bleRotationMs)
+        if let n = bleAdvertisingSets {
+            guard (1...240).contains(n) else { throw ValidationError("--ble-advertising-sets: 1 to 240") }
+            o.bleAdvertisingSets = n
+        }
         guard let level = BlueZSecurityLevel(name: security) else { throw ValidationError("--security: low, medium, high or fips") }
         o.bleSecurity = level
         o.allowBluetoothd = allowBluetoothd

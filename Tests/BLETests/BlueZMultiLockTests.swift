@@ -118,6 +118,17 @@ final class BlueZMultiLockTests: XCTestCase {
         XCTAssertEqual(m.connections, [0x42: .unknown, 0x43: .unknown])
     }
 
+    func testAConnectionClaimedByTwoSetsIsUnknown() {
+        // BlueZ's emulated controller sends Advertising Set Terminated for every connectable set on each
+        // connection; the second claim makes the connection's lock ambiguous, so it is refused.
+        var m = LEConnectionAttribution(extended: true)
+        m.enabled(slot: 0x0A, lock: 0)
+        m.enabled(slot: 0x0B, lock: 1)
+        XCTAssertEqual(m.handle(.leAdvertisingSetTerminated(status: 0, advertisingHandle: 0x0A, connectionHandle: 0x48, completedEvents: 0))?.origin, .lock(0))
+        XCTAssertEqual(m.handle(.leAdvertisingSetTerminated(status: 0, advertisingHandle: 0x0B, connectionHandle: 0x48, completedEvents: 0))?.origin, .unknown)
+        XCTAssertEqual(m.origin(ofConnection: 0x48), .unknown)
+    }
+
     func testLegacyConnectionTakesTheLockOnTheAirAtThatInstant() {
         var m = LEConnectionAttribution(extended: false)
         let slot = LEAdvertisingRoster.legacySlot
@@ -206,8 +217,20 @@ final class BlueZMultiLockTests: XCTestCase {
         defer { controller.stop() }
         let roster = try await advertiser.startLocks(try Self.locks(5), rotationInterval: .seconds(600))
         XCTAssertEqual(roster.slots, [0x0A, 0x0B])
+        XCTAssertEqual(roster.availableSets, 3)                     // what the controller said, for the log
         XCTAssertTrue(roster.rotates)
         XCTAssertTrue(controller.parameters(of: 0x203C).contains([0x0C]), "the set that did not fit is removed")
+        await advertiser.close()
+    }
+
+    func testAskedForOneSetOneExtendedSetTakesTurns() async throws {
+        let (advertiser, controller) = makePair(answer: Self.bluetooth5(sets: 3))
+        defer { controller.stop() }
+        let roster = try await advertiser.startLocks(try Self.locks(4), rotationInterval: .seconds(600), maximumSets: 1)
+        XCTAssertEqual(roster.slots, [0x0A])
+        XCTAssertEqual(roster.availableSets, 3)
+        XCTAssertEqual(roster.cycleLength, 4)
+        XCTAssertEqual(controller.parameters(of: 0x2035).count, 1)        // only lock 0 is on the air now
         await advertiser.close()
     }
 
@@ -217,6 +240,7 @@ final class BlueZMultiLockTests: XCTestCase {
         let locks = try Self.locks(3)
         let roster = try await advertiser.startLocks(locks, rotationInterval: .seconds(600))
         XCTAssertEqual(roster.slots, [LEAdvertisingRoster.legacySlot])
+        XCTAssertNil(roster.availableSets)
         XCTAssertEqual(controller.parameters(of: 0x2005), [locks[0].address.bytes.reversed()])
         XCTAssertEqual(controller.parameters(of: 0x2006).first?[5], 0x01)                  // own address: random
         XCTAssertEqual(controller.parameters(of: 0x200A), [[0], [1]])

@@ -348,7 +348,8 @@ extension BlueZAdvertiser {
     @discardableResult
     public func startLocks(_ locks: [LEAdvertisedLock], parameters: LEAdvertisingParameters = .init(),
                            mode: LEAdvertisingMode = .automatic,
-                           rotationInterval: Duration = .milliseconds(500)) async throws -> LEAdvertisingRoster {
+                           rotationInterval: Duration = .milliseconds(500),
+                           maximumSets: Int? = nil) async throws -> LEAdvertisingRoster {
         guard !locks.isEmpty else { throw BlueZError.invalidArgument("no lock to advertise") }
         var reported: Int? = nil
         if mode != .legacy {
@@ -364,7 +365,8 @@ extension BlueZAdvertiser {
         siteLocks = locks
         siteParameters = p
         rotationStep = 0
-        var sets = reported
+        // Fewer sets than the controller has, when asked (`maximumSets`): the rest rotate.
+        var sets = reported.map { min($0, max(maximumSets ?? $0, 1)) }
         while true {
             let plan = LEAdvertisingRoster(lockCount: locks.count, availableSets: sets)
             roster = plan
@@ -382,7 +384,9 @@ extension BlueZAdvertiser {
                 throw error
             }
         }
-        let plan = roster!
+        // Keep what the controller reported (the plan above may use fewer sets than that).
+        let plan = LEAdvertisingRoster(reported: reported, using: roster!)
+        roster = plan
         if plan.rotates {
             rotation = Task { [weak self] in
                 while !Task.isCancelled {
@@ -453,14 +457,14 @@ extension BlueZAdvertiser {
         }
         // The connection stopped that slot; put its lock back on the air for the next phone.
         if let slot = settled.slot, let plan = roster, let index = plan.slots.firstIndex(of: slot) {
-            Task { [weak self] in await self?.refill(slotIndex: index) }
+            Task { [weak self] in await self?.refill(slotIndex: index, reporting: true) }
         }
     }
 
     private func rotate() async {
         guard let plan = roster else { return }
         rotationStep += 1
-        for index in plan.slots.indices where plan.cycleLength > 1 { await refill(slotIndex: index) }
+        for index in plan.slots.indices where plan.cycleLength > 1 { await refill(slotIndex: index, reporting: false) }
     }
 
     /// After a disconnection: slots a controller could not re-enable while connected get another try.
@@ -468,14 +472,17 @@ extension BlueZAdvertiser {
         guard let plan = roster else { return }
         for (index, slot) in plan.slots.enumerated() where attribution.onAir[slot] == nil
             && plan.lock(slotIndex: index, step: rotationStep) != nil {
-            Task { [weak self] in await self?.refill(slotIndex: index) }
+            Task { [weak self] in await self?.refill(slotIndex: index, reporting: true) }
         }
     }
 
-    private func refill(slotIndex: Int) async {
+    /// Puts slot `slotIndex`'s lock (back) on the air. `reporting`: a restart after a connection or
+    /// disconnection, counted and told to `onRestart` (a rotation step is not).
+    private func refill(slotIndex: Int, reporting: Bool) async {
         guard roster != nil else { return }
         do {
             try await put(slotIndex: slotIndex)
+            guard reporting else { return }
             restartCount += 1
             restartHandler?(.success(restartCount))
         } catch {

@@ -31,6 +31,8 @@ public final class BlueZPeripheral: Sendable {
         public var locks: [LEAdvertisedLock] = []
         /// How long each lock stays on the air in a time-shared slot (when there are more locks than slots).
         public var rotationInterval: Duration = .milliseconds(500)
+        /// Use at most this many extended advertising sets (nil: as many as the controller has).
+        public var maximumAdvertisingSets: Int?
 
         public init(adapter: String, name: String, serviceUUID: BluetoothUUID,
                     advertising: LEAdvertisingParameters = .init(), advertisingMode: LEAdvertisingMode = .automatic,
@@ -101,7 +103,8 @@ public final class BlueZPeripheral: Sendable {
                 if !configuration.locks.isEmpty {
                     let roster = try await advertiser.startLocks(configuration.locks, parameters: configuration.advertising,
                                                                  mode: configuration.advertisingMode,
-                                                                 rotationInterval: configuration.rotationInterval)
+                                                                 rotationInterval: configuration.rotationInterval,
+                                                                 maximumSets: configuration.maximumAdvertisingSets)
                     return BlueZPeripheral(configuration: configuration, adapter: adapter, advertiser: advertiser,
                                            advertisingMode: roster.isExtended ? .extended : .legacy, roster: roster,
                                            listener: listener, pairingAgent: agent)
@@ -157,6 +160,14 @@ public final class BlueZPeripheral: Sendable {
                     continue
                 }
                 lockIndex = index
+            }
+            // Asked again just before the phone is handed over: a controller that reported the connection
+            // from a second set meanwhile made it ambiguous (deny by default).
+            if let index = lockIndex, case .success(let h) = handle,
+               await advertiser.origin(ofConnection: h, within: .zero) != .lock(index) {
+                connection.close()
+                configuration.onRejected?(connection.peer, .connectionNotAttributed(peer: connection.peer.description))
+                continue
             }
             guard let fd = connection.takeFileDescriptor() else { throw BlueZError.closed }
             do {

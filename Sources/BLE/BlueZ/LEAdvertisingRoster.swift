@@ -26,6 +26,8 @@ public struct LEAdvertisingRoster: Equatable, Sendable {
     public static let firstSetHandle: UInt8 = 0x0A
 
     public let lockCount: Int
+    /// The sets the controller reported (nil: no extended advertising, or legacy asked for).
+    public let availableSets: Int?
     /// The slots' keys, in order: advertising handles, or `[legacySlot]`.
     public let slots: [UInt8]
 
@@ -33,12 +35,20 @@ public struct LEAdvertisingRoster: Equatable, Sendable {
     /// nil without extended advertising (then one legacy slot).
     public init(lockCount: Int, availableSets: Int?) {
         self.lockCount = max(lockCount, 0)
+        self.availableSets = availableSets
         if let sets = availableSets, sets > 0 {
             let usable = min(sets, self.lockCount, Int(0xEF - Self.firstSetHandle) + 1)
             slots = (0..<max(usable, 1)).map { Self.firstSetHandle + UInt8($0) }
         } else {
             slots = [Self.legacySlot]
         }
+    }
+
+    /// `plan`'s slots, remembering that the controller reported `reported` sets.
+    init(reported: Int?, using plan: LEAdvertisingRoster) {
+        lockCount = plan.lockCount
+        availableSets = reported
+        slots = plan.slots
     }
 
     public var isExtended: Bool { slots.first != Self.legacySlot }
@@ -108,8 +118,12 @@ public struct LEConnectionAttribution: Equatable, Sendable {
             connections[connection] = origin
             return (connection, origin, slot)
         case .leAdvertisingSetTerminated(let status, let handle, let connection, _) where status == 0 && extended:
-            let origin: LEConnectionOrigin = onAir[handle].map { .lock($0) } ?? .unknown
+            var origin: LEConnectionOrigin = onAir[handle].map { .lock($0) } ?? .unknown
             onAir[handle] = nil
+            // One connection comes from one set (Core Vol 4 Part E §7.7.65.18). A second set claiming a
+            // live connection makes its lock ambiguous: unknown, refused. (BlueZ's emulated controller
+            // terminates every connectable set for each connection.)
+            if connections[connection] != nil { origin = .unknown }
             connections[connection] = origin
             return (connection, origin, handle)
         case .leAdvertisingSetTerminated(_, let handle, _, _) where extended:

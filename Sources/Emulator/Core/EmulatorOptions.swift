@@ -43,6 +43,8 @@ public struct EmulatorOptions: Sendable {
     public var bleAdvertising: LEAdvertisingMode = .automatic
     /// BlueZ: how long each lock stays on the air when locks take turns in a slot.
     public var bleRotationInterval: Duration = .milliseconds(500)
+    /// BlueZ: use at most this many extended advertising sets (nil: all the controller has).
+    public var bleAdvertisingSets: Int?
     /// BlueZ: `BT_SECURITY` required of phones (above `low`, Keyway's agent answers Just Works pairing).
     public var bleSecurity: BlueZSecurityLevel = .low
     /// Phone connections each transport (the phone socket, BlueZ) holds open at once; more are refused.
