@@ -56,17 +56,24 @@ func benchAPI(_ report: BenchReport) async throws {
         let body = try await r.body.collect(upTo: 1 << 20)
         return (Int(r.status.code), String(buffer: body))
     }
-    let (code, text) = try await post("/v1/keys", #"{"user":"u-ada","locks":["main-entrance"]}"#)
-    guard code == 201 else { throw BenchError("issue key: \(code) \(text)") }
-
     let total = 2000, concurrency = 16
-    func load(_ body: @escaping @Sendable () async throws -> Bool) async throws -> Double {
+    // One phone per worker (16 people tapping; one phone makes one tap at a time).
+    var keyIDs: [String] = []
+    for _ in 0..<concurrency {
+        let (code, text) = try await post("/v1/keys", #"{"user":"u-ada","locks":["main-entrance"]}"#)
+        guard code == 201, let id = text.split(separator: "\"").drop(while: { $0 != "key_id" }).dropFirst(2).first else {
+            throw BenchError("issue key: \(code) \(text)")
+        }
+        keyIDs.append(String(id))
+    }
+    let phones = keyIDs
+    func load(_ body: @escaping @Sendable (Int) async throws -> Bool) async throws -> Double {
         let start = now()
         let ok = try await withThrowingTaskGroup(of: Int.self) { g in
             for w in 0..<concurrency {
                 g.addTask {
                     var n = 0
-                    for _ in stride(from: w, to: total, by: concurrency) where try await body() { n += 1 }
+                    for _ in stride(from: w, to: total, by: concurrency) where try await body(w) { n += 1 }
                     return n
                 }
             }
@@ -75,11 +82,12 @@ func benchAPI(_ report: BenchReport) async throws {
         guard ok == total else { throw BenchError("\(total - ok) requests failed") }
         return Double(total) / (now() - start)
     }
-    let health = try await load {
+    let health = try await load { _ in
         (try? await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/health"), timeout: .seconds(10)))?.status == .ok
     }
-    let taps = try await load {
-        let (c, t) = try await post("/v1/taps", #"{"lock":"main-entrance","user":"u-ada"}"#)
+    // Full taps: "fast": false (FAST repeat taps would otherwise follow the first of each phone).
+    let taps = try await load { w in
+        let (c, t) = try await post("/v1/taps", #"{"lock":"main-entrance","key_id":"\#(phones[w])","fast":false}"#)
         return c == 200 && t.contains("\"granted\"")
     }
     report.add("api_taps_per_s", taps, unit: "taps/s", target: ">= 2000", baseline: health, baselineWhat: "GET /v1/health at the same concurrency, req/s")

@@ -37,6 +37,30 @@ def test_full_then_fast_then_full_after_revocation(srv):
     assert [e["id"] for e in events(srv)][-1] == third["event_id"]
 
 
+def test_fast_false_runs_the_full_exchange_and_the_next_tap_is_fast_again(srv):
+    key = srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    tap = {"lock": "main-entrance", "key_id": key["key_id"]}
+    assert srv.ok("POST", "/v1/taps", tap)["mode"] == "full"
+    assert srv.ok("POST", "/v1/taps", tap)["mode"] == "fast"
+    forced = srv.ok("POST", "/v1/taps", dict(tap, fast=False))
+    assert (forced["result"], forced["mode"]) == ("granted", "full"), forced
+    again = srv.ok("POST", "/v1/taps", tap)
+    assert (again["result"], again["mode"]) == ("granted", "fast"), again
+
+
+def test_concurrent_taps_of_one_phone_queue_and_all_are_granted(srv):
+    """One phone makes one tap at a time: API callers sharing its key queue, so its FAST counters reach
+    the lock in order and none is refused as a replay."""
+    from concurrent.futures import ThreadPoolExecutor
+    key = srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
+    tap = {"lock": "main-entrance", "key_id": key["key_id"]}
+    assert srv.ok("POST", "/v1/taps", tap)["mode"] == "full"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: srv.request("POST", "/v1/taps", json=tap).json(), range(40)))
+    assert all(r["result"] == "granted" for r in results), [r for r in results if r["result"] != "granted"][:3]
+    assert {r["mode"] for r in results} == {"fast"}, results[:3]
+
+
 def test_keyway_tap_prints_the_mode(srv):
     srv.ok("POST", "/v1/keys", {"user": "u-ada", "locks": ["main-entrance"]}, status=201)
     lines = []

@@ -24,6 +24,10 @@ final class LoopbackRadio: Sendable {
     /// The built-in phone's FAST keys, one keyring per issued key (what a phone app keeps in its
     /// storage). In RAM like the locks' tables: a reset or a restart starts both sides afresh.
     private let fastKeyrings = Locked<[String: TapFastKeyring]>([:])
+    /// One tap at a time per key, as one phone makes them: API callers sharing a key queue, so its FAST
+    /// counters reach the lock in the order they were drawn (an older one arriving after a newer one
+    /// is, rightly, a replay to the lock).
+    private let turns = KeyTurns()
 
     init(site: Site, capturePath: String?, clock: any KeywayClock) throws {
         var locks: [String: LockGATT] = [:]
@@ -77,8 +81,11 @@ final class LoopbackRadio: Sendable {
     /// One whole tap by the built-in phone holding `key`: connect, MTU, discovery, subscribe, read
     /// the hello, write the presentation, wait for the result notification, disconnect.
     func tap(lockID: String, key: IssuedKey, action: TapAction, distance: Double, siteID: String, issuers: TrustedIssuers,
-             cache: LockCertificateCache, now: Date, phoneMode: BuiltInPhoneMode = .conformant) async throws -> Outcome {
+             cache: LockCertificateCache, now: Date, phoneMode: BuiltInPhoneMode = .conformant,
+             allowFast: Bool = true) async throws -> Outcome {
         guard let gatt = locks[lockID] else { throw APIError.notFound("lock", lockID) }
+        await turns.acquire(key.keyID)
+        defer { Task { await turns.release(key.keyID) } }
         // A key issued to an external phone: the built-in phone lacks its private key, so it can only
         // sign with a key of its own — the lock must refuse the proof of possession.
         let holder = try holderKey(key)
@@ -96,7 +103,8 @@ final class LoopbackRadio: Sendable {
         var phoneResult: TapResultMessage? = nil
         var mode = TapMode.full, fastFallback: TapFastFallback? = nil
         do {
-            let outcome = try await PhoneTap.run(client: client, phone: phone, action: action, now: now, lockID: lockID)
+            // Without FAST (`fast: false`) the phone runs the full exchange, which gives both sides a new FAST key.
+            let outcome = try await PhoneTap.run(client: client, phone: phone, action: action, now: now, lockID: lockID, tryFast: allowFast)
             phoneResult = outcome.result
             mode = outcome.mode
             fastFallback = outcome.fastFallback
@@ -144,4 +152,23 @@ extension Emulator {
     /// The btsnoop writer of `--capture` (nil without it), so other transports' links land in the
     /// same capture as the loopback's.
     public var linkCapture: BTSnoopWriter? { radio.capture }
+}
+
+/// Turns per key: `acquire` waits while another tap holds the key; `release` hands the turn to the
+/// next waiter in arrival order.
+actor KeyTurns {
+    private var busy: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func acquire(_ key: String) async {
+        guard busy.contains(key) else { busy.insert(key); return }
+        await withCheckedContinuation { waiting[key, default: []].append($0) }
+    }
+
+    func release(_ key: String) {
+        guard var queue = waiting[key], !queue.isEmpty else { busy.remove(key); return }
+        let next = queue.removeFirst()
+        waiting[key] = queue.isEmpty ? nil : queue
+        next.resume()
+    }
 }

@@ -333,7 +333,7 @@ extension Emulator {
             let phoneMode: BuiltInPhoneMode = body.phone == .nonConformant ? .nonConformant : .conformant
             let outcome = try await radio.tap(lockID: lockID, key: key, action: action, distance: distance,
                                               siteID: config.siteID, issuers: keys.trustedIssuers, cache: certificateCache, now: clock.now(),
-                                              phoneMode: phoneMode)
+                                              phoneMode: phoneMode, allowFast: body.fast ?? true)
             protocolVersion = Int(outcome.protocolVersion)
             mode = try wire(outcome.mode)
             switch outcome {

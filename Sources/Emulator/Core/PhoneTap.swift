@@ -83,7 +83,7 @@ public enum PhoneTap {
     /// `lockID`: the lock the phone believes it connected to (its FAST key is looked up by it); when
     /// nil and the phone holds FAST keys, it reads Lock Info to learn it.
     public static func run(client: GATTClient, phone: TapPhone, action: TapAction, now: Date, lockID: String? = nil,
-                           resultTimeout: Duration = .seconds(10)) async throws -> Outcome {
+                           resultTimeout: Duration = .seconds(10), tryFast: Bool = true) async throws -> Outcome {
         let clock = ContinuousClock()
         var timing = Timing()
         let t0 = clock.now
@@ -106,7 +106,7 @@ public enum PhoneTap {
 
         // FAST first, when the phone holds keys: one request, one authenticated result.
         var fastFallback: TapFastFallback? = nil
-        if let keyring = phone.fastKeys {
+        if tryFast, let keyring = phone.fastKeys {
             var lock = lockID
             if lock == nil, !keyring.all.isEmpty, let info = characteristics.first(where: { $0.uuid == KeywayLockService.lockInfo }) {
                 lock = (try? CBORDecoder().decode(try await client.read(info.valueHandle)))?[2]?.textValue
