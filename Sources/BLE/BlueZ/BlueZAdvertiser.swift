@@ -482,13 +482,16 @@ extension BlueZAdvertiser {
         guard roster != nil else { return }
         do {
             try await put(slotIndex: slotIndex)
-            guard reporting else { return }
+            if !reporting { restartError = nil; return }
             restartCount += 1
             restartHandler?(.success(restartCount))
         } catch {
             let failure = (error as? BlueZError) ?? .system(operation: "re-enabling advertising", errno: EIO)
+            // A controller refusing every rotation step while a phone is connected is told once, not
+            // every step.
+            let repeated = !reporting && restartError == failure
             restartError = failure
-            restartHandler?(.failure(failure))
+            if !repeated { restartHandler?(.failure(failure)) }
         }
     }
 
