@@ -496,8 +496,14 @@ function iqPanel(q) {
   h("span", {}, r2, "y");
   const y = h("input", { type: "number", step: "0.1", id: "iq-y-" + q.id }, r2);
   const move = h("button", { type: "button", id: "iq-move-" + q.id }, r2, "Move");
-  move.addEventListener("click", () => run("move " + q.id, () => api("POST", "/v1/iqs/" + encodeURIComponent(q.id) + "/position",
-    { x: Number(x.value), y: Number(y.value), z: iqState.get(q.id).position.z })));
+  // What the user typed is theirs until Move: the 2 s refresh must not put the IQ's position back into
+  // a field between its edit and the click (focus has left the field by then).
+  for (const f of [x, y]) f.addEventListener("input", () => { f.dataset.edited = "1"; });
+  move.addEventListener("click", () => {
+    const body = { x: Number(x.value), y: Number(y.value), z: iqState.get(q.id).position.z };
+    delete x.dataset.edited; delete y.dataset.edited;
+    run("move " + q.id, () => api("POST", "/v1/iqs/" + encodeURIComponent(q.id) + "/position", body));
+  });
   const info = h("div", { className: "iq-info" }, box);
   p = { online, x, y, info };
   iqPanels.set(q.id, p);
@@ -508,8 +514,8 @@ function renderIQPanel(q) {
   const p = iqPanel(q);
   p.online.textContent = q.online ? "Take offline" : "Bring online";
   p.online.dataset.online = String(q.online);
-  if (document.activeElement !== p.x) p.x.value = q.position.x;
-  if (document.activeElement !== p.y) p.y.value = q.position.y;
+  if (document.activeElement !== p.x && !p.x.dataset.edited) p.x.value = q.position.x;
+  if (document.activeElement !== p.y && !p.y.dataset.edited) p.y.value = q.position.y;
   p.info.textContent = (q.online ? "online" : "offline") + ", range " + q.range_m + " m, z " + q.position.z + " m; reaches " +
     (q.locks_in_reach.length ? q.locks_in_reach.join(", ") : "no lock") + (q.last_sync ? "; last sync " + q.last_sync : "");
 }

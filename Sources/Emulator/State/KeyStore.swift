@@ -23,6 +23,18 @@ public struct IssuedKey: Sendable {
 /// survives a restart and can be read with the `sqlite3` tool.
 public final class KeyStore: Sendable {
     let db: DatabaseQueue
+    /// Keys as stored, by id: every tap reads its key, and a read through SQLite cost about a twentieth
+    /// of a whole tap. Every write below goes through this class and updates or empties it.
+    private let byID = PthreadLocked(KeyCache())
+    private struct KeyCache {
+        var keys: [String: IssuedKey] = [:]
+        /// Bumped by every write: a read that raced a write does not fill the cache with what it read.
+        var generation: UInt64 = 0
+        mutating func forget(_ id: String?) {
+            generation &+= 1
+            if let id { keys.removeValue(forKey: id) } else { keys.removeAll() }
+        }
+    }
 
     public init(path: String) throws {
         var config = Configuration()
@@ -45,6 +57,7 @@ public final class KeyStore: Sendable {
     }
 
     public func insert(_ k: IssuedKey) throws {
+        defer { byID.withLock { $0.forget(k.keyID) } }
         try db.write { db in
             try db.execute(sql: """
                 INSERT INTO issued_keys (key_id, user_id, lock_ids, not_before, expires, office_mode, credential, holder_private_key, revoked, issued_at)
@@ -65,6 +78,18 @@ public final class KeyStore: Sendable {
     }
 
     public func key(id: String) throws -> IssuedKey? {
+        let (cached, generation) = byID.withLock { ($0.keys[id], $0.generation) }
+        if let cached { return cached }
+        guard let stored = try storedKey(id: id) else { return nil }
+        byID.withLock { cache in
+            guard cache.generation == generation else { return }
+            if cache.keys.count >= 4096 { cache.keys.removeAll() }   // bounded: a test issuing keys for ever
+            cache.keys[id] = stored
+        }
+        return stored
+    }
+
+    private func storedKey(id: String) throws -> IssuedKey? {
         try db.read { db in try Row.fetchOne(db, sql: "SELECT * FROM issued_keys WHERE key_id = ?", arguments: [id]).map(Self.key) }
     }
 
@@ -81,6 +106,7 @@ public final class KeyStore: Sendable {
     /// A list older than the stored one never replaces it: concurrent revocations can reach the store
     /// out of order, and the list that survives a restart must be the newest (it includes the older).
     public func revoke(id: String, newList: RevocationList, signed: [UInt8]) throws {
+        defer { byID.withLock { $0.forget(id) } }
         try db.write { db in
             try db.execute(sql: "UPDATE issued_keys SET revoked = 1 WHERE key_id = ?", arguments: [id])
             try db.execute(sql: """
@@ -146,6 +172,7 @@ public final class KeyStore: Sendable {
 
     /// Replaces every key and the revocation list by a saved state, in one transaction.
     public func importState(_ state: State) throws {
+        defer { byID.withLock { $0.forget(nil) } }
         try db.write { db in
             try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation;")
             for k in state.keys {
@@ -165,6 +192,7 @@ public final class KeyStore: Sendable {
 
     /// Back to the site's initial state (for test isolation): no keys, no revocations.
     public func reset() throws {
+        defer { byID.withLock { $0.forget(nil) } }
         try db.write { db in
             try db.execute(sql: "DELETE FROM issued_keys; DELETE FROM revocation; DELETE FROM directory;")
         }
