@@ -248,6 +248,22 @@ public actor SiteDirectory {
         return revocationList.version
     }
 
+    /// Revokes lock certificates by id: the next version, signed, in one step inside the directory, so no
+    /// key revocation can slip in between reading the list and publishing the next (and be lost).
+    public func revoke(lockCertificates ids: [[UInt8]]) throws -> (list: RevocationList, signed: [UInt8]) {
+        guard let issuer else { throw DirectoryError.invalid("the site has no issuer key to sign revocation lists") }
+        do {
+            let next = try revocationList.revokingCertificates(ids, issuedAt: clock.now())
+            let signed = try issuer.sign(next)
+            signedRevocationList = signed
+            revocationList = next
+            saved()
+            return (next, signed)
+        } catch {
+            throw DirectoryError.invalid("\(error)")
+        }
+    }
+
     /// Installs a signed list made elsewhere (state restored by the Emulator). It must verify with the
     /// site issuer and not be older than the current one.
     public func publish(signedRevocationList bytes: [UInt8]) throws {

@@ -275,7 +275,7 @@ extension Emulator {
     }
 
     /// Runs a directory change, turning the directory's refusals into the API's.
-    func directoryChange(_ change: () async throws -> UInt64) async throws -> UInt64 {
+    func directoryChange<T>(_ change: () async throws -> T) async throws -> T {
         do { return try await change() } catch let e as DirectoryError {
             switch e {
             case .unknownUser(let id): throw APIError.notFound("user", id)

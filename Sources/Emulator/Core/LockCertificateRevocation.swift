@@ -14,15 +14,10 @@ extension Emulator {
     @discardableResult
     public func revokeLockCertificate(_ lockID: String) async throws -> UInt64 {
         guard let lock = keys.locks[lockID] else { throw APIError.notFound("lock", lockID) }
-        let current = await site.directory.revocationList
-        let next = try current.revokingCertificates([lock.certificate.id], issuedAt: clock.now())
-        let signed = try keys.issuer.sign(next)
-        // The directory takes a list not older than its own. It offers no compare-and-set, so a key
-        // revoked in the same instant could be overwritten by this list (a known race); a list that
-        // moved on before the publish is caught below.
-        try await site.directory.publish(signedRevocationList: signed)
-        guard await site.directory.revocationList == next else {
-            throw APIError(409, "conflict", "the revocation list changed meanwhile; try again")
+        // The next list is made and signed inside the directory actor, as a key revocation's is: of two
+        // revocations at once, each builds on the other, and neither is lost.
+        let (next, signed) = try await directoryChange {
+            try await site.directory.revoke(lockCertificates: [lock.certificate.id])
         }
         try store.storeRevocationList(next, signed: signed)
         return next.version
