@@ -156,10 +156,20 @@ final class SocketBearerTests: XCTestCase {
 
     /// 500 live GATT links over socket pairs cost no thread each: all are served by the one epoll loop.
     func testManyLinksShareOneEventLoopThread() async throws {
+        // 500 socket pairs are 1,000 descriptors: more than a default soft limit of 1,024 leaves free (the
+        // make hil guest has it). Raise it, as `keyway serve` does for its phone sockets.
+        var limit = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        if limit.rlim_cur < 4096 {
+            limit.rlim_cur = min(4096, limit.rlim_max)
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
         let db = try TestDatabase()
         _ = try SocketBearer.makePair()               // the loop exists before the count is taken
         let before = threadCount()
         var links: [(GATTServer, GATTClient)] = []
+        // Closed however the test ends: a failure half-way must not leave the rest of the suite without descriptors.
+        defer { for (_, client) in links { client.close() } }
         for _ in 0..<500 {
             let (a, b) = try SocketBearer.makePair()
             links.append((try GATTServer(database: db.database, bearer: a), try GATTClient(bearer: b)))
